@@ -1,0 +1,75 @@
+# failstop — the front door.  `make demo`, `make test`; see README.md.
+ROOT := $(abspath .)
+FAILSTOP_CACHE ?= $(HOME)/.cache/failstop
+export FAILSTOP_CACHE
+MICROPY_DIR ?= $(FAILSTOP_CACHE)/src/micropython-1.25.0
+BUILD ?= $(ROOT)/build
+BOARD ?= unix
+VENV := $(FAILSTOP_CACHE)/venv
+PY := $(VENV)/bin/python
+JOBS ?= 2
+
+# unix port: no SSL/btree (their submodules are not in the source package), the
+# system libffi, nothing frozen.  STRIP= keeps symbols for the measurements.
+UNIX_FLAGS := VARIANT=standard MICROPY_PY_SSL=0 MICROPY_PY_BTREE=0 MICROPY_PY_FFI=1 \
+	FROZEN_MANIFEST= STRIP= MICROPY_DIR=$(MICROPY_DIR)
+UNIX_FW := $(BUILD)/unix/micropython
+UNIX_STOCK := $(BUILD)/unix-stock/micropython
+
+.PHONY: all deps firmware firmware-unix firmware-unix-stock test test-host lint demo bench clean help
+
+all: firmware
+
+help:
+	@echo "make deps                 install toolchains, MicroPython source, Python tools"
+	@echo "make firmware BOARD=unix  build the firmware with the failstop module"
+	@echo "make test                 everything, from a fresh machine"
+	@echo "make demo                 build, boot, fault, reboot, read the record back"
+	@echo "make bench                fault-path cost, hot-path cost, sizes (figures in docs/)"
+
+deps:
+	@bash firmware/deps.sh
+
+firmware: deps
+	@$(MAKE) --no-print-directory firmware-$(BOARD)
+
+firmware-unix:
+	@echo "[firmware] unix port + failstop -> $(UNIX_FW)"
+	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/unix -j$(JOBS) $(UNIX_FLAGS) \
+		BUILD=$(BUILD)/unix USER_C_MODULES=$(ROOT)/modules > $(BUILD)/unix.log 2>&1 \
+		|| { tail -n 40 $(BUILD)/unix.log; echo "[firmware] unix build failed (log: $(BUILD)/unix.log)"; exit 1; }
+
+# The same firmware without failstop, for differential tests and the hot-path benchmark.
+firmware-unix-stock:
+	@echo "[firmware] stock unix port (no failstop) -> $(UNIX_STOCK)"
+	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/unix -j$(JOBS) $(UNIX_FLAGS) \
+		BUILD=$(BUILD)/unix-stock > $(BUILD)/unix-stock.log 2>&1 \
+		|| { tail -n 40 $(BUILD)/unix-stock.log; echo "[firmware] stock build failed"; exit 1; }
+
+$(BUILD):
+	@mkdir -p $(BUILD)
+
+firmware-unix firmware-unix-stock: | $(BUILD)
+
+test: deps
+	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock
+	@$(MAKE) --no-print-directory lint
+	@echo "[test] pytest host_tests"
+	@FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) $(PY) -m pytest host_tests -q
+
+lint:
+	@echo "[lint] ruff + mypy"
+	@$(VENV)/bin/ruff check tools host_tests
+	@$(VENV)/bin/mypy tools/failstop_host
+
+demo: deps
+	@$(MAKE) --no-print-directory firmware-unix
+	@FAILSTOP_UNIX_FW=$(UNIX_FW) $(PY) firmware/demo.py
+
+bench: deps
+	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock
+	@FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) MICROPY_DIR=$(MICROPY_DIR) \
+		$(PY) firmware/bench.py
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,191 @@
+// failstop: fail-stop fault handling for MicroPython — core types and API.
+// The record layout is the contract of docs/record-format.md.
+#ifndef MICROPY_INCLUDED_FAILSTOP_H
+#define MICROPY_INCLUDED_FAILSTOP_H
+
+#include <stdbool.h>
+#include "py/obj.h"
+#include "py/bc.h"
+#include "failstop_hal.h"
+
+#define FAILSTOP_VERSION "0.1.0"
+
+#ifndef MICROPY_FAILSTOP_NSLOTS
+#define MICROPY_FAILSTOP_NSLOTS (3)
+#endif
+#ifndef MICROPY_FAILSTOP_LOOP_LIMIT
+#define MICROPY_FAILSTOP_LOOP_LIMIT (3)
+#endif
+#ifndef MICROPY_FAILSTOP_LOOP_WINDOW_MS
+#define MICROPY_FAILSTOP_LOOP_WINDOW_MS (60000)
+#endif
+// Free-heap figure in the record: a scan of the GC allocation table (cost grows with the heap).
+#ifndef MICROPY_FAILSTOP_HEAP_FREE
+#define MICROPY_FAILSTOP_HEAP_FREE (1)
+#endif
+#ifndef MICROPY_FAILSTOP_FIRMWARE_ID
+#define MICROPY_FAILSTOP_FIRMWARE_ID MICROPY_VERSION_STRING "+fs" FAILSTOP_VERSION
+#endif
+
+enum {
+    FAILSTOP_KIND_PANIC = 1,
+    FAILSTOP_KIND_OOM,
+    FAILSTOP_KIND_STACK,
+    FAILSTOP_KIND_UNHANDLED,
+    FAILSTOP_KIND_WATCHDOG,
+    FAILSTOP_KIND_HARDFAULT,
+    FAILSTOP_KIND_FATAL,
+    FAILSTOP_KIND_MAX = FAILSTOP_KIND_FATAL,
+};
+
+enum {
+    FAILSTOP_ACTION_REBOOT = 1,
+    FAILSTOP_ACTION_HALT,
+    FAILSTOP_ACTION_RAISE,
+};
+
+enum {
+    FAILSTOP_RC_UNKNOWN = 0,
+    FAILSTOP_RC_POWER_ON,
+    FAILSTOP_RC_FAULT,
+    FAILSTOP_RC_WATCHDOG,
+    FAILSTOP_RC_SOFT,
+    FAILSTOP_RC_PIN,
+    FAILSTOP_RC_BROWNOUT,
+    FAILSTOP_RC_MAX = FAILSTOP_RC_BROWNOUT,
+};
+
+#define FAILSTOP_FLAG_DOUBLE_FAULT (1u << 0)
+#define FAILSTOP_FLAG_MSG_TRUNCATED (1u << 1)
+#define FAILSTOP_FLAG_TB_TRUNCATED (1u << 2)
+#define FAILSTOP_FLAG_NAME_TRUNCATED (1u << 3)
+#define FAILSTOP_FLAG_NO_PYTHON_FRAME (1u << 4)
+#define FAILSTOP_FLAG_HEAP_LOCKED (1u << 5)
+#define FAILSTOP_FLAG_POSTHOC (1u << 6)
+#define FAILSTOP_FLAG_REASON_UNPRINTABLE (1u << 7)
+
+#define FAILSTOP_NFRAMES (4)
+#define FAILSTOP_SLOT_MAGIC (0x43525346u) // "FSRC"
+#define FAILSTOP_HDR_MAGIC (0x48525346u) // "FSRH"
+#define FAILSTOP_FORMAT_VERSION (1)
+#define FAILSTOP_STATE_SAFE_MODE (1u << 0)
+
+typedef struct _failstop_frame_t {
+    uint32_t line;
+    char file[20];
+    char func[12];
+} failstop_frame_t;
+
+typedef struct _failstop_record_t {
+    uint32_t magic;
+    uint8_t version;
+    uint8_t kind;
+    uint8_t action;
+    uint8_t reset_cause;
+    uint32_t seq;
+    uint32_t boot;
+    uint32_t uptime_ms;
+    uint32_t flags;
+    uint32_t heap_free;
+    uint32_t alloc_size;
+    uint32_t stack_used;
+    uint32_t pc;
+    uint32_t lr;
+    uint8_t nframes;
+    uint8_t depth;
+    uint16_t reserved0;
+    char mark[16];
+    char firmware[16];
+    char exc_type[24];
+    char message[64];
+    failstop_frame_t frames[FAILSTOP_NFRAMES];
+    uint32_t reserved1;
+    uint32_t crc;
+} failstop_record_t;
+
+typedef struct _failstop_header_t {
+    uint32_t magic;
+    uint8_t version;
+    uint8_t nslots;
+    uint16_t slot_size;
+    uint32_t boot_count;
+    uint32_t next_seq;
+    uint32_t seen_seq;
+    uint8_t pending_cause;
+    uint8_t boot_cause;
+    uint8_t loop_count;
+    uint8_t loop_limit;
+    uint32_t loop_window_ms;
+    uint32_t loop_uptime_ms;
+    char mark[16];
+    uint8_t state;
+    uint8_t reserved[11];
+    uint32_t crc;
+} failstop_header_t;
+
+typedef struct _failstop_region_t {
+    failstop_header_t hdr;
+    failstop_record_t slot[MICROPY_FAILSTOP_NSLOTS];
+} failstop_region_t;
+
+// The byte layout is the same on every port (docs/record-format.md).
+_Static_assert(sizeof(failstop_frame_t) == 36, "failstop record layout");
+_Static_assert(sizeof(failstop_record_t) == 320, "failstop record layout");
+_Static_assert(sizeof(failstop_header_t) == 64, "failstop record layout");
+_Static_assert(offsetof(failstop_record_t, frames) == 168, "failstop record layout");
+_Static_assert(offsetof(failstop_header_t, mark) == 32, "failstop record layout");
+_Static_assert(MP_ENDIANNESS_LITTLE, "failstop records are little-endian");
+
+// What a hook knows about a fault; everything else the core captures itself.
+typedef struct _failstop_fault_t {
+    uint8_t kind;
+    uint32_t flags;
+    uint32_t alloc_size;
+    uint32_t pc;
+    uint32_t lr;
+    qstr exc_type;             // MP_QSTRnull: none
+    const char *msg;           // message text (NULL: none)
+    size_t msg_len;
+    mp_obj_t exc;              // exception whose traceback gives the frames (MP_OBJ_NULL: none)
+} failstop_fault_t;
+
+// Shadow stack of active bytecode frames (one node per mp_execute_bytecode call).
+typedef struct _failstop_vmframe_t {
+    struct _failstop_vmframe_t *prev;
+    mp_code_state_t *cs;
+} failstop_vmframe_t;
+
+extern FAILSTOP_TLS failstop_vmframe_t *failstop_vm_top;
+// Set by port glue while the main program (main.py / the unix script) runs.
+extern bool failstop_main_active;
+
+// Core (failstop_core.c).
+void failstop_boot(void);
+failstop_region_t *failstop_region(void);
+uint8_t failstop_policy_get(uint8_t kind);
+bool failstop_policy_allowed(uint8_t kind, uint8_t action);
+void failstop_policy_set(uint8_t kind, uint8_t action);
+// Record the fault and carry out its policy; returns only when the action is RAISE.
+void failstop_fault(const failstop_fault_t *f);
+// The two halves of failstop_fault: record (returns the action, 0 if not recorded),
+// then stop the board (REBOOT or HALT).
+uint8_t failstop_record(const failstop_fault_t *f);
+NORETURN void failstop_stop(uint8_t kind, uint8_t action);
+void failstop_header_commit(void);
+void failstop_mark_set(const char *tag, size_t len);
+bool failstop_slot_valid(const failstop_record_t *r);
+void failstop_clear(void);
+void failstop_healthy(void);
+uint32_t failstop_crc32(const void *data, size_t len);
+void failstop_print_banner(void);
+// Nonzero while panic() converts its reason: the OOM/stack hooks then raise as stock.
+extern volatile uint8_t failstop_converting;
+
+// Message of an exception without running Python code: its first argument when
+// that is a str or a small int (formatted into buf). Sets *out; returns the length.
+size_t failstop_exc_message(mp_obj_t exc, char *buf, size_t cap, const char **out);
+
+// Frames (failstop_hooks.c).
+size_t failstop_frame_decode(const mp_code_state_t *cs, qstr *file, qstr *block);
+
+#endif // MICROPY_INCLUDED_FAILSTOP_H

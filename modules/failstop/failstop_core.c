@@ -1,0 +1,473 @@
+// failstop core: retained region, record ring, policy and the fault path.
+// The fault path allocates nothing, runs no Python code and keeps its stack small.
+#include <string.h>
+#include "py/runtime.h"
+#include "py/gc.h"
+#include "py/cstack.h"
+#include "failstop.h"
+
+static failstop_region_t *fs_region;
+static uint8_t fs_policy[FAILSTOP_KIND_MAX + 1]; // 0: default (REBOOT)
+static failstop_record_t *fs_fault_rec; // record of the fault being handled
+static volatile uint8_t fs_in_fault;
+volatile uint8_t failstop_converting;
+bool failstop_main_active;
+
+// CRC32 (IEEE, reflected) with a 16-entry table: 64 bytes of flash instead of 1 KiB.
+static const uint32_t fs_crc_tab[16] = {
+    0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac, 0x76dc4190, 0x6b6b51f4, 0x4db26158, 0x5005713c,
+    0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c, 0x9b64c2b0, 0x86d3d2d4, 0xa00ae278, 0xbdbdf21c,
+};
+
+// Orders stores to retained RAM: the compiler must not move the magic write.
+#define FS_BARRIER() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
+static uint32_t fs_crc_update(uint32_t crc, const void *data, size_t len) {
+    const uint8_t *p = data;
+    while (len--) {
+        crc ^= *p++;
+        crc = (crc >> 4) ^ fs_crc_tab[crc & 15];
+        crc = (crc >> 4) ^ fs_crc_tab[crc & 15];
+    }
+    return crc;
+}
+
+uint32_t failstop_crc32(const void *data, size_t len) {
+    return ~fs_crc_update(0xffffffff, data, len);
+}
+
+failstop_region_t *failstop_region(void) {
+    return fs_region;
+}
+
+bool failstop_slot_valid(const failstop_record_t *r) {
+    return r->magic == FAILSTOP_SLOT_MAGIC && r->version == FAILSTOP_FORMAT_VERSION
+           && r->crc == failstop_crc32(r, offsetof(failstop_record_t, crc));
+}
+
+void failstop_header_commit(void) {
+    failstop_header_t *h = &fs_region->hdr;
+    h->crc = failstop_crc32(h, offsetof(failstop_header_t, crc));
+}
+
+static void fs_write(const char *s) {
+    failstop_hal_write(s, strlen(s));
+}
+
+static void fs_write_uint(uint32_t v) {
+    char buf[11];
+    char *p = buf + sizeof(buf);
+    do {
+        *--p = '0' + v % 10;
+        v /= 10;
+    } while (v);
+    failstop_hal_write(p, buf + sizeof(buf) - p);
+}
+
+// Device text on the console: control characters become '?', so a banner stays one line.
+static void fs_write_field(const char *s, size_t cap) {
+    for (size_t i = 0; i < cap && s[i]; ++i) {
+        char c = ((uint8_t)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+        failstop_hal_write(&c, 1);
+    }
+}
+
+static const char *const fs_kind_names[] = {
+    "?", "PANIC", "OOM", "STACK", "UNHANDLED", "WATCHDOG", "HARDFAULT", "FATAL",
+};
+static const char *const fs_action_names[] = { "?", "REBOOT", "HALT", "RAISE" };
+
+// Copy the head of a string; cut at a UTF-8 character boundary. True if cut.
+static bool fs_text_head(char *dst, size_t cap, const char *src, size_t len) {
+    bool cut = len > cap;
+    if (cut) {
+        len = cap;
+        while (len > 0 && ((uint8_t)src[len] & 0xc0) == 0x80) {
+            --len;
+        }
+    }
+    memcpy(dst, src, len);
+    return cut;
+}
+
+// Copy the tail of a string (a path keeps its file name). True if cut.
+static bool fs_text_tail(char *dst, size_t cap, const char *src, size_t len) {
+    if (len <= cap) {
+        memcpy(dst, src, len);
+        return false;
+    }
+    src += len - cap;
+    len = cap;
+    while (len > 0 && ((uint8_t)*src & 0xc0) == 0x80) {
+        ++src;
+        --len;
+    }
+    memcpy(dst, src, len);
+    return true;
+}
+
+static bool fs_qstr_head(char *dst, size_t cap, qstr q) {
+    size_t len;
+    const char *s = (const char *)qstr_data(q, &len);
+    return fs_text_head(dst, cap, s, len);
+}
+
+#if MICROPY_FAILSTOP_HEAP_FREE
+// Free GC heap: count the free (00) entries of the allocation table, 4 per byte.
+static uint32_t fs_heap_free(void) {
+    size_t free_blocks = 0;
+    for (mp_state_mem_area_t *area = &MP_STATE_MEM(area); area != NULL;
+         #if MICROPY_GC_SPLIT_HEAP
+         area = area->next
+         #else
+         area = NULL
+         #endif
+         ) {
+        const byte *atb = area->gc_alloc_table_start;
+        for (size_t i = 0; i < area->gc_alloc_table_byte_len; ++i) {
+            unsigned x = (atb[i] | (atb[i] >> 1)) & 0x55;
+            x = (x & 0x33) + ((x >> 2) & 0x33);
+            free_blocks += 4 - ((x & 0x0f) + (x >> 4));
+        }
+    }
+    return free_blocks * MICROPY_BYTES_PER_GC_BLOCK;
+}
+#endif
+
+static void fs_add_frame(failstop_record_t *r, qstr file, size_t line, qstr block) {
+    if (r->depth < 255) {
+        r->depth++;
+    }
+    if (r->nframes >= FAILSTOP_NFRAMES) {
+        r->flags |= FAILSTOP_FLAG_TB_TRUNCATED;
+        return;
+    }
+    failstop_frame_t *fr = &r->frames[r->nframes++];
+    fr->line = line;
+    size_t len;
+    const char *s = (const char *)qstr_data(file, &len);
+    bool cut = fs_text_tail(fr->file, sizeof(fr->file), s, len);
+    cut |= fs_qstr_head(fr->func, sizeof(fr->func), block);
+    if (cut) {
+        r->flags |= FAILSTOP_FLAG_NAME_TRUNCATED;
+    }
+}
+
+// Frames: the exception's own traceback first (innermost first), then the active
+// bytecode frames outside it, from the shadow stack.
+static void fs_capture_frames(failstop_record_t *r, mp_obj_t exc) {
+    const failstop_vmframe_t *vf = failstop_vm_top;
+    if (exc != MP_OBJ_NULL) {
+        size_t n, *v;
+        mp_obj_exception_get_traceback(exc, &n, &v);
+        for (size_t i = 0; i + 2 < n; i += 3) {
+            fs_add_frame(r, v[i], v[i + 1], v[i + 2]);
+        }
+        if (n != 0 && vf != NULL) {
+            vf = vf->prev; // the innermost active frame is the traceback's last entry
+        }
+    }
+    for (; vf != NULL && r->depth < 255; vf = vf->prev) {
+        qstr file, block;
+        size_t line = failstop_frame_decode(vf->cs, &file, &block);
+        fs_add_frame(r, file, line, block);
+    }
+    if (r->nframes == 0) {
+        r->flags |= FAILSTOP_FLAG_NO_PYTHON_FRAME;
+    }
+}
+
+// Take the oldest slot, invalidate it and fill the common fields.
+static failstop_record_t *fs_record_begin(uint8_t kind, uint8_t action) {
+    failstop_header_t *h = &fs_region->hdr;
+    uint32_t seq = h->next_seq;
+    failstop_record_t *r = &fs_region->slot[seq % MICROPY_FAILSTOP_NSLOTS];
+    r->magic = 0; // a torn write leaves this slot invalid
+    FS_BARRIER();
+    memset((uint8_t *)r + sizeof(r->magic), 0, sizeof(*r) - sizeof(r->magic));
+    h->next_seq = seq + 1;
+    failstop_header_commit();
+    r->version = FAILSTOP_FORMAT_VERSION;
+    r->kind = kind;
+    r->action = action;
+    r->reset_cause = h->boot_cause;
+    r->seq = seq;
+    r->boot = h->boot_count;
+    r->uptime_ms = failstop_hal_uptime_ms();
+    memcpy(r->mark, h->mark, sizeof(r->mark));
+    fs_text_head(r->firmware, sizeof(r->firmware), MICROPY_FAILSTOP_FIRMWARE_ID, strlen(MICROPY_FAILSTOP_FIRMWARE_ID));
+    #if MICROPY_STACK_CHECK
+    r->stack_used = mp_cstack_usage();
+    #endif
+    #if MICROPY_FAILSTOP_HEAP_FREE
+    r->heap_free = fs_heap_free();
+    #else
+    r->heap_free = 0xffffffff;
+    #endif
+    return r;
+}
+
+// CRC over the final bytes (magic included), then the magic is stored last.
+static void fs_record_commit(failstop_record_t *r) {
+    static const uint32_t magic = FAILSTOP_SLOT_MAGIC;
+    r->magic = 0;
+    FS_BARRIER();
+    uint32_t crc = fs_crc_update(0xffffffff, &magic, sizeof(magic));
+    crc = fs_crc_update(crc, &r->version, offsetof(failstop_record_t, crc) - sizeof(magic));
+    r->crc = ~crc;
+    FS_BARRIER();
+    r->magic = FAILSTOP_SLOT_MAGIC;
+}
+
+static NORETURN void fs_reset(uint8_t kind) {
+    failstop_header_t *h = &fs_region->hdr;
+    uint32_t up = failstop_hal_uptime_ms();
+    // Crash-loop breaker: count fail-stop reboots within the uptime window.
+    if (h->loop_count == 0 || h->loop_uptime_ms + up > h->loop_window_ms || h->loop_uptime_ms + up < up) {
+        h->loop_count = 1;
+        h->loop_uptime_ms = up;
+    } else {
+        if (h->loop_count < 255) {
+            h->loop_count++;
+        }
+        h->loop_uptime_ms += up;
+    }
+    h->pending_cause = kind == FAILSTOP_KIND_WATCHDOG ? FAILSTOP_RC_WATCHDOG : FAILSTOP_RC_FAULT;
+    failstop_header_commit();
+    failstop_hal_reset(h->pending_cause);
+}
+
+// A fault while handling a fault: keep the first record, flag it, reset at once.
+static NORETURN void fs_double_fault(void) {
+    failstop_record_t *r = fs_fault_rec;
+    if (r != NULL) {
+        r->flags |= FAILSTOP_FLAG_DOUBLE_FAULT;
+        fs_record_commit(r);
+    }
+    fs_write("failstop: double fault -> REBOOT\r\n");
+    fs_reset(fs_in_fault);
+}
+
+uint8_t failstop_record(const failstop_fault_t *f) {
+    uint8_t action = failstop_policy_get(f->kind);
+    if (failstop_converting && (f->kind == FAILSTOP_KIND_OOM || f->kind == FAILSTOP_KIND_STACK)) {
+        return 0; // panic() is converting its reason: let the error reach its handler
+    }
+    if (fs_in_fault) {
+        fs_double_fault();
+    }
+    if (fs_region == NULL) {
+        failstop_boot(); // a fault before mp_init
+    }
+    if (action != FAILSTOP_ACTION_RAISE) {
+        failstop_hal_irq_disable();
+        fs_in_fault = f->kind;
+    }
+    failstop_record_t *r = fs_record_begin(f->kind, action);
+    fs_fault_rec = r;
+    r->flags |= f->flags;
+    r->alloc_size = f->alloc_size;
+    r->pc = f->pc;
+    r->lr = f->lr;
+    if (f->exc_type != MP_QSTRnull && fs_qstr_head(r->exc_type, sizeof(r->exc_type), f->exc_type)) {
+        r->flags |= FAILSTOP_FLAG_NAME_TRUNCATED;
+    }
+    if (f->msg != NULL && fs_text_head(r->message, sizeof(r->message), f->msg, f->msg_len)) {
+        r->flags |= FAILSTOP_FLAG_MSG_TRUNCATED;
+    }
+    fs_capture_frames(r, f->exc);
+    fs_record_commit(r);
+    if (action == FAILSTOP_ACTION_RAISE) {
+        fs_fault_rec = NULL;
+    }
+    // Otherwise fs_fault_rec stays set: a fault from here on is a double fault of this record.
+    return action;
+}
+
+void failstop_stop(uint8_t kind, uint8_t action) {
+    fs_write("failstop: ");
+    fs_write(fs_kind_names[kind]);
+    fs_write(" -> ");
+    fs_write(fs_action_names[action]);
+    fs_write("\r\n");
+    if (action == FAILSTOP_ACTION_HALT) {
+        failstop_hal_halt();
+    }
+    fs_reset(kind);
+}
+
+void failstop_fault(const failstop_fault_t *f) {
+    uint8_t action = failstop_record(f);
+    if (action != 0 && action != FAILSTOP_ACTION_RAISE) {
+        failstop_stop(f->kind, action);
+    }
+}
+
+// Message of an exception without running Python code: its first argument when
+// that is a str or a small int.
+size_t failstop_exc_message(mp_obj_t exc, char *buf, size_t cap, const char **out) {
+    mp_obj_t val = mp_obj_exception_get_value(exc);
+    if (mp_obj_is_str(val)) {
+        size_t len;
+        *out = mp_obj_str_get_data(val, &len);
+        return len;
+    }
+    *out = buf;
+    if (mp_obj_is_small_int(val)) {
+        mp_int_t v = MP_OBJ_SMALL_INT_VALUE(val);
+        mp_uint_t u = v < 0 ? -(mp_uint_t)v : (mp_uint_t)v;
+        char *p = buf + cap;
+        do {
+            *--p = '0' + u % 10;
+            u /= 10;
+        } while (u && p > buf + 1);
+        if (v < 0) {
+            *--p = '-';
+        }
+        *out = p;
+        return buf + cap - p;
+    }
+    return 0;
+}
+
+uint8_t failstop_policy_get(uint8_t kind) {
+    return fs_policy[kind] ? fs_policy[kind] : FAILSTOP_ACTION_REBOOT;
+}
+
+bool failstop_policy_allowed(uint8_t kind, uint8_t action) {
+    // Only faults that stock MicroPython raises can be raised; PANIC never.
+    return action != FAILSTOP_ACTION_RAISE
+           || kind == FAILSTOP_KIND_OOM || kind == FAILSTOP_KIND_STACK || kind == FAILSTOP_KIND_UNHANDLED;
+}
+
+void failstop_policy_set(uint8_t kind, uint8_t action) {
+    fs_policy[kind] = action;
+}
+
+void failstop_mark_set(const char *tag, size_t len) {
+    failstop_header_t *h = &fs_region->hdr;
+    memset(h->mark, 0, sizeof(h->mark));
+    memcpy(h->mark, tag, len);
+    failstop_header_commit();
+}
+
+void failstop_clear(void) {
+    failstop_header_t *h = &fs_region->hdr;
+    for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
+        memset(&fs_region->slot[i], 0, sizeof(failstop_record_t));
+    }
+    h->seen_seq = h->next_seq - 1;
+    h->loop_count = 0;
+    h->loop_uptime_ms = 0;
+    h->state &= ~FAILSTOP_STATE_SAFE_MODE;
+    failstop_header_commit();
+}
+
+// The program ran to its end without a fail-stop fault: the crash loop is over.
+void failstop_healthy(void) {
+    if (fs_region != NULL && fs_region->hdr.loop_count != 0) {
+        fs_region->hdr.loop_count = 0;
+        fs_region->hdr.loop_uptime_ms = 0;
+        failstop_header_commit();
+    }
+}
+
+static const failstop_record_t *fs_newest(void) {
+    const failstop_record_t *best = NULL;
+    for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
+        const failstop_record_t *r = &fs_region->slot[i];
+        if (failstop_slot_valid(r) && (best == NULL || r->seq > best->seq)) {
+            best = r;
+        }
+    }
+    return best;
+}
+
+void failstop_print_banner(void) {
+    const failstop_header_t *h = &fs_region->hdr;
+    const failstop_record_t *r = fs_newest();
+    if ((h->boot_cause == FAILSTOP_RC_FAULT || h->boot_cause == FAILSTOP_RC_WATCHDOG)
+        && r != NULL && r->boot + 1 == h->boot_count && r->kind <= FAILSTOP_KIND_MAX) {
+        fs_write("failstop: reboot after ");
+        fs_write(fs_kind_names[r->kind]);
+        fs_write(" (seq ");
+        fs_write_uint(r->seq);
+        fs_write(", boot ");
+        fs_write_uint(r->boot);
+        fs_write(")");
+        if (r->nframes) {
+            fs_write(" at ");
+            fs_write_field(r->frames[0].file, sizeof(r->frames[0].file));
+            fs_write(":");
+            fs_write_uint(r->frames[0].line);
+            fs_write(" in ");
+            fs_write_field(r->frames[0].func, sizeof(r->frames[0].func));
+        }
+        if (r->message[0]) {
+            fs_write(": ");
+            fs_write_field(r->message, sizeof(r->message));
+        }
+        fs_write("\r\n");
+    }
+    if (h->state & FAILSTOP_STATE_SAFE_MODE) {
+        fs_write("failstop: safe mode (");
+        fs_write_uint(h->loop_count);
+        fs_write(" fail-stop reboots within the crash-loop window); main program not run\r\n");
+    }
+}
+
+// Once per boot (real reset), before any Python code.
+void failstop_boot(void) {
+    size_t len;
+    fs_region = (failstop_region_t *)failstop_hal_retained(&len);
+    failstop_header_t *h = &fs_region->hdr;
+    bool hdr_ok = len >= sizeof(failstop_region_t) && h->magic == FAILSTOP_HDR_MAGIC
+        && h->version == FAILSTOP_FORMAT_VERSION && h->nslots == MICROPY_FAILSTOP_NSLOTS
+        && h->slot_size == sizeof(failstop_record_t)
+        && h->crc == failstop_crc32(h, offsetof(failstop_header_t, crc));
+    uint32_t max_seq = 0, max_boot = 0;
+    for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
+        const failstop_record_t *r = &fs_region->slot[i];
+        if (failstop_slot_valid(r)) {
+            max_seq = MAX(max_seq, r->seq);
+            max_boot = MAX(max_boot, r->boot);
+        }
+    }
+    if (!hdr_ok) {
+        // Rebuild the header only; valid slots stay as they are.
+        memset(h, 0, sizeof(*h));
+        h->magic = FAILSTOP_HDR_MAGIC;
+        h->version = FAILSTOP_FORMAT_VERSION;
+        h->nslots = MICROPY_FAILSTOP_NSLOTS;
+        h->slot_size = sizeof(failstop_record_t);
+        h->boot_count = max_boot;
+        h->seen_seq = max_seq;
+        h->loop_limit = MICROPY_FAILSTOP_LOOP_LIMIT;
+        h->loop_window_ms = MICROPY_FAILSTOP_LOOP_WINDOW_MS;
+    }
+    if (h->next_seq <= max_seq) {
+        h->next_seq = max_seq + 1;
+    }
+    h->boot_count++;
+    // Fuse the hardware cause with the one the firmware left before resetting.
+    uint8_t hw = failstop_hal_reset_cause();
+    uint8_t cause;
+    if (hw == FAILSTOP_RC_POWER_ON || hw == FAILSTOP_RC_BROWNOUT || hw == FAILSTOP_RC_PIN) {
+        cause = hw;
+    } else if (h->pending_cause != 0 && h->pending_cause <= FAILSTOP_RC_MAX) {
+        cause = h->pending_cause;
+    } else if (hw != FAILSTOP_RC_UNKNOWN) {
+        cause = hw;
+    } else {
+        cause = hdr_ok ? FAILSTOP_RC_SOFT : FAILSTOP_RC_POWER_ON;
+    }
+    h->boot_cause = cause;
+    h->pending_cause = 0;
+    if (h->loop_count > h->loop_limit) {
+        h->state |= FAILSTOP_STATE_SAFE_MODE;
+    } else {
+        h->state &= ~FAILSTOP_STATE_SAFE_MODE;
+    }
+    failstop_header_commit();
+    failstop_print_banner();
+}

@@ -1,0 +1,143 @@
+// failstop hooks: the fault paths of py/, intercepted with ld --wrap (no patch to
+// MicroPython). Every hooked symbol is called only from other translation units;
+// LTO would bypass --wrap, so these builds keep it off.
+#include <string.h>
+#include "py/runtime.h"
+#include "py/gc.h"
+#include "py/objfun.h"
+#include "failstop.h"
+
+FAILSTOP_TLS failstop_vmframe_t *failstop_vm_top;
+
+// Source line of a frame, decoded exactly as py/vm.c does for tracebacks.
+size_t failstop_frame_decode(const mp_code_state_t *cs, qstr *file, qstr *block) {
+    const byte *ip = cs->fun_bc->bytecode;
+    MP_BC_PRELUDE_SIG_DECODE(ip);
+    MP_BC_PRELUDE_SIZE_DECODE(ip);
+    const byte *line_info_top = ip + n_info;
+    const byte *bytecode_start = ip + n_info + n_cell;
+    size_t bc = cs->ip - bytecode_start;
+    qstr block_name = mp_decode_uint_value(ip);
+    for (size_t i = 0; i < 1 + n_pos_args + n_kwonly_args; ++i) {
+        ip = mp_decode_uint_skip(ip);
+    }
+    #if MICROPY_EMIT_BYTECODE_USES_QSTR_TABLE
+    *block = cs->fun_bc->context->constants.qstr_table[block_name];
+    *file = cs->fun_bc->context->constants.qstr_table[0];
+    #else
+    *block = block_name;
+    *file = cs->fun_bc->context->constants.source_file;
+    #endif
+    (void)n_state;
+    (void)n_exc_stack;
+    (void)scope_flags;
+    (void)n_def_pos_args;
+    return mp_bytecode_get_source_line(ip, line_info_top, bc);
+}
+
+// Shadow stack: every bytecode frame pushes a node on the C stack. The VM catches
+// everything it runs, so it always returns here and the list stays consistent.
+mp_vm_return_kind_t __real_mp_execute_bytecode(mp_code_state_t *code_state, volatile mp_obj_t inject_exc);
+mp_vm_return_kind_t __wrap_mp_execute_bytecode(mp_code_state_t *code_state, volatile mp_obj_t inject_exc) {
+    failstop_vmframe_t f;
+    f.prev = failstop_vm_top;
+    f.cs = code_state;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); // node complete before it is visible to a signal/NMI
+    failstop_vm_top = &f;
+    mp_vm_return_kind_t ret = __real_mp_execute_bytecode(code_state, inject_exc);
+    failstop_vm_top = f.prev;
+    return ret;
+}
+
+static void fs_fault_text(uint8_t kind, qstr exc_type, const char *msg, size_t len, uint32_t flags, uint32_t size) {
+    failstop_fault_t f = { .kind = kind, .flags = flags, .alloc_size = size, .exc_type = exc_type, .msg = msg, .msg_len = len };
+    failstop_fault(&f);
+}
+
+// Every MemoryError from an allocation, heap-locked included, ends here.
+NORETURN void __real_m_malloc_fail(size_t num_bytes);
+NORETURN void __wrap_m_malloc_fail(size_t num_bytes) {
+    char msg[64]; // prefix 37 + 10 digits + " bytes"
+    size_t len;
+    uint32_t flags = 0;
+    if (gc_is_locked()) {
+        static const char locked[] = "memory allocation failed, heap is locked";
+        len = sizeof(locked) - 1;
+        memcpy(msg, locked, len);
+        flags = FAILSTOP_FLAG_HEAP_LOCKED;
+    } else {
+        static const char prefix[] = "memory allocation failed, allocating ";
+        char num[11];
+        char *p = num + sizeof(num);
+        size_t v = (uint32_t)num_bytes;
+        do {
+            *--p = '0' + v % 10;
+            v /= 10;
+        } while (v);
+        size_t nlen = num + sizeof(num) - p;
+        len = sizeof(prefix) - 1;
+        memcpy(msg, prefix, len);
+        memcpy(msg + len, p, nlen);
+        memcpy(msg + len + nlen, " bytes", 6);
+        len += nlen + 6;
+    }
+    fs_fault_text(FAILSTOP_KIND_OOM, MP_QSTR_MemoryError, msg, len, flags, num_bytes);
+    __real_m_malloc_fail(num_bytes);
+}
+
+// Every stack-check failure ("maximum recursion depth exceeded") ends here.
+NORETURN void __real_mp_raise_recursion_depth(void);
+NORETURN void __wrap_mp_raise_recursion_depth(void) {
+    static const char msg[] = "maximum recursion depth exceeded";
+    fs_fault_text(FAILSTOP_KIND_STACK, MP_QSTR_RuntimeError, msg, sizeof(msg) - 1, 0, 0);
+    __real_mp_raise_recursion_depth();
+}
+
+// An exception with no handler at all: MicroPython cannot go on.
+NORETURN void __real_nlr_jump_fail(void *val);
+NORETURN void __wrap_nlr_jump_fail(void *val) {
+    static const char msg[] = "uncaught NLR";
+    fs_fault_text(FAILSTOP_KIND_FATAL, MP_QSTRnull, msg, sizeof(msg) - 1, 0, 0);
+    __real_nlr_jump_fail(val);
+}
+
+// The top level reports an exception that escaped the program: an UNHANDLED fault
+// when it escaped the main program (no bytecode frame active; sys.print_exception
+// always runs inside one). SystemExit never gets here; KeyboardInterrupt is the
+// user stopping the program, not a fault.
+void __real_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc);
+void __wrap_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc) {
+    if (failstop_vm_top == NULL && failstop_main_active && mp_obj_is_exception_instance(exc)
+        && !mp_obj_exception_match(exc, MP_OBJ_FROM_PTR(&mp_type_KeyboardInterrupt))) {
+        char num[24];
+        failstop_fault_t f = { .kind = FAILSTOP_KIND_UNHANDLED, .exc = exc };
+        f.exc_type = mp_obj_get_type(exc)->name;
+        f.msg_len = failstop_exc_message(exc, num, sizeof(num), &f.msg);
+        uint8_t action = failstop_record(&f);
+        if (action != 0 && action != FAILSTOP_ACTION_RAISE) {
+            // Recorded; show the traceback as stock does, then the board goes down.
+            __real_mp_obj_print_exception(print, exc);
+            failstop_stop(FAILSTOP_KIND_UNHANDLED, action);
+        }
+    }
+    __real_mp_obj_print_exception(print, exc);
+}
+
+// Boot: the first mp_init after a real reset.
+void __real_mp_init(void);
+void __wrap_mp_init(void) {
+    static bool booted;
+    __real_mp_init();
+    if (!booted) {
+        booted = true;
+        failstop_boot();
+    }
+}
+
+// The program ended without a fail-stop fault (also a soft reset): healthy run.
+void __real_mp_deinit(void);
+void __wrap_mp_deinit(void) {
+    failstop_healthy();
+    failstop_main_active = false;
+    __real_mp_deinit();
+}

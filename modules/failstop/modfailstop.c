@@ -1,0 +1,495 @@
+// failstop: the Python API (module `failstop`, plus `machine.panic`).
+#include <string.h>
+#include "py/runtime.h"
+#include "py/objstr.h"
+#include "failstop.h"
+
+static const qstr fs_kind_qstrs[] = {
+    MP_QSTRnull, MP_QSTR_PANIC, MP_QSTR_OOM, MP_QSTR_STACK, MP_QSTR_UNHANDLED,
+    MP_QSTR_WATCHDOG, MP_QSTR_HARDFAULT, MP_QSTR_FATAL,
+};
+static const qstr fs_action_qstrs[] = { MP_QSTRnull, MP_QSTR_REBOOT, MP_QSTR_HALT, MP_QSTR_RAISE };
+static const qstr fs_cause_qstrs[] = {
+    MP_QSTR_unknown, MP_QSTR_power_on, MP_QSTR_fault, MP_QSTR_watchdog, MP_QSTR_soft, MP_QSTR_pin, MP_QSTR_brownout,
+};
+
+static failstop_header_t *fs_hdr(void) {
+    return &failstop_region()->hdr;
+}
+
+static mp_obj_t fs_qstr_or_unknown(const qstr *table, size_t n, uint8_t code) {
+    return MP_OBJ_NEW_QSTR(code < n && table[code] != MP_QSTRnull ? table[code] : MP_QSTR_unknown);
+}
+
+static uint8_t fs_lookup(mp_obj_t name, const qstr *table, size_t n, const char *what) {
+    if (!mp_obj_is_str(name)) {
+        mp_raise_msg_varg(&mp_type_TypeError, MP_ERROR_TEXT("%s must be a str, not %s"), what, mp_obj_get_type_str(name));
+    }
+    size_t len;
+    const char *s = mp_obj_str_get_data(name, &len);
+    for (size_t i = 1; i < n; ++i) {
+        size_t qlen;
+        const byte *q = qstr_data(table[i], &qlen);
+        if (qlen == len && memcmp(q, s, len) == 0) {
+            return i;
+        }
+    }
+    mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("unknown %s '%s'"), what, s);
+}
+
+/******************************************************************************/
+// Record objects: a copy of one valid slot, decoded on attribute access.
+
+typedef struct _failstop_rec_obj_t {
+    mp_obj_base_t base;
+    failstop_record_t rec;
+} failstop_rec_obj_t;
+
+static mp_obj_t fs_str_field(const char *s, size_t cap) {
+    return mp_obj_new_str(s, strnlen(s, cap));
+}
+
+static mp_obj_t fs_frame_tuple(const failstop_frame_t *fr) {
+    mp_obj_t items[3] = {
+        fs_str_field(fr->file, sizeof(fr->file)),
+        mp_obj_new_int_from_uint(fr->line),
+        fs_str_field(fr->func, sizeof(fr->func)),
+    };
+    return mp_obj_new_tuple(3, items);
+}
+
+static void failstop_rec_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
+    if (dest[0] != MP_OBJ_NULL) {
+        return; // read-only
+    }
+    const failstop_record_t *r = &((failstop_rec_obj_t *)MP_OBJ_TO_PTR(self_in))->rec;
+    mp_obj_t v;
+    switch (attr) {
+        case MP_QSTR_kind: v = fs_qstr_or_unknown(fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), r->kind); break;
+        case MP_QSTR_action: v = fs_qstr_or_unknown(fs_action_qstrs, MP_ARRAY_SIZE(fs_action_qstrs), r->action); break;
+        case MP_QSTR_reset_cause: v = fs_qstr_or_unknown(fs_cause_qstrs, MP_ARRAY_SIZE(fs_cause_qstrs), r->reset_cause); break;
+        case MP_QSTR_seq: v = mp_obj_new_int_from_uint(r->seq); break;
+        case MP_QSTR_boot: v = mp_obj_new_int_from_uint(r->boot); break;
+        case MP_QSTR_uptime_ms: v = mp_obj_new_int_from_uint(r->uptime_ms); break;
+        case MP_QSTR_flags: v = mp_obj_new_int_from_uint(r->flags); break;
+        case MP_QSTR_heap_free: v = r->heap_free == 0xffffffff ? mp_const_none : mp_obj_new_int_from_uint(r->heap_free); break;
+        case MP_QSTR_alloc_size: v = mp_obj_new_int_from_uint(r->alloc_size); break;
+        case MP_QSTR_stack_used: v = mp_obj_new_int_from_uint(r->stack_used); break;
+        case MP_QSTR_pc: v = mp_obj_new_int_from_uint(r->pc); break;
+        case MP_QSTR_lr: v = mp_obj_new_int_from_uint(r->lr); break;
+        case MP_QSTR_depth: v = MP_OBJ_NEW_SMALL_INT(r->depth); break;
+        case MP_QSTR_mark: v = fs_str_field(r->mark, sizeof(r->mark)); break;
+        case MP_QSTR_firmware: v = fs_str_field(r->firmware, sizeof(r->firmware)); break;
+        case MP_QSTR_exc_type: v = fs_str_field(r->exc_type, sizeof(r->exc_type)); break;
+        case MP_QSTR_message: v = fs_str_field(r->message, sizeof(r->message)); break;
+        case MP_QSTR_location:
+            v = r->nframes ? fs_frame_tuple(&r->frames[0]) : mp_const_none;
+            break;
+        case MP_QSTR_traceback: {
+            size_t n = MIN(r->nframes, FAILSTOP_NFRAMES);
+            v = mp_obj_new_list(n, NULL);
+            for (size_t i = 0; i < n; ++i) {
+                ((mp_obj_list_t *)MP_OBJ_TO_PTR(v))->items[i] = fs_frame_tuple(&r->frames[i]);
+            }
+            break;
+        }
+        case MP_QSTR_raw: v = mp_obj_new_bytes((const byte *)r, sizeof(*r)); break;
+        default:
+            return;
+    }
+    dest[0] = v;
+}
+
+static void failstop_rec_print(const mp_print_t *print, mp_obj_t self_in, mp_print_kind_t kind) {
+    (void)kind;
+    const failstop_record_t *r = &((failstop_rec_obj_t *)MP_OBJ_TO_PTR(self_in))->rec;
+    mp_printf(print, "<failstop record #%u %q boot %u", (uint)r->seq,
+        MP_OBJ_QSTR_VALUE(fs_qstr_or_unknown(fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), r->kind)), (uint)r->boot);
+    if (r->nframes) {
+        const failstop_frame_t *fr = &r->frames[0];
+        mp_printf(print, " at %.*s:%u in %.*s", (int)strnlen(fr->file, sizeof(fr->file)), fr->file,
+            (uint)fr->line, (int)strnlen(fr->func, sizeof(fr->func)), fr->func);
+    }
+    if (r->exc_type[0]) {
+        mp_printf(print, " %.*s", (int)strnlen(r->exc_type, sizeof(r->exc_type)), r->exc_type);
+    }
+    if (r->message[0]) {
+        mp_printf(print, ": %.*s", (int)strnlen(r->message, sizeof(r->message)), r->message);
+    }
+    mp_print_str(print, ">");
+}
+
+static MP_DEFINE_CONST_OBJ_TYPE(
+    failstop_rec_type,
+    MP_QSTR_Record,
+    MP_TYPE_FLAG_NONE,
+    print, failstop_rec_print,
+    attr, failstop_rec_attr
+    );
+
+static mp_obj_t fs_new_record(const failstop_record_t *r) {
+    failstop_rec_obj_t *o = mp_obj_malloc(failstop_rec_obj_t, &failstop_rec_type);
+    memcpy(&o->rec, r, sizeof(*r));
+    return MP_OBJ_FROM_PTR(o);
+}
+
+// Valid records, oldest first (insertion sort of at most NSLOTS entries).
+static size_t fs_sorted(const failstop_record_t **out) {
+    failstop_region_t *reg = failstop_region();
+    size_t n = 0;
+    for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
+        const failstop_record_t *r = &reg->slot[i];
+        if (!failstop_slot_valid(r)) {
+            continue;
+        }
+        size_t j = n++;
+        while (j > 0 && out[j - 1]->seq > r->seq) {
+            out[j] = out[j - 1];
+            --j;
+        }
+        out[j] = r;
+    }
+    return n;
+}
+
+// Newest record written in an earlier boot, or NULL.
+static const failstop_record_t *fs_last(void) {
+    const failstop_record_t *recs[MICROPY_FAILSTOP_NSLOTS];
+    size_t n = fs_sorted(recs);
+    while (n > 0 && recs[n - 1]->boot >= fs_hdr()->boot_count) {
+        --n;
+    }
+    return n ? recs[n - 1] : NULL;
+}
+
+/******************************************************************************/
+// panic(): accepts anything and never raises.
+
+typedef struct _fs_buf_t {
+    char *buf;
+    size_t len;
+    size_t cap;
+    bool cut;
+} fs_buf_t;
+
+static void fs_buf_strn(void *data, const char *str, size_t len) {
+    fs_buf_t *b = data;
+    size_t room = b->cap - b->len;
+    if (len > room) {
+        len = room;
+        b->cut = true;
+    }
+    memcpy(b->buf + b->len, str, len);
+    b->len += len;
+}
+
+static mp_obj_t failstop_panic(size_t n_args, const mp_obj_t *args, mp_map_t *kw_args) {
+    mp_obj_t reason = mp_const_none;
+    if (n_args > 0) {
+        reason = args[0];
+    } else {
+        mp_map_elem_t *e = mp_map_lookup(kw_args, MP_OBJ_NEW_QSTR(MP_QSTR_reason), MP_MAP_LOOKUP);
+        if (e != NULL) {
+            reason = e->value;
+        }
+    }
+    char text[sizeof(((failstop_record_t *)0)->message) + 1];
+    failstop_fault_t f = { .kind = FAILSTOP_KIND_PANIC };
+    mp_obj_t printable = reason;
+    if (mp_obj_is_exception_instance(reason)) {
+        f.exc_type = mp_obj_get_type(reason)->name;
+        f.msg_len = failstop_exc_message(reason, text, sizeof(text), &f.msg);
+        printable = MP_OBJ_NULL;
+    } else if (reason == mp_const_none) {
+        printable = MP_OBJ_NULL;
+    } else if (mp_obj_is_str(reason)) {
+        f.msg = mp_obj_str_get_data(reason, &f.msg_len);
+        printable = MP_OBJ_NULL;
+    }
+    if (printable != MP_OBJ_NULL) {
+        // Any other object: its str(), cut to the record; if that fails, its type name.
+        fs_buf_t b = { text, 0, sizeof(text), false };
+        mp_print_t print = { &b, fs_buf_strn };
+        nlr_buf_t nlr;
+        failstop_converting = 1;
+        if (nlr_push(&nlr) == 0) {
+            mp_obj_print_helper(&print, printable, PRINT_STR);
+            nlr_pop();
+            f.msg = text;
+            f.msg_len = b.len;
+            if (b.cut) {
+                f.flags |= FAILSTOP_FLAG_MSG_TRUNCATED;
+            }
+        } else {
+            f.msg = mp_obj_get_type_str(printable);
+            f.msg_len = strlen(f.msg);
+            f.flags |= FAILSTOP_FLAG_REASON_UNPRINTABLE;
+        }
+        failstop_converting = 0;
+    }
+    failstop_fault(&f); // PANIC cannot be RAISE: does not return
+    return mp_const_none;
+}
+MP_DEFINE_CONST_FUN_OBJ_KW(failstop_panic_obj, 0, failstop_panic);
+
+/******************************************************************************/
+// policy(kind, action=None)
+
+static mp_obj_t failstop_policy(size_t n_args, const mp_obj_t *args) {
+    uint8_t kind = fs_lookup(args[0], fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), "fault kind");
+    if (n_args > 1 && args[1] != mp_const_none) {
+        uint8_t action = fs_lookup(args[1], fs_action_qstrs, MP_ARRAY_SIZE(fs_action_qstrs), "action");
+        if (!failstop_policy_allowed(kind, action)) {
+            mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("%q cannot be RAISE: it is always fail-stop"), fs_kind_qstrs[kind]);
+        }
+        failstop_policy_set(kind, action);
+    }
+    return MP_OBJ_NEW_QSTR(fs_action_qstrs[failstop_policy_get(kind)]);
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_policy_obj, 1, 2, failstop_policy);
+
+/******************************************************************************/
+// with failstop.fragile(): an exception escaping the block is a PANIC.
+
+static mp_obj_t failstop_fragile_enter(mp_obj_t self_in) {
+    return self_in;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(failstop_fragile_enter_obj, failstop_fragile_enter);
+
+static mp_obj_t failstop_fragile_exit(size_t n_args, const mp_obj_t *args) {
+    mp_obj_t exc = args[2];
+    if (args[1] == mp_const_none || !mp_obj_is_exception_instance(exc)) {
+        return mp_const_false;
+    }
+    char num[24];
+    failstop_fault_t f = { .kind = FAILSTOP_KIND_PANIC, .exc = exc };
+    f.exc_type = mp_obj_get_type(exc)->name;
+    f.msg_len = failstop_exc_message(exc, num, sizeof(num), &f.msg);
+    failstop_fault(&f); // does not return
+    return mp_const_false;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_fragile_exit_obj, 4, 4, failstop_fragile_exit);
+
+static const mp_rom_map_elem_t failstop_fragile_locals_table[] = {
+    { MP_ROM_QSTR(MP_QSTR___enter__), MP_ROM_PTR(&failstop_fragile_enter_obj) },
+    { MP_ROM_QSTR(MP_QSTR___exit__), MP_ROM_PTR(&failstop_fragile_exit_obj) },
+};
+static MP_DEFINE_CONST_DICT(failstop_fragile_locals, failstop_fragile_locals_table);
+
+static MP_DEFINE_CONST_OBJ_TYPE(
+    failstop_fragile_type,
+    MP_QSTR_fragile,
+    MP_TYPE_FLAG_NONE,
+    locals_dict, &failstop_fragile_locals
+    );
+
+static const mp_obj_base_t failstop_fragile_singleton = { &failstop_fragile_type };
+
+static mp_obj_t failstop_fragile(void) {
+    return MP_OBJ_FROM_PTR(&failstop_fragile_singleton);
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(failstop_fragile_obj, failstop_fragile);
+
+/******************************************************************************/
+// Records.
+
+static mp_obj_t failstop_last(void) {
+    const failstop_record_t *r = fs_last();
+    return r ? fs_new_record(r) : mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(failstop_last_obj, failstop_last);
+
+static mp_obj_t failstop_records(void) {
+    const failstop_record_t *recs[MICROPY_FAILSTOP_NSLOTS];
+    size_t n = fs_sorted(recs);
+    mp_obj_t list = mp_obj_new_list(0, NULL);
+    for (size_t i = 0; i < n; ++i) {
+        mp_obj_list_append(list, fs_new_record(recs[i]));
+    }
+    return list;
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(failstop_records_obj, failstop_records);
+
+static mp_obj_t failstop_clear_(void) {
+    failstop_clear();
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(failstop_clear_obj, failstop_clear_);
+
+static mp_obj_t failstop_dump(void) {
+    return mp_obj_new_bytes((const byte *)failstop_region(), sizeof(failstop_region_t));
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(failstop_dump_obj, failstop_dump);
+
+// keeper(fn): on the first boot after a fault, fn(record) — once per record.
+static mp_obj_t failstop_keeper(mp_obj_t fn) {
+    if (!mp_obj_is_callable(fn)) {
+        mp_raise_msg_varg(&mp_type_TypeError, MP_ERROR_TEXT("keeper must be callable, not %s"), mp_obj_get_type_str(fn));
+    }
+    const failstop_record_t *r = fs_last();
+    failstop_header_t *h = fs_hdr();
+    if (r == NULL || r->seq <= h->seen_seq) {
+        return mp_const_none;
+    }
+    // Seen before the call: a keeper that crashes is not run again on the next boot.
+    h->seen_seq = r->seq;
+    failstop_header_commit();
+    mp_obj_t rec = fs_new_record(r);
+    mp_call_function_1(fn, rec);
+    return rec;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(failstop_keeper_obj, failstop_keeper);
+
+/******************************************************************************/
+// Watchdog, breadcrumbs, boot state.
+
+static mp_obj_t failstop_watchdog(mp_obj_t timeout_in) {
+    if (!mp_obj_is_int(timeout_in)) {
+        mp_raise_msg_varg(&mp_type_TypeError, MP_ERROR_TEXT("timeout_ms must be an int, not %s"), mp_obj_get_type_str(timeout_in));
+    }
+    mp_int_t ms = mp_obj_get_int(timeout_in);
+    if (ms <= 0 || (mp_uint_t)ms > failstop_hal_wdt_max_ms()) {
+        mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("timeout_ms must be 1..%u"), (uint)failstop_hal_wdt_max_ms());
+    }
+    failstop_hal_wdt_arm(ms);
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(failstop_watchdog_obj, failstop_watchdog);
+
+static mp_obj_t failstop_feed(void) {
+    failstop_hal_wdt_feed();
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(failstop_feed_obj, failstop_feed);
+
+static mp_obj_t failstop_mark(size_t n_args, const mp_obj_t *args) {
+    failstop_header_t *h = fs_hdr();
+    mp_obj_t prev = fs_str_field(h->mark, sizeof(h->mark));
+    if (n_args == 0) {
+        return prev;
+    }
+    if (args[0] == mp_const_none) {
+        failstop_mark_set("", 0);
+    } else if (mp_obj_is_str(args[0])) {
+        size_t len;
+        const char *s = mp_obj_str_get_data(args[0], &len);
+        if (len > sizeof(h->mark)) {
+            mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("mark tag longer than %u bytes"), (uint)sizeof(h->mark));
+        }
+        failstop_mark_set(s, len);
+    } else {
+        mp_raise_msg_varg(&mp_type_TypeError, MP_ERROR_TEXT("mark tag must be a str or None, not %s"), mp_obj_get_type_str(args[0]));
+    }
+    return prev;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_mark_obj, 0, 1, failstop_mark);
+
+static mp_obj_t failstop_reset_cause(void) {
+    return fs_qstr_or_unknown(fs_cause_qstrs, MP_ARRAY_SIZE(fs_cause_qstrs), fs_hdr()->boot_cause);
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(failstop_reset_cause_obj, failstop_reset_cause);
+
+static mp_obj_t failstop_boot_count(void) {
+    return mp_obj_new_int_from_uint(fs_hdr()->boot_count);
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(failstop_boot_count_obj, failstop_boot_count);
+
+static mp_obj_t failstop_safe_mode(void) {
+    return mp_obj_new_bool(fs_hdr()->state & FAILSTOP_STATE_SAFE_MODE);
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(failstop_safe_mode_obj, failstop_safe_mode);
+
+// crash_loop(limit=None, window_ms=None): more than `limit` fail-stop reboots within
+// `window_ms` of uptime puts the next boot in safe mode. Kept in retained RAM.
+static mp_obj_t failstop_crash_loop(size_t n_args, const mp_obj_t *args) {
+    failstop_header_t *h = fs_hdr();
+    if (n_args > 0 && args[0] != mp_const_none) {
+        if (!mp_obj_is_int(args[0])) {
+            mp_raise_TypeError(MP_ERROR_TEXT("limit must be an int"));
+        }
+        mp_int_t limit = mp_obj_get_int(args[0]);
+        if (limit < 1 || limit > 254) {
+            mp_raise_ValueError(MP_ERROR_TEXT("limit must be 1..254"));
+        }
+        h->loop_limit = limit;
+    }
+    if (n_args > 1 && args[1] != mp_const_none) {
+        if (!mp_obj_is_int(args[1])) {
+            mp_raise_TypeError(MP_ERROR_TEXT("window_ms must be an int"));
+        }
+        mp_int_t ms = mp_obj_get_int(args[1]);
+        if (ms < 1 || (mp_uint_t)ms > 0x7fffffff) {
+            mp_raise_ValueError(MP_ERROR_TEXT("window_ms must be 1..2147483647"));
+        }
+        h->loop_window_ms = ms;
+    }
+    failstop_header_commit();
+    mp_obj_t items[2] = { MP_OBJ_NEW_SMALL_INT(h->loop_limit), mp_obj_new_int_from_uint(h->loop_window_ms) };
+    return mp_obj_new_tuple(2, items);
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_crash_loop_obj, 0, 2, failstop_crash_loop);
+
+// _inject('FATAL'): raise with no NLR handler at all, through the real nlr_jump,
+// to exercise the FATAL path (unreachable from correct Python code).
+static mp_obj_t failstop_inject(mp_obj_t kind_in) {
+    uint8_t kind = fs_lookup(kind_in, fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), "fault kind");
+    if (kind != FAILSTOP_KIND_FATAL) {
+        mp_raise_ValueError(MP_ERROR_TEXT("only FATAL can be injected"));
+    }
+    MP_STATE_THREAD(nlr_top) = NULL;
+    mp_raise_msg(&mp_type_RuntimeError, MP_ERROR_TEXT("injected"));
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(failstop_inject_obj, failstop_inject);
+
+static MP_DEFINE_STR_OBJ(failstop_firmware_obj, MICROPY_FAILSTOP_FIRMWARE_ID);
+
+static const mp_rom_map_elem_t failstop_module_globals_table[] = {
+    { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR_failstop) },
+    { MP_ROM_QSTR(MP_QSTR_panic), MP_ROM_PTR(&failstop_panic_obj) },
+    { MP_ROM_QSTR(MP_QSTR_policy), MP_ROM_PTR(&failstop_policy_obj) },
+    { MP_ROM_QSTR(MP_QSTR_fragile), MP_ROM_PTR(&failstop_fragile_obj) },
+    { MP_ROM_QSTR(MP_QSTR_last), MP_ROM_PTR(&failstop_last_obj) },
+    { MP_ROM_QSTR(MP_QSTR_records), MP_ROM_PTR(&failstop_records_obj) },
+    { MP_ROM_QSTR(MP_QSTR_clear), MP_ROM_PTR(&failstop_clear_obj) },
+    { MP_ROM_QSTR(MP_QSTR_dump), MP_ROM_PTR(&failstop_dump_obj) },
+    { MP_ROM_QSTR(MP_QSTR_keeper), MP_ROM_PTR(&failstop_keeper_obj) },
+    { MP_ROM_QSTR(MP_QSTR_watchdog), MP_ROM_PTR(&failstop_watchdog_obj) },
+    { MP_ROM_QSTR(MP_QSTR_feed), MP_ROM_PTR(&failstop_feed_obj) },
+    { MP_ROM_QSTR(MP_QSTR_mark), MP_ROM_PTR(&failstop_mark_obj) },
+    { MP_ROM_QSTR(MP_QSTR_reset_cause), MP_ROM_PTR(&failstop_reset_cause_obj) },
+    { MP_ROM_QSTR(MP_QSTR_boot_count), MP_ROM_PTR(&failstop_boot_count_obj) },
+    { MP_ROM_QSTR(MP_QSTR_safe_mode), MP_ROM_PTR(&failstop_safe_mode_obj) },
+    { MP_ROM_QSTR(MP_QSTR_crash_loop), MP_ROM_PTR(&failstop_crash_loop_obj) },
+    { MP_ROM_QSTR(MP_QSTR__inject), MP_ROM_PTR(&failstop_inject_obj) },
+    { MP_ROM_QSTR(MP_QSTR_Record), MP_ROM_PTR(&failstop_rec_type) },
+    { MP_ROM_QSTR(MP_QSTR_PANIC), MP_ROM_QSTR(MP_QSTR_PANIC) },
+    { MP_ROM_QSTR(MP_QSTR_OOM), MP_ROM_QSTR(MP_QSTR_OOM) },
+    { MP_ROM_QSTR(MP_QSTR_STACK), MP_ROM_QSTR(MP_QSTR_STACK) },
+    { MP_ROM_QSTR(MP_QSTR_UNHANDLED), MP_ROM_QSTR(MP_QSTR_UNHANDLED) },
+    { MP_ROM_QSTR(MP_QSTR_WATCHDOG), MP_ROM_QSTR(MP_QSTR_WATCHDOG) },
+    { MP_ROM_QSTR(MP_QSTR_HARDFAULT), MP_ROM_QSTR(MP_QSTR_HARDFAULT) },
+    { MP_ROM_QSTR(MP_QSTR_FATAL), MP_ROM_QSTR(MP_QSTR_FATAL) },
+    { MP_ROM_QSTR(MP_QSTR_REBOOT), MP_ROM_QSTR(MP_QSTR_REBOOT) },
+    { MP_ROM_QSTR(MP_QSTR_HALT), MP_ROM_QSTR(MP_QSTR_HALT) },
+    { MP_ROM_QSTR(MP_QSTR_RAISE), MP_ROM_QSTR(MP_QSTR_RAISE) },
+    { MP_ROM_QSTR(MP_QSTR_FIRMWARE), MP_ROM_PTR(&failstop_firmware_obj) },
+};
+static MP_DEFINE_CONST_DICT(failstop_module_globals, failstop_module_globals_table);
+
+const mp_obj_module_t failstop_user_cmodule = {
+    .base = { &mp_type_module },
+    .globals = (mp_obj_dict_t *)&failstop_module_globals,
+};
+MP_REGISTER_MODULE(MP_QSTR_failstop, failstop_user_cmodule);
+
+#if MICROPY_PY_MACHINE && MICROPY_MODULE_ATTR_DELEGATION
+// machine.panic without patching the port's machine module.
+extern const mp_obj_module_t mp_module_machine;
+void failstop_machine_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
+    (void)self_in;
+    if (dest[0] == MP_OBJ_NULL && attr == MP_QSTR_panic) {
+        dest[0] = MP_OBJ_FROM_PTR(&failstop_panic_obj);
+    }
+}
+MP_REGISTER_MODULE_DELEGATION(mp_module_machine, failstop_machine_attr);
+#endif
