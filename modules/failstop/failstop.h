@@ -64,7 +64,7 @@ enum {
 #define FAILSTOP_FLAG_POSTHOC (1u << 6)
 #define FAILSTOP_FLAG_REASON_UNPRINTABLE (1u << 7)
 
-#define FAILSTOP_NFRAMES (4)
+#define FAILSTOP_NFRAMES (3)
 #define FAILSTOP_SLOT_MAGIC (0x43525346u) // "FSRC"
 #define FAILSTOP_HDR_MAGIC (0x48525346u) // "FSRH"
 #define FAILSTOP_FORMAT_VERSION (1)
@@ -72,8 +72,8 @@ enum {
 
 typedef struct _failstop_frame_t {
     uint32_t line;
-    char file[20];
-    char func[12];
+    char file[24];
+    char func[20];
 } failstop_frame_t;
 
 typedef struct _failstop_record_t {
@@ -129,7 +129,7 @@ typedef struct _failstop_region_t {
 } failstop_region_t;
 
 // The byte layout is the same on every port (docs/record-format.md).
-_Static_assert(sizeof(failstop_frame_t) == 36, "failstop record layout");
+_Static_assert(sizeof(failstop_frame_t) == 48, "failstop record layout");
 _Static_assert(sizeof(failstop_record_t) == 320, "failstop record layout");
 _Static_assert(sizeof(failstop_header_t) == 64, "failstop record layout");
 _Static_assert(offsetof(failstop_record_t, frames) == 168, "failstop record layout");

@@ -244,7 +244,7 @@ static NORETURN void fs_double_fault(void) {
         r->flags |= FAILSTOP_FLAG_DOUBLE_FAULT;
         fs_record_commit(r);
     }
-    fs_write("failstop: double fault -> REBOOT\r\n");
+    fs_write("\r\nfailstop: double fault -> REBOOT\r\n");
     fs_reset(fs_in_fault);
 }
 

@@ -134,10 +134,14 @@ void __wrap_mp_init(void) {
     }
 }
 
-// The program ended without a fail-stop fault (also a soft reset): healthy run.
+// The main program ran and ended without a fail-stop fault (then a soft reset, or
+// the unix process exits): a healthy run ends a crash loop. A safe-mode boot that
+// skipped the main program is not one.
 void __real_mp_deinit(void);
 void __wrap_mp_deinit(void) {
-    failstop_healthy();
+    if (failstop_main_active) {
+        failstop_healthy();
+    }
     failstop_main_active = false;
     __real_mp_deinit();
 }

@@ -1,0 +1,114 @@
+"""Backends that run the device-script corpus: each boots a (real or simulated) board,
+runs a script as its main program on every boot until the script ends, and returns
+the output of all boots plus the retained region, decoded by the host codec.
+
+Only the unix firmware exists here so far; QEMU, RP2040 and the simulator plug in with
+the same interface, so the same scripts and expectations run on every backend."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import select
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from failstop_host import codec
+
+SCRIPTS = Path(__file__).parent / "scripts"
+ROOT = Path(__file__).parent.parent
+
+
+@dataclass
+class RunResult:
+    output: str  # every boot's console output, in order
+    end: str  # "exit" (program ended), "boot_limit", "halt"
+    exit_code: Optional[int]
+    region: codec.Region
+
+    @property
+    def boots(self) -> int:
+        assert self.region.header is not None, self.region.header_error
+        return self.region.header.boot_count
+
+    def lines(self, prefix: str) -> list[str]:
+        return [ln[len(prefix) + 1:] for ln in self.output.splitlines() if ln.startswith(prefix + " ")]
+
+    def last(self) -> list[tuple]:
+        """The records the device printed with `print("LAST", repr(...))`, one per boot."""
+        return [ast.literal_eval(s) for s in self.lines("LAST")]
+
+
+def fault_line(script: str, nth: int = 0, tag: str = "# FAULT") -> int:
+    """Line number of the nth line of a corpus script marked with `# FAULT`."""
+    hits = [i for i, ln in enumerate((SCRIPTS / script).read_text().splitlines(), 1) if tag in ln]
+    return hits[nth]
+
+
+class UnixBackend:
+    """The unix-port firmware: retained RAM is a file, a reset re-executes the binary."""
+
+    name = "unix"
+
+    def __init__(self, firmware: Path, workdir: Path) -> None:
+        self.firmware = firmware
+        self.retained = workdir / "retained.ram"
+
+    def _env(self, max_boots: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FAILSTOP_")}
+        env["FAILSTOP_RETAINED"] = str(self.retained)
+        env["FAILSTOP_MAX_BOOTS"] = str(max_boots)
+        return env
+
+    def region(self) -> codec.Region:
+        return codec.decode_region(self.retained.read_bytes())
+
+    def run(self, script: str, max_boots: int = 12, timeout: float = 60.0, halt_wait: float = 0.5) -> RunResult:
+        """Run `script` as main program from power-on until it ends (or halts)."""
+        proc = subprocess.Popen(
+            [str(self.firmware), script], cwd=SCRIPTS, env=self._env(max_boots),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        out = b""
+        deadline = time.monotonic() + timeout
+        halted_at: Optional[float] = None
+        fd = proc.stdout.fileno()
+        while True:
+            now = time.monotonic()
+            if now > deadline:
+                proc.kill()
+                proc.wait()
+                raise TimeoutError(f"{script}: still running after {timeout} s:\n{out.decode(errors='replace')}")
+            if halted_at is not None and now - halted_at > halt_wait:
+                # Halted for a debugger: it must still be alive, not reset or exited.
+                alive = proc.poll() is None
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                if not alive:
+                    raise AssertionError(f"{script}: exited after HALT:\n{out.decode(errors='replace')}")
+                return RunResult(out.decode(errors="replace"), "halt", None, self.region())
+            ready, _, _ = select.select([fd], [], [], 0.05)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                out += chunk
+                if halted_at is None and re.search(rb"failstop: \w+ -> HALT", out):
+                    halted_at = time.monotonic()
+        code = proc.wait()
+        end = "boot_limit" if code == 75 else "exit"
+        return RunResult(out.decode(errors="replace"), end, code, self.region())
+
+    def exec(self, code: str, timeout: float = 30.0) -> str:
+        """Run a snippet at the "REPL" (unix: `-c`, which is not the main program)."""
+        p = subprocess.run(
+            [str(self.firmware), "-c", code], cwd=SCRIPTS, env=self._env(1),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, check=False,
+        )
+        return p.stdout.decode(errors="replace")
