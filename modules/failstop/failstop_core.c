@@ -168,9 +168,15 @@ static void fs_capture_frames(failstop_record_t *r, mp_obj_t exc) {
         }
     }
     for (; vf != NULL && r->depth < 255; vf = vf->prev) {
-        qstr file, block;
-        size_t line = failstop_frame_decode(vf->cs, &file, &block);
-        fs_add_frame(r, file, line, block);
+        if (r->nframes < FAILSTOP_NFRAMES) {
+            qstr file, block;
+            size_t line = failstop_frame_decode(vf->cs, &file, &block);
+            fs_add_frame(r, file, line, block);
+        } else {
+            // Only counted: decoding costs ~300 instructions a frame.
+            r->depth++;
+            r->flags |= FAILSTOP_FLAG_TB_TRUNCATED;
+        }
     }
     if (r->nframes == 0) {
         r->flags |= FAILSTOP_FLAG_NO_PYTHON_FRAME;
