@@ -114,7 +114,7 @@ static bool fs_qstr_head(char *dst, size_t cap, qstr q) {
 
 #if MICROPY_FAILSTOP_HEAP_FREE
 // Free GC heap: count the free (00) entries of the allocation table, 4 per byte.
-static uint32_t fs_heap_free(void) {
+MP_NOINLINE static uint32_t fs_heap_free(void) {
     size_t free_blocks = 0;
     for (mp_state_mem_area_t *area = &MP_STATE_MEM(area); area != NULL;
          #if MICROPY_GC_SPLIT_HEAP

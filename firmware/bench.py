@@ -1,0 +1,179 @@
+"""make bench: what the failstop module costs, measured on the unix firmware.
+
+  1. the fault path: instructions from hook entry to the reset request (callgrind),
+  2. the C stack the fault path needs (GCC -fcallgraph-info=su on a measurement build),
+  3. the hot path: instructions of MicroPython's own tests/perf_bench programs, with and
+     without the module linked,
+  4. `with failstop.fragile():` against a bare try/except.
+
+Instruction counts are exact and repeatable (callgrind counts, it does not time).
+Writes docs/bench-unix.md and prints it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FW = Path(os.environ.get("FAILSTOP_UNIX_FW", ROOT / "build/unix/micropython")).resolve()
+STOCK = Path(os.environ.get("FAILSTOP_UNIX_STOCK", ROOT / "build/unix-stock/micropython")).resolve()
+MPY = Path(os.environ["MICROPY_DIR"]).resolve()
+SCRIPTS = ROOT / "host_tests/scripts"
+PERF = ["misc_pystone", "bm_fannkuch", "bm_chaos", "bm_nqueens", "core_yield_from", "misc_raytrace"]
+TMP = Path(tempfile.mkdtemp(prefix="failstop-bench-"))
+
+
+def say(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def callgrind(argv: list[str], toggle: str | None = None, cwd: Path = TMP) -> int:
+    out = TMP / "cg.out"
+    cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    if toggle:
+        cmd.append(f"--toggle-collect={toggle}")
+    env = dict(os.environ, FAILSTOP_RETAINED=str(TMP / "bench.ram"), FAILSTOP_MAX_BOOTS="1")
+    (TMP / "bench.ram").unlink(missing_ok=True)
+    subprocess.run(cmd + argv, cwd=cwd, env=env, capture_output=True, check=False)
+    text = out.read_text()
+    m = re.search(r"^(?:summary|totals): (\d+)", text, re.M)
+    if m is None:
+        raise RuntimeError(f"no callgrind totals for {argv}")
+    return int(m.group(1))
+
+
+def fault_path() -> list[tuple[str, str, int]]:
+    rows = []
+    cases = [
+        ("OOM, 3 frames (oom_bytearray.py), 2 MiB heap", "__wrap_m_malloc_fail", [str(FW), "oom_bytearray.py"]),
+        ("OOM, 3 frames, 128 KiB heap (MCU-sized)", "__wrap_m_malloc_fail",
+         [str(FW), "-X", "heapsize=131072", "oom_bytearray.py"]),
+        ("STACK, 178 frames deep (stack_recursion.py)", "__wrap_mp_raise_recursion_depth",
+         [str(FW), "-X", "heapsize=131072", "stack_recursion.py"]),
+        ("PANIC with a str (panic_reasons.py)", "failstop_panic",
+         [str(FW), "-X", "heapsize=131072", "panic_reasons.py"]),
+    ]
+    for name, hook, argv in cases:
+        rows.append((name, hook, callgrind(argv, hook, cwd=SCRIPTS)))
+    heap = callgrind([str(FW), "oom_bytearray.py"], "fs_heap_free", cwd=SCRIPTS)
+    rows.append(("... of which the free-heap scan, 2 MiB heap", "fs_heap_free", heap))
+    return rows
+
+
+def stack_usage() -> tuple[int, list[str], list[str]]:
+    """Deepest C stack of the fault path from the OOM hook, from GCC's call graph."""
+    build = ROOT / "build/unix-su"
+    say("measurement build with -fstack-usage -fcallgraph-info=su (build/unix-su)")
+    subprocess.run(
+        ["make", "-C", str(MPY / "ports/unix"), "-j2", "VARIANT=standard", "MICROPY_PY_SSL=0",
+         "MICROPY_PY_BTREE=0", "MICROPY_PY_FFI=1", "FROZEN_MANIFEST=", "STRIP=", f"BUILD={build}",
+         f"USER_C_MODULES={ROOT / 'modules'}", "CFLAGS_EXTRA=-fstack-usage -fcallgraph-info=su"],
+        check=True, capture_output=True)
+    nodes: dict[str, int] = {}
+    edges: dict[str, set[str]] = {}
+    for ci in build.rglob("*.ci"):
+        text = ci.read_text(errors="replace")
+        for m in re.finditer(r'node: \{ title: "([^"]+)" label: "[^"]*?\\n[^"]*?\\n(\d+) bytes', text):
+            nodes[m.group(1)] = max(nodes.get(m.group(1), 0), int(m.group(2)))
+        for m in re.finditer(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"', text):
+            edges.setdefault(m.group(1), set()).add(m.group(2))
+    unknown: set[str] = set()
+
+    def deepest(fn: str, seen: frozenset[str]) -> tuple[int, list[str]]:
+        if fn not in nodes:
+            unknown.add(fn)
+            return 0, []
+        best: tuple[int, list[str]] = (0, [])
+        for callee in edges.get(fn, ()):
+            if callee in seen or callee.startswith("__real_") or callee == "failstop_boot":
+                continue  # the reset ends the path; __real_* is only reached under RAISE
+            d = deepest(callee, seen | {callee})
+            if d[0] > best[0]:
+                best = d
+        return nodes[fn] + best[0], [f"{fn.rsplit(':', 1)[-1]} ({nodes[fn]} B)"] + best[1]
+
+    total, path = deepest("__wrap_m_malloc_fail", frozenset({"__wrap_m_malloc_fail"}))
+    return total, path, sorted(u for u in unknown if not u.startswith("__real_"))
+
+
+def perf(fw: Path, name: str) -> int:
+    src = (MPY / "tests/perf_bench" / f"{name}.py").read_text()
+    run = (MPY / "tests/perf_bench/benchrun.py").read_text()
+    prog = TMP / f"{name}_run.py"
+    prog.write_text(src + "\n" + run + "\nbm_run(100, 100)\n")
+    return callgrind([str(fw), str(prog)])
+
+
+FRAGILE = """
+import failstop
+def bare(n):
+    x = 0
+    for i in range(n):
+        try:
+            x += 1
+        except Exception:
+            raise
+    return x
+def fragile(n):
+    x = 0
+    for i in range(n):
+        with failstop.fragile():
+            x += 1
+    return x
+%s(%d)
+"""
+
+
+def per_iteration(kind: str) -> float:
+    costs = []
+    for n in (2000, 4000):
+        prog = TMP / f"fragile_{kind}_{n}.py"
+        prog.write_text(FRAGILE % (kind, n))
+        costs.append(callgrind([str(FW), str(prog)]))
+    return (costs[1] - costs[0]) / 2000
+
+
+def main() -> None:
+    out = ["# failstop benchmark figures — unix port (x86-64)", "",
+           "Made by `make bench` (firmware/bench.py). Instruction counts are callgrind's `Ir`:",
+           "exact and repeatable for the same binary and input.", ""]
+    say("fault path (callgrind, hook entry to the reset request)")
+    out += ["## Fault path: instructions from hook entry to the reset request", "",
+            "| fault | measured from | instructions |", "|---|---|---:|"]
+    for name, hook, ir in fault_path():
+        out.append(f"| {name} | `{hook}` | {ir:,} |")
+    say("fault-path C stack")
+    total, path, unknown = stack_usage()
+    out += ["", "## Fault path: C stack", "",
+            f"Deepest static chain from `__wrap_m_malloc_fail` to the reset: **{total} bytes** "
+            "(GCC `-fcallgraph-info=su`, x86-64, -Os):", ""]
+    out += [f"    {p}" for p in path]
+    out += ["", "Callees outside the measured objects (libc leaves such as memcpy/memset, the HAL's "
+            "write/execve) add their own frames: " + ", ".join(f"`{u}`" for u in unknown[:12]) + "."]
+    say("hot path: tests/perf_bench with and without the module")
+    out += ["", "## Hot path: MicroPython's tests/perf_bench, instructions with and without failstop", "",
+            "| program | stock | failstop | overhead |", "|---|---:|---:|---:|"]
+    tot_s = tot_f = 0
+    for name in PERF:
+        s, f = perf(STOCK, name), perf(FW, name)
+        tot_s += s
+        tot_f += f
+        out.append(f"| {name} | {s:,} | {f:,} | {100 * (f - s) / s:+.2f}% |")
+    out.append(f"| **all** | {tot_s:,} | {tot_f:,} | **{100 * (tot_f - tot_s) / tot_s:+.2f}%** |")
+    say("fragile() against try/except")
+    bare, frag = per_iteration("bare"), per_iteration("fragile")
+    out += ["", "## `with failstop.fragile():` against a bare `try/except`", "",
+            "| block | instructions per iteration |", "|---|---:|",
+            f"| `try: x += 1` / `except Exception: raise` | {bare:.0f} |",
+            f"| `with failstop.fragile(): x += 1` | {frag:.0f} |", ""]
+    text = "\n".join(out) + "\n"
+    (ROOT / "docs/bench-unix.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
