@@ -133,6 +133,7 @@ def test_watchdog_hang_records_mark(board: UnixBackend) -> None:
     assert res.last() == [(1, "WATCHDOG", "watchdog timeout", "valve-wait",
                            ("watchdog_hang.py", fault_line("watchdog_hang.py"), "wait_for_valve"))]
     assert res.region.header is not None and res.region.header.boot_cause == "watchdog"
+    assert only_record(res).stack_used == 0  # taken on the signal stack: unknown, not garbage
 
 
 def test_halt_policy_stops_without_reset(board: UnixBackend) -> None:

@@ -203,7 +203,9 @@ static failstop_record_t *fs_record_begin(uint8_t kind, uint8_t action) {
     memcpy(r->mark, h->mark, sizeof(r->mark));
     fs_text_head(r->firmware, sizeof(r->firmware), MICROPY_FAILSTOP_FIRMWARE_ID, strlen(MICROPY_FAILSTOP_FIRMWARE_ID));
     #if MICROPY_STACK_CHECK
-    r->stack_used = mp_cstack_usage();
+    // 0 (unknown) when the fault is taken on another stack (signal or exception stack).
+    mp_uint_t used = mp_cstack_usage();
+    r->stack_used = used <= MP_STATE_THREAD(stack_limit) + 4096 ? used : 0;
     #endif
     #if MICROPY_FAILSTOP_HEAP_FREE
     r->heap_free = fs_heap_free();
