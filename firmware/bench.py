@@ -49,13 +49,26 @@ def callgrind(argv: list[str], toggle: str | None = None, cwd: Path = TMP) -> in
 def fault_path() -> list[tuple[str, str, int]]:
     rows = []
     cases = [
-        ("OOM, 3 frames (oom_bytearray.py), 2 MiB heap", "__wrap_m_malloc_fail", [str(FW), "oom_bytearray.py"]),
-        ("OOM, 3 frames, 128 KiB heap (MCU-sized)", "__wrap_m_malloc_fail",
-         [str(FW), "-X", "heapsize=131072", "oom_bytearray.py"]),
-        ("STACK, 178 frames deep (stack_recursion.py)", "__wrap_mp_raise_recursion_depth",
-         [str(FW), "-X", "heapsize=131072", "stack_recursion.py"]),
-        ("PANIC with a str (panic_reasons.py)", "failstop_panic",
-         [str(FW), "-X", "heapsize=131072", "panic_reasons.py"]),
+        (
+            "OOM, 3 frames (oom_bytearray.py), 2 MiB heap",
+            "__wrap_m_malloc_fail",
+            [str(FW), "oom_bytearray.py"],
+        ),
+        (
+            "OOM, 3 frames, 128 KiB heap (MCU-sized)",
+            "__wrap_m_malloc_fail",
+            [str(FW), "-X", "heapsize=131072", "oom_bytearray.py"],
+        ),
+        (
+            "STACK, 178 frames deep (stack_recursion.py)",
+            "__wrap_mp_raise_recursion_depth",
+            [str(FW), "-X", "heapsize=131072", "stack_recursion.py"],
+        ),
+        (
+            "PANIC with a str (panic_reasons.py)",
+            "failstop_panic",
+            [str(FW), "-X", "heapsize=131072", "panic_reasons.py"],
+        ),
     ]
     for name, hook, argv in cases:
         rows.append((name, hook, callgrind(argv, hook, cwd=SCRIPTS)))
@@ -69,15 +82,31 @@ def stack_usage() -> tuple[int, list[str], list[str]]:
     build = ROOT / "build/unix-su"
     say("measurement build with -fstack-usage -fcallgraph-info=su (build/unix-su)")
     subprocess.run(
-        ["make", "-C", str(MPY / "ports/unix"), "-j2", "VARIANT=standard", "MICROPY_PY_SSL=0",
-         "MICROPY_PY_BTREE=0", "MICROPY_PY_FFI=1", "FROZEN_MANIFEST=", "STRIP=", f"BUILD={build}",
-         f"USER_C_MODULES={ROOT / 'modules'}", "CFLAGS_EXTRA=-fstack-usage -fcallgraph-info=su"],
-        check=True, capture_output=True)
+        [
+            "make",
+            "-C",
+            str(MPY / "ports/unix"),
+            "-j2",
+            "VARIANT=standard",
+            "MICROPY_PY_SSL=0",
+            "MICROPY_PY_BTREE=0",
+            "MICROPY_PY_FFI=1",
+            "FROZEN_MANIFEST=",
+            "STRIP=",
+            f"BUILD={build}",
+            f"USER_C_MODULES={ROOT / 'modules'}",
+            "CFLAGS_EXTRA=-fstack-usage -fcallgraph-info=su",
+        ],
+        check=True,
+        capture_output=True,
+    )
     nodes: dict[str, int] = {}
     edges: dict[str, set[str]] = {}
     for ci in build.rglob("*.ci"):
         text = ci.read_text(errors="replace")
-        for m in re.finditer(r'node: \{ title: "([^"]+)" label: "[^"]*?\\n[^"]*?\\n(\d+) bytes', text):
+        for m in re.finditer(
+            r'node: \{ title: "([^"]+)" label: "[^"]*?\\n[^"]*?\\n(\d+) bytes', text
+        ):
             nodes[m.group(1)] = max(nodes.get(m.group(1), 0), int(m.group(2)))
         for m in re.finditer(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"', text):
             edges.setdefault(m.group(1), set()).add(m.group(2))
@@ -138,25 +167,46 @@ def per_iteration(kind: str) -> float:
 
 
 def main() -> None:
-    out = ["# failstop benchmark figures — unix port (x86-64)", "",
-           "Made by `make bench` (firmware/bench.py). Instruction counts are callgrind's `Ir`:",
-           "exact and repeatable for the same binary and input.", ""]
+    out = [
+        "# failstop benchmark figures — unix port (x86-64)",
+        "",
+        "Made by `make bench` (firmware/bench.py). Instruction counts are callgrind's `Ir`:",
+        "exact and repeatable for the same binary and input.",
+        "",
+    ]
     say("fault path (callgrind, hook entry to the reset request)")
-    out += ["## Fault path: instructions from hook entry to the reset request", "",
-            "| fault | measured from | instructions |", "|---|---|---:|"]
+    out += [
+        "## Fault path: instructions from hook entry to the reset request",
+        "",
+        "| fault | measured from | instructions |",
+        "|---|---|---:|",
+    ]
     for name, hook, ir in fault_path():
         out.append(f"| {name} | `{hook}` | {ir:,} |")
     say("fault-path C stack")
     total, path, unknown = stack_usage()
-    out += ["", "## Fault path: C stack", "",
-            f"Deepest static chain from `__wrap_m_malloc_fail` to the reset: **{total} bytes** "
-            "(GCC `-fcallgraph-info=su`, x86-64, -Os):", ""]
+    out += [
+        "",
+        "## Fault path: C stack",
+        "",
+        f"Deepest static chain from `__wrap_m_malloc_fail` to the reset: **{total} bytes** "
+        "(GCC `-fcallgraph-info=su`, x86-64, -Os):",
+        "",
+    ]
     out += [f"    {p}" for p in path]
-    out += ["", "Callees outside the measured objects (libc leaves such as memcpy/memset, the HAL's "
-            "write/execve) add their own frames: " + ", ".join(f"`{u}`" for u in unknown[:12]) + "."]
+    out += [
+        "",
+        "Callees outside the measured objects (libc leaves such as memcpy/memset, the HAL's "
+        "write/execve) add their own frames: " + ", ".join(f"`{u}`" for u in unknown[:12]) + ".",
+    ]
     say("hot path: tests/perf_bench with and without the module")
-    out += ["", "## Hot path: MicroPython's tests/perf_bench, instructions with and without failstop", "",
-            "| program | stock | failstop | overhead |", "|---|---:|---:|---:|"]
+    out += [
+        "",
+        "## Hot path: MicroPython's tests/perf_bench, instructions with and without failstop",
+        "",
+        "| program | stock | failstop | overhead |",
+        "|---|---:|---:|---:|",
+    ]
     tot_s = tot_f = 0
     for name in PERF:
         s, f = perf(STOCK, name), perf(FW, name)
@@ -166,10 +216,16 @@ def main() -> None:
     out.append(f"| **all** | {tot_s:,} | {tot_f:,} | **{100 * (tot_f - tot_s) / tot_s:+.2f}%** |")
     say("fragile() against try/except")
     bare, frag = per_iteration("bare"), per_iteration("fragile")
-    out += ["", "## `with failstop.fragile():` against a bare `try/except`", "",
-            "| block | instructions per iteration |", "|---|---:|",
-            f"| `try: x += 1` / `except Exception: raise` | {bare:.0f} |",
-            f"| `with failstop.fragile(): x += 1` | {frag:.0f} |", ""]
+    out += [
+        "",
+        "## `with failstop.fragile():` against a bare `try/except`",
+        "",
+        "| block | instructions per iteration |",
+        "|---|---:|",
+        f"| `try: x += 1` / `except Exception: raise` | {bare:.0f} |",
+        f"| `with failstop.fragile(): x += 1` | {frag:.0f} |",
+        "",
+    ]
     text = "\n".join(out) + "\n"
     (ROOT / "docs/bench-unix.md").write_text(text)
     print(text)

@@ -26,21 +26,36 @@ def main() -> int:
     retained = Path(tempfile.mkdtemp(prefix="failstop-demo-")) / "retained.ram"
     env = dict(os.environ, FAILSTOP_RETAINED=str(retained), FAILSTOP_MAX_BOOTS="5")
     step(f"board: unix firmware {FW.relative_to(ROOT)}, retained RAM in {retained}")
-    step("the program: purse.py (seed's prepare-commit Purse; a broad `except Exception` around the call)")
+    step(
+        "the program: purse.py (the seed's prepare-commit Purse;"
+        " a broad `except Exception` around the call)"
+    )
     for n, line in enumerate(SCRIPT.read_text().splitlines(), 1):
         if 19 <= n <= 38:
             print(f"    {n:3} {line}")
     step("boot 1: run it; the commit phase divides by zero inside failstop.fragile()")
-    p = subprocess.run([str(FW), SCRIPT.name], cwd=SCRIPT.parent, env=env, text=True,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    p = subprocess.run(
+        [str(FW), SCRIPT.name],
+        cwd=SCRIPT.parent,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     for line in p.stdout.splitlines():
         print(f"    | {line}")
     if "ZALGO" in p.stdout:
         print("demo failed: the except clause swallowed the fault", file=sys.stderr)
         return 1
     step("the except clause never ran; the board rebooted and boot 2 printed failstop.last()")
-    step("host: failstop decode <retained RAM>  (the same report `failstop log` gives over mpremote)")
-    d = subprocess.run([sys.executable, "-m", "failstop_host", "decode", str(retained)], capture_output=True, text=True)
+    step(
+        "host: failstop decode <retained RAM>  (the same report `failstop log` gives over mpremote)"
+    )
+    d = subprocess.run(
+        [sys.executable, "-m", "failstop_host", "decode", str(retained)],
+        capture_output=True,
+        text=True,
+    )
     for line in d.stdout.splitlines():
         print(f"    {line}")
     if d.returncode != 0:

@@ -37,7 +37,9 @@ class RunResult:
         return self.region.header.boot_count
 
     def lines(self, prefix: str) -> list[str]:
-        return [ln[len(prefix) + 1:] for ln in self.output.splitlines() if ln.startswith(prefix + " ")]
+        return [
+            ln[len(prefix) + 1 :] for ln in self.output.splitlines() if ln.startswith(prefix + " ")
+        ]
 
     def last(self) -> list[tuple]:
         """The records the device printed with `print("LAST", repr(...))`, one per boot."""
@@ -68,11 +70,17 @@ class UnixBackend:
     def region(self) -> codec.Region:
         return codec.decode_region(self.retained.read_bytes())
 
-    def run(self, script: str, max_boots: int = 12, timeout: float = 60.0, halt_wait: float = 0.5) -> RunResult:
+    def run(
+        self, script: str, max_boots: int = 12, timeout: float = 60.0, halt_wait: float = 0.5
+    ) -> RunResult:
         """Run `script` as main program from power-on until it ends (or halts)."""
         proc = subprocess.Popen(
-            [str(self.firmware), script], cwd=SCRIPTS, env=self._env(max_boots),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [str(self.firmware), script],
+            cwd=SCRIPTS,
+            env=self._env(max_boots),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         assert proc.stdout is not None
         out = b""
@@ -84,14 +92,18 @@ class UnixBackend:
             if now > deadline:
                 proc.kill()
                 proc.wait()
-                raise TimeoutError(f"{script}: still running after {timeout} s:\n{out.decode(errors='replace')}")
+                raise TimeoutError(
+                    f"{script}: still running after {timeout} s:\n{out.decode(errors='replace')}"
+                )
             if halted_at is not None and now - halted_at > halt_wait:
                 # Halted for a debugger: it must still be alive, not reset or exited.
                 alive = proc.poll() is None
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 if not alive:
-                    raise AssertionError(f"{script}: exited after HALT:\n{out.decode(errors='replace')}")
+                    raise AssertionError(
+                        f"{script}: exited after HALT:\n{out.decode(errors='replace')}"
+                    )
                 return RunResult(out.decode(errors="replace"), "halt", None, self.region())
             ready, _, _ = select.select([fd], [], [], 0.05)
             if ready:
@@ -108,7 +120,12 @@ class UnixBackend:
     def exec(self, code: str, timeout: float = 30.0) -> str:
         """Run a snippet at the "REPL" (unix: `-c`, which is not the main program)."""
         p = subprocess.run(
-            [str(self.firmware), "-c", code], cwd=SCRIPTS, env=self._env(1),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, check=False,
+            [str(self.firmware), "-c", code],
+            cwd=SCRIPTS,
+            env=self._env(1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
         )
         return p.stdout.decode(errors="replace")

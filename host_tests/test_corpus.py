@@ -6,9 +6,9 @@ API, `failstop.last()`), and on the retained region decoded by the host codec.""
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -16,20 +16,7 @@ from backends import SCRIPTS, RunResult, UnixBackend, fault_line
 from failstop_host import codec
 
 ROOT = Path(__file__).parent.parent
-UNIX_FW = Path(os.environ.get("FAILSTOP_UNIX_FW", ROOT / "build/unix/micropython")).resolve()
-
 OOM_MSG = "memory allocation failed, allocating 1000000000 bytes"
-
-
-def backends() -> list[str]:
-    return ["unix"]
-
-
-@pytest.fixture(params=backends())
-def board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UnixBackend]:
-    if not UNIX_FW.exists():
-        pytest.skip(f"unix firmware not built ({UNIX_FW}): run `make firmware BOARD=unix`")
-    yield UnixBackend(UNIX_FW, tmp_path)
 
 
 def only_record(res: RunResult) -> codec.Record:
@@ -48,11 +35,16 @@ def test_oom_huge_bytearray(board: UnixBackend) -> None:
     res = board.run("oom_bytearray.py")
     assert_clean_fault(res)
     line = fault_line("oom_bytearray.py")
-    assert res.last() == [(1, "OOM", "MemoryError", OOM_MSG, ("oom_bytearray.py", line, "inner"), 10**9, 0)]
+    assert res.last() == [
+        (1, "OOM", "MemoryError", OOM_MSG, ("oom_bytearray.py", line, "inner"), 10**9, 0)
+    ]
     rec = only_record(res)
     assert (rec.kind, rec.action, rec.boot, rec.reset_cause) == ("OOM", "REBOOT", 1, "power_on")
     assert [(f.file, f.function) for f in rec.traceback] == [
-        ("oom_bytearray.py", "inner"), ("oom_bytearray.py", "outer"), ("oom_bytearray.py", "<module>")]
+        ("oom_bytearray.py", "inner"),
+        ("oom_bytearray.py", "outer"),
+        ("oom_bytearray.py", "<module>"),
+    ]
     assert rec.alloc_size == 10**9 and rec.heap_free is not None and rec.heap_free > 0
     assert rec.firmware.startswith("1.25.0+fs")
     assert res.region.header is not None and res.region.header.boot_cause == "fault"
@@ -64,15 +56,21 @@ def test_oom_list_grows_until_heap_full(board: UnixBackend) -> None:
     ((seq, kind, exc, loc, heap_free, alloc, flags),) = res.last()
     assert (seq, kind, exc, flags) == (1, "OOM", "MemoryError", 0)
     assert loc == ("oom_list_grow.py", fault_line("oom_list_grow.py"), "fill")
-    assert 0 < alloc and heap_free < alloc + 4096  # the heap was really full
+    assert alloc > 0 and heap_free < alloc + 4096  # the heap was really full
 
 
 def test_oom_heap_locked(board: UnixBackend) -> None:
     res = board.run("oom_heap_locked.py")
     assert_clean_fault(res)
-    assert res.last() == [(1, "OOM", "memory allocation failed, heap is locked",
-                           ("oom_heap_locked.py", fault_line("oom_heap_locked.py"), "isr_like"),
-                           codec.FLAG_HEAP_LOCKED)]
+    assert res.last() == [
+        (
+            1,
+            "OOM",
+            "memory allocation failed, heap is locked",
+            ("oom_heap_locked.py", fault_line("oom_heap_locked.py"), "isr_like"),
+            codec.FLAG_HEAP_LOCKED,
+        )
+    ]
     assert only_record(res).flag_names == ["HEAP_LOCKED"]
 
 
@@ -91,8 +89,14 @@ def test_stack_deep_recursion(board: UnixBackend) -> None:
 def test_panic_accepts_anything(board: UnixBackend) -> None:
     res = board.run("panic_reasons.py")
     assert_clean_fault(res, boots=7)
-    machine_line, failstop_line = fault_line("panic_reasons.py", 1), fault_line("panic_reasons.py", 0)
-    loc = [("panic_reasons.py", machine_line if i % 2 == 0 else failstop_line, "<module>") for i in range(6)]
+    machine_line, failstop_line = (
+        fault_line("panic_reasons.py", 1),
+        fault_line("panic_reasons.py", 0),
+    )
+    loc = [
+        ("panic_reasons.py", machine_line if i % 2 == 0 else failstop_line, "<module>")
+        for i in range(6)
+    ]
     assert res.last() == [
         (1, "PANIC", "", "sensor stuck", loc[0], 0),
         (2, "PANIC", "", "42", loc[1], 0),
@@ -122,7 +126,13 @@ def test_unhandled_exception_escaping_main(board: UnixBackend) -> None:
     assert "KeyError: valve" in res.output  # the traceback is still shown
     line = fault_line("unhandled.py")
     ((seq, kind, exc, msg, loc, tb),) = res.last()
-    assert (seq, kind, exc, msg, loc) == (1, "UNHANDLED", "KeyError", "valve", ("unhandled.py", line, "lookup"))
+    assert (seq, kind, exc, msg, loc) == (
+        1,
+        "UNHANDLED",
+        "KeyError",
+        "valve",
+        ("unhandled.py", line, "lookup"),
+    )
     assert tb[1][2] == "<module>"
 
 
@@ -130,8 +140,15 @@ def test_watchdog_hang_records_mark(board: UnixBackend) -> None:
     res = board.run("watchdog_hang.py")
     assert_clean_fault(res)
     assert "fed for 600 ms" in res.output  # feeding kept it alive
-    assert res.last() == [(1, "WATCHDOG", "watchdog timeout", "valve-wait",
-                           ("watchdog_hang.py", fault_line("watchdog_hang.py"), "wait_for_valve"))]
+    assert res.last() == [
+        (
+            1,
+            "WATCHDOG",
+            "watchdog timeout",
+            "valve-wait",
+            ("watchdog_hang.py", fault_line("watchdog_hang.py"), "wait_for_valve"),
+        )
+    ]
     assert res.region.header is not None and res.region.header.boot_cause == "watchdog"
     assert only_record(res).stack_used == 0  # taken on the signal stack: unknown, not garbage
 
@@ -155,7 +172,9 @@ def test_double_fault_keeps_first_record(board: UnixBackend) -> None:
 def test_fatal_nlr_jump_fail(board: UnixBackend) -> None:
     res = board.run("fatal_nlr.py")
     assert_clean_fault(res)
-    assert res.last() == [(1, "FATAL", "uncaught NLR", ("fatal_nlr.py", fault_line("fatal_nlr.py"), "boom"))]
+    assert res.last() == [
+        (1, "FATAL", "uncaught NLR", ("fatal_nlr.py", fault_line("fatal_nlr.py"), "boom"))
+    ]
 
 
 def test_hardfault(board: UnixBackend) -> None:
@@ -192,19 +211,31 @@ def test_bad_arguments_raise_clear_errors(board: UnixBackend) -> None:
     assert "NO ERROR" not in res.output
     errs = res.lines("ERR")
     expected_types = {
-        "policy(1)": "TypeError", "policy('NOPE')": "ValueError", "policy('OOM', 'EXPLODE')": "ValueError",
-        "policy('OOM', 3)": "TypeError", "policy('PANIC', 'RAISE')": "ValueError",
-        "policy('WATCHDOG', 'RAISE')": "ValueError", "watchdog('1')": "TypeError", "watchdog(0)": "ValueError",
-        "watchdog(-5)": "ValueError", "mark(5)": "TypeError", "mark('x' * 17)": "ValueError",
-        "keeper(1)": "TypeError", "crash_loop(0)": "ValueError", "crash_loop('3')": "TypeError",
-        "crash_loop(3, 0)": "ValueError", "_inject('OOM')": "ValueError",
+        "policy(1)": "TypeError",
+        "policy('NOPE')": "ValueError",
+        "policy('OOM', 'EXPLODE')": "ValueError",
+        "policy('OOM', 3)": "TypeError",
+        "policy('PANIC', 'RAISE')": "ValueError",
+        "policy('WATCHDOG', 'RAISE')": "ValueError",
+        "watchdog('1')": "TypeError",
+        "watchdog(0)": "ValueError",
+        "watchdog(-5)": "ValueError",
+        "mark(5)": "TypeError",
+        "mark('x' * 17)": "ValueError",
+        "keeper(1)": "TypeError",
+        "crash_loop(0)": "ValueError",
+        "crash_loop('3')": "TypeError",
+        "crash_loop(3, 0)": "ValueError",
+        "_inject('OOM')": "ValueError",
     }
     got = {}
     for ln in errs:
         for call, typ in expected_types.items():
             if ln.startswith(call + " "):
-                rest = ln[len(call) + 1:]
-                assert rest.startswith(typ + " ") and len(rest) > len(typ) + 5, ln  # type and a message
+                rest = ln[len(call) + 1 :]
+                assert rest.startswith(typ + " ") and len(rest) > len(typ) + 5, (
+                    ln
+                )  # type and a message
                 got[call] = typ
     assert got == expected_types
     assert "policy OOM REBOOT RAISE RAISE" in res.output
@@ -215,32 +246,63 @@ def test_bad_arguments_raise_clear_errors(board: UnixBackend) -> None:
 def test_device_and_host_decode_agree(board: UnixBackend) -> None:
     """The records the firmware wrote, read by the device and by the host codec, agree."""
     board.run("panic_reasons.py")
+    fields = (
+        "r.seq, r.kind, r.action, r.reset_cause, r.boot, r.uptime_ms, r.flags, r.heap_free,"
+        " r.alloc_size, r.stack_used, r.depth, r.mark, r.firmware, r.exc_type, r.message,"
+        " r.traceback"
+    )
     dev = board.exec(
         "import failstop\n"
         "for r in failstop.records():\n"
-        " print('REC', repr((r.seq, r.kind, r.action, r.reset_cause, r.boot, r.uptime_ms, r.flags, r.heap_free,"
-        " r.alloc_size, r.stack_used, r.depth, r.mark, r.firmware, r.exc_type, r.message, r.traceback)))\n"
-        "print('RAW', failstop.dump() == open(%r, 'rb').read())" % str(board.retained))
-    import ast
+        f" print('REC', repr(({fields})))\n"
+        f"print('RAW', failstop.dump() == open({str(board.retained)!r}, 'rb').read())"
+    )
+
     got = [ast.literal_eval(ln[4:]) for ln in dev.splitlines() if ln.startswith("REC ")]
-    host = [(r.seq, r.kind, r.action, r.reset_cause, r.boot, r.uptime_ms, r.flags, r.heap_free, r.alloc_size,
-             r.stack_used, r.depth, r.mark, r.firmware, r.exc_type, r.message,
-             [(f.file, f.line, f.function) for f in r.traceback]) for r in board.region().records]
+    host = [
+        (
+            r.seq,
+            r.kind,
+            r.action,
+            r.reset_cause,
+            r.boot,
+            r.uptime_ms,
+            r.flags,
+            r.heap_free,
+            r.alloc_size,
+            r.stack_used,
+            r.depth,
+            r.mark,
+            r.firmware,
+            r.exc_type,
+            r.message,
+            [(f.file, f.line, f.function) for f in r.traceback],
+        )
+        for r in board.region().records
+    ]
     assert got == host and len(host) == 3
     assert "RAW True" in dev
 
 
 def test_raise_policy_is_stock_behaviour(board: UnixBackend) -> None:
-    stock = Path(os.environ.get("FAILSTOP_UNIX_STOCK", ROOT / "build/unix-stock/micropython")).resolve()
+    stock = Path(
+        os.environ.get("FAILSTOP_UNIX_STOCK", ROOT / "build/unix-stock/micropython")
+    ).resolve()
     if not stock.exists():
         pytest.skip(f"stock unix firmware not built ({stock}): run `make firmware-unix-stock`")
     res = board.run("raise_policy.py", max_boots=1)
     import subprocess
-    ref = subprocess.run([str(stock), "raise_policy.py"], cwd=SCRIPTS, capture_output=True, check=False)
+
+    ref = subprocess.run(
+        [str(stock), "raise_policy.py"], cwd=SCRIPTS, capture_output=True, check=False
+    )
     assert res.exit_code == ref.returncode == 1
     assert res.output == (ref.stdout + ref.stderr).decode()  # same text (stderr comes last in both)
     assert "caught MemoryError" in res.output and "caught RuntimeError" in res.output
     # RAISE still records (best effort): OOM, STACK, locked OOM, UNHANDLED -> the newest three.
     assert [(r.kind, r.action) for r in res.region.records] == [
-        ("STACK", "RAISE"), ("OOM", "RAISE"), ("UNHANDLED", "RAISE")]
+        ("STACK", "RAISE"),
+        ("OOM", "RAISE"),
+        ("UNHANDLED", "RAISE"),
+    ]
     assert res.boots == 1

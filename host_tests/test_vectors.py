@@ -17,16 +17,35 @@ VECTORS = sorted((Path(__file__).parent / "vectors").glob("*.bin"))
 def test_firmware_vector_decodes_as_device_reported(vector: Path) -> None:
     expected = json.loads(vector.with_suffix(".json").read_text())
     region = codec.decode_region(vector.read_bytes())
-    assert region.header is not None and not region.invalid or all(i.reason == "empty" for i in region.invalid)
+    assert (
+        (region.header is not None
+        and not region.invalid)
+        or all(i.reason == "empty" for i in region.invalid)
+    )
     got = []
     for r in region.records:
-        got.append({
-            "seq": r.seq, "kind": r.kind, "action": r.action, "reset_cause": r.reset_cause, "boot": r.boot,
-            "uptime_ms": r.uptime_ms, "flags": r.flags, "heap_free": r.heap_free, "alloc_size": r.alloc_size,
-            "stack_used": r.stack_used, "pc": r.pc, "lr": r.lr, "depth": r.depth, "mark": r.mark,
-            "firmware": r.firmware, "exc_type": r.exc_type, "message": r.message,
-            "traceback": [[f.file, f.line, f.function] for f in r.traceback],
-        })
+        got.append(
+            {
+                "seq": r.seq,
+                "kind": r.kind,
+                "action": r.action,
+                "reset_cause": r.reset_cause,
+                "boot": r.boot,
+                "uptime_ms": r.uptime_ms,
+                "flags": r.flags,
+                "heap_free": r.heap_free,
+                "alloc_size": r.alloc_size,
+                "stack_used": r.stack_used,
+                "pc": r.pc,
+                "lr": r.lr,
+                "depth": r.depth,
+                "mark": r.mark,
+                "firmware": r.firmware,
+                "exc_type": r.exc_type,
+                "message": r.message,
+                "traceback": [[f.file, f.line, f.function] for f in r.traceback],
+            }
+        )
     assert got == expected and got
 
 
@@ -38,8 +57,24 @@ def test_firmware_vectors_reencode_byte_for_byte() -> None:
         for r in codec.decode_region(data).records:
             start = codec.HEADER_SIZE + r.slot * codec.SLOT_SIZE
             again = codec.encode_slot(
-                kind=r.kind, seq=r.seq, action=r.action, reset_cause=r.reset_cause, boot=r.boot,
-                uptime_ms=r.uptime_ms, flags=r.flags, heap_free=r.heap_free, alloc_size=r.alloc_size,
-                stack_used=r.stack_used, pc=r.pc, lr=r.lr, depth=r.depth, mark=r.mark, firmware=r.firmware,
-                exc_type=r.exc_type, message=r.message, traceback=r.traceback, auto_flags=False)
-            assert again == data[start:start + codec.SLOT_SIZE], (vector.name, r.seq)
+                kind=r.kind,
+                seq=r.seq,
+                action=r.action,
+                reset_cause=r.reset_cause,
+                boot=r.boot,
+                uptime_ms=r.uptime_ms,
+                flags=r.flags,
+                heap_free=r.heap_free,
+                alloc_size=r.alloc_size,
+                stack_used=r.stack_used,
+                pc=r.pc,
+                lr=r.lr,
+                depth=r.depth,
+                mark=r.mark,
+                firmware=r.firmware,
+                exc_type=r.exc_type,
+                message=r.message,
+                traceback=r.traceback,
+                auto_flags=False,
+            )
+            assert again == data[start : start + codec.SLOT_SIZE], (vector.name, r.seq)

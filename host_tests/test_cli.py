@@ -1,0 +1,710 @@
+"""Tests of the failstop command: decode, log (over real pseudo-terminals through mpremote's
+own transport), watch, and escaping of device text."""
+
+from __future__ import annotations
+
+import binascii
+import contextlib
+import io
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Callable, Optional
+
+import pytest
+
+from failstop_host.cli import main
+from failstop_host.codec import decode_region, encode_header, encode_region, encode_slot
+from failstop_host.device import (
+    CLEAR_SNIPPET,
+    DEFAULT_TIMEOUT,
+    DUMP_SNIPPET,
+    Board,
+    DeviceError,
+    read_region,
+)
+from failstop_host.textsafe import escape
+from failstop_host.watch import Event, LineSplitter, open_serial, parse_line, watch
+
+PY = sys.executable
+HOSTILE = "\x1b]0;title\x07\x1b[2J\r\x9b\u202e"
+RAW_HOSTILE = ["\x1b", "\x07", "\r", "\x9b", "\u202e"]
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def three_records() -> bytes:
+    return encode_region(
+        [
+            encode_slot(kind="PANIC", seq=4, boot=3, message="first", firmware="1.25.0+fs0.1.0"),
+            encode_slot(
+                kind="OOM",
+                seq=5,
+                boot=4,
+                uptime_ms=1234,
+                reset_cause="power_on",
+                heap_free=1024,
+                alloc_size=1000000,
+                stack_used=800,
+                exc_type="MemoryError",
+                message="memory allocation failed, allocating 1000000 bytes",
+                traceback=[("purse.py", 23, "deposit"), ("purse.py", 40, "main")],
+            ),
+            encode_slot(kind="STACK", seq=6, boot=5, exc_type="RuntimeError", mark="loop"),
+        ],
+        boot_count=6,
+    )
+
+
+@pytest.fixture
+def region_file(tmp_path: object) -> str:
+    path = os.path.join(str(tmp_path), "retained.bin")
+    with open(path, "wb") as f:
+        f.write(three_records())
+    return path
+
+
+def write(tmp_path: object, name: str, data: bytes) -> str:
+    path = os.path.join(str(tmp_path), name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+# --- decode --------------------------------------------------------------------------------
+
+
+def test_decode_shows_newest(region_file: str) -> None:
+    code, out, err = run("decode", region_file)
+    assert code == 0
+    assert out.startswith("#6 STACK (REBOOT) boot 5")
+    assert "#5" not in out and "mark 'loop'" in out
+    assert err == ""  # empty slots are not reported without --all
+
+
+def test_decode_all_oldest_first(region_file: str) -> None:
+    code, out, _ = run("decode", "--all", region_file)
+    assert code == 0
+    heads = [ln for ln in out.splitlines() if ln.startswith("#")]
+    assert heads[0].startswith("#4 PANIC") and heads[1].startswith("#5 OOM")
+    assert heads[2].startswith("#6 STACK")
+    assert "  at purse.py:23 in deposit" in out
+    assert "  MemoryError: memory allocation failed, allocating 1000000 bytes" in out
+
+
+def test_decode_json_lines(region_file: str) -> None:
+    code, out, _ = run("decode", "--json", "--all", region_file)
+    assert code == 0
+    objs = [json.loads(ln) for ln in out.splitlines()]
+    assert [o["seq"] for o in objs] == [4, 5, 6]
+    assert objs[1]["location"] == {"file": "purse.py", "line": 23, "function": "deposit"}
+    assert objs[1]["alloc_size"] == 1000000 and objs[1]["heap_free"] == 1024
+    code, out, _ = run("decode", "--json", region_file)
+    assert [json.loads(ln)["seq"] for ln in out.splitlines()] == [6]
+
+
+def test_decode_hex_dump(tmp_path: object) -> None:
+    hexed = binascii.hexlify(three_records())
+    wrapped = b"\n".join(hexed[i : i + 60] for i in range(0, len(hexed), 60)) + b"\n"
+    path = write(tmp_path, "dump.hex", wrapped)
+    code, out, _ = run("decode", "--json", path)
+    assert code == 0 and json.loads(out)["seq"] == 6
+
+
+def test_decode_empty_region_exit_1(tmp_path: object) -> None:
+    path = write(tmp_path, "blank.bin", bytes(1024))
+    code, out, err = run("decode", path)
+    assert code == 1 and out == ""
+    assert "header invalid (empty)" in err and "no fault records" in err
+    code, _, err = run("decode", "--all", path)
+    assert code == 1 and "slot 2: empty" in err
+
+
+def test_decode_reports_invalid_slots(tmp_path: object) -> None:
+    data = bytearray(three_records())
+    data[64 + 320 + 100] ^= 0x10  # slot 1 (seq 4) torn
+    data[10] ^= 1  # header damaged
+    code, out, err = run("decode", "--all", write(tmp_path, "torn.bin", bytes(data)))
+    assert code == 0
+    assert "slot 1: bad crc" in err and "header invalid (bad crc)" in err
+    assert [ln.split()[0] for ln in out.splitlines() if ln.startswith("#")] == ["#5", "#6"]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "the file is empty"),
+        (b"hello, this is not a region\n", "text but not a hex dump"),
+        (b"abc", "text but not a hex dump"),  # odd number of hex digits
+        (b"\x00\x01\x02" * 10, "too short"),
+        (b"00" * 100, "too short"),
+    ],
+)
+def test_decode_garbage_exit_2(tmp_path: object, data: bytes, message: str) -> None:
+    code, out, err = run("decode", write(tmp_path, "junk", data))
+    assert code == 2 and out == ""
+    assert message in err and "Traceback" not in err
+
+
+def test_decode_unreadable_exit_2(tmp_path: object) -> None:
+    code, _, err = run("decode", os.path.join(str(tmp_path), "missing.bin"))
+    assert code == 2 and "cannot read" in err and "No such file" in err
+    code, _, err = run("decode", str(tmp_path))
+    assert code == 2 and "cannot read" in err
+
+
+def test_python_m_entry_point(tmp_path: object, region_file: str) -> None:
+    proc = subprocess.run(
+        [PY, "-m", "failstop_host", "decode", "--json", region_file],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and json.loads(proc.stdout)["kind"] == "STACK"
+    junk = write(tmp_path, "junk.bin", os.urandom(100))
+    proc = subprocess.run(
+        [PY, "-m", "failstop_host", "decode", junk], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "too short" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# --- escaping of device text ---------------------------------------------------------------
+
+
+def test_escape() -> None:
+    assert escape("plain ascii, ünïcødé ok") == "plain ascii, ünïcødé ok"
+    assert escape("\x1b]0;title\x07") == "\\x1b]0;title\\x07"
+    assert escape("\x1b[2J") == "\\x1b[2J"
+    assert escape("a\rb\nc\td") == "a\\x0db\\x0ac\\x09d"
+    assert escape("\x7f\x80\x9b\x9f\xa0") == "\\x7f\\x80\\x9b\\x9f\xa0"
+    assert escape("\u202a\u202e\u2066\u2069") == "\\u202a\\u202e\\u2066\\u2069"
+    assert escape("back\\slash") == "back\\\\slash"
+    assert escape("\\x1b") == "\\\\x1b"  # a device cannot fake an escape
+
+
+def test_every_control_character_is_escaped() -> None:
+    dangerous = [chr(c) for c in range(0x20)] + [chr(c) for c in range(0x7F, 0xA0)]
+    dangerous += [chr(c) for c in range(0x202A, 0x202F)] + [chr(c) for c in range(0x2066, 0x206A)]
+    for ch in dangerous:
+        assert ch not in escape(f"a{ch}b"), repr(ch)
+
+
+def hostile_region() -> bytes:
+    return encode_region(
+        [
+            encode_slot(
+                kind="PANIC",
+                seq=1,
+                message=HOSTILE,
+                mark="\x1b[2J\u202e",
+                exc_type="Err\x1b[31m",
+                firmware="fw\r\x9b",
+                traceback=[("\x1b]0;x\x07.py", 1, "f\u202e")],
+            )
+        ]
+    )
+
+
+def test_hostile_strings_escaped_in_human_output(tmp_path: object) -> None:
+    code, out, _ = run("decode", write(tmp_path, "evil.bin", hostile_region()))
+    assert code == 0
+    for ch in RAW_HOSTILE:
+        assert ch not in out, repr(ch)
+    assert "\\x1b]0;title\\x07\\x1b[2J\\x0d\\x9b\\u202e" in out
+    assert "mark '\\x1b[2J\\u202e'" in out
+    assert "at \\x1b]0;x\\x07.py:1 in f\\u202e" in out
+
+
+def test_hostile_strings_safe_and_exact_in_json(tmp_path: object) -> None:
+    code, out, _ = run("decode", "--json", write(tmp_path, "evil.bin", hostile_region()))
+    assert code == 0
+    assert out.isascii() and all(ch not in out for ch in RAW_HOSTILE)
+    obj = json.loads(out)
+    assert obj["message"] == HOSTILE and obj["mark"] == "\x1b[2J\u202e"
+
+
+# --- watch: line parser --------------------------------------------------------------------
+
+
+def test_parse_reboot_banner_full() -> None:
+    line = (
+        "failstop: reboot after OOM (seq 3, boot 2) at purse.py:23 in deposit: "
+        "memory allocation failed, allocating 1000000 bytes\r\n"
+    )
+    ev = parse_line(line)
+    assert ev == Event(
+        "reboot",
+        line.rstrip(),
+        kind="OOM",
+        seq=3,
+        boot=2,
+        file="purse.py",
+        lineno=23,
+        function="deposit",
+        message="memory allocation failed, allocating 1000000 bytes",
+    )
+    assert ev.to_json()["location"] == {"file": "purse.py", "line": 23, "function": "deposit"}
+
+
+@pytest.mark.parametrize(
+    "line, fields",
+    [
+        (
+            "failstop: reboot after WATCHDOG (seq 12, boot 40)",
+            dict(kind="WATCHDOG", seq=12, boot=40, file=None, message=None),
+        ),
+        (
+            "failstop: reboot after PANIC (seq 1, boot 1): bad: state: x",
+            dict(kind="PANIC", file=None, message="bad: state: x"),
+        ),
+        (
+            "failstop: reboot after STACK (seq 9, boot 3) at lib/a b.py:7 in <module>",
+            dict(file="lib/a b.py", lineno=7, function="<module>", message=None),
+        ),
+        (
+            "failstop: reboot after UNHANDLED (seq 2, boot 2) at C:/x.py:5 in f: ValueError: v",
+            dict(file="C:/x.py", lineno=5, function="f", message="ValueError: v"),
+        ),
+    ],
+)
+def test_parse_reboot_banner_variants(line: str, fields: dict) -> None:
+    ev = parse_line(line)
+    assert ev is not None and ev.event == "reboot"
+    for key, value in fields.items():
+        assert getattr(ev, key) == value, key
+
+
+def test_parse_fault_boot_and_other_lines() -> None:
+    ev = parse_line("failstop: OOM -> REBOOT\r")
+    assert ev is not None and (ev.event, ev.kind, ev.action) == ("fault", "OOM", "REBOOT")
+    assert ev.to_json() == {
+        "event": "fault",
+        "kind": "OOM",
+        "action": "REBOOT",
+        "line": "failstop: OOM -> REBOOT",
+    }
+    ev = parse_line("MicroPython v1.25.0 on 2025-04-15; linux [GCC 12.2.0] version")
+    assert ev is not None and ev.event == "boot"
+    for other in [
+        "",
+        ">>> ",
+        "failstop: reboot after OOM (seq x, boot 2)",
+        "failstop: OOM -> ",
+        "print('failstop: OOM -> REBOOT')",
+        "  failstop: OOM -> REBOOT trailing",
+        "Traceback (most recent call last):",
+    ]:
+        assert parse_line(other) is None, other
+
+
+def test_event_describe_escapes() -> None:
+    ev = parse_line("failstop: reboot after PANIC (seq 1, boot 1): \x1b[2J\x9b")
+    assert ev is not None
+    text = ev.describe()
+    assert "\x1b" not in text and "\x9b" not in text and "\\x1b[2J" in text
+
+
+def test_line_splitter() -> None:
+    s = LineSplitter(limit=10)
+    assert s.feed(b"ab") == [] and s.pending() == "ab"
+    assert s.feed(b"c\r\nde\nf") == ["abc", "de"]
+    assert s.feed(b"\xc3") == [] and s.feed(b"\xa9\n") == ["f\u00e9"]
+    assert s.feed(b"x" * 12) == ["x" * 12]
+
+
+# --- pseudo-terminals ----------------------------------------------------------------------
+
+
+class Pty:
+    """A real pseudo-terminal. The test plays the board on the master side."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        self.name = os.ttyname(self.slave)
+        self.stop = threading.Event()
+        self.thread: Optional[threading.Thread] = None
+        self.received = b""
+
+    def serve(self, fn: Callable[[Pty], None]) -> None:
+        self.thread = threading.Thread(target=fn, args=(self,), daemon=True)
+        self.thread.start()
+
+    def read(self, wait: float = 0.05) -> bytes:
+        r, _, _ = select.select([self.master], [], [], wait)
+        if not r:
+            return b""
+        try:
+            data = os.read(self.master, 4096)
+        except OSError:
+            return b""
+        self.received += data
+        return data
+
+    def send(self, data: bytes) -> None:
+        os.write(self.master, data)
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread:
+            self.thread.join(5)
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+@pytest.fixture
+def pty() -> Iterator[Pty]:
+    p = Pty()
+    yield p
+    p.close()
+
+
+def silent(p: Pty) -> None:
+    """Never answers; drains what the host sends so its writes never block."""
+    while not p.stop.is_set():
+        p.read()
+
+
+def chatter(p: Pty) -> None:
+    """Answers garbage, continuously, whatever the host sends."""
+    while not p.stop.is_set():
+        p.read(0)
+        try:
+            p.send(b"\x00\xffgarbage>\r\n" * 8)
+        except OSError:
+            return
+        time.sleep(0.001)
+
+
+class FakeBoard:
+    """Speaks MicroPython's raw REPL (no raw-paste) on the master side of a pty.
+
+    ``on_exec`` maps the code the host runs to (stdout, stderr) bytes, or to None to stop
+    answering halfway (a board that resets during the read)."""
+
+    def __init__(self, on_exec: Callable[[str], Optional[tuple[bytes, bytes]]]) -> None:
+        self.on_exec = on_exec
+        self.commands: list[str] = []
+
+    def __call__(self, p: Pty) -> None:
+        buf = b""
+        raw = False
+        while not p.stop.is_set():
+            buf += p.read()
+            while buf:
+                if not raw:
+                    i = buf.find(b"\x01")
+                    if i < 0:
+                        buf = b""
+                        break
+                    buf = buf[i + 1 :]
+                    raw = True
+                    p.send(b"raw REPL; CTRL-B to exit\r\n>")
+                    continue
+                if buf.startswith(b"\x05A\x01"):
+                    buf = buf[3:]
+                    p.send(b"R\x00")  # raw-paste not supported: plain raw REPL
+                    continue
+                if buf.startswith(b"\r\x02") or buf.startswith(b"\x02"):
+                    buf = buf[buf.index(b"\x02") + 1 :]
+                    raw = False
+                    p.send(b"\r\n>>> ")
+                    continue
+                if buf.startswith(b"\x01"):
+                    buf = buf[1:]
+                    p.send(b"raw REPL; CTRL-B to exit\r\n>")
+                    continue
+                end = buf.find(b"\x04")
+                if end < 0:
+                    break
+                code = buf[:end].decode()
+                buf = buf[end + 1 :]
+                self.commands.append(code)
+                answer = self.on_exec(code)
+                if answer is None:
+                    return
+                outb, errb = answer
+                p.send(b"OK" + outb + b"\x04" + errb + b"\x04>")
+
+
+def board_with(region: bytes) -> FakeBoard:
+    def on_exec(code: str) -> tuple[bytes, bytes]:
+        if code == DUMP_SNIPPET:
+            return binascii.hexlify(region) + b"\r\n", b""
+        if code == CLEAR_SNIPPET:
+            return b"", b""
+        return b"", b"NameError: name not defined\r\n"
+
+    return FakeBoard(on_exec)
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, BaseException]:
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError) as info:
+        fn()
+    return time.monotonic() - t0, info.value
+
+
+# --- log: device reader over real ptys and mpremote's transport ---------------------------
+
+
+def test_log_silent_board_times_out(pty: Pty) -> None:
+    pty.serve(silent)
+    elapsed, exc = timed(lambda: read_region(pty.name, timeout=2))
+    assert elapsed < 5, elapsed
+    assert "no answer from the board within 2 s" in str(exc)
+
+
+def test_log_silent_board_default_timeout(pty: Pty) -> None:
+    pty.serve(silent)
+    elapsed, exc = timed(lambda: read_region(pty.name))
+    assert DEFAULT_TIMEOUT - 1 < elapsed < 15, elapsed
+    assert "no answer" in str(exc)
+
+
+def test_log_garbage_board_times_out(pty: Pty) -> None:
+    pty.serve(chatter)
+    elapsed, exc = timed(lambda: read_region(pty.name, timeout=2))
+    assert elapsed < 5, elapsed
+    assert pty.name in str(exc) and "no usable answer" in str(exc) and "garbage>" in str(exc)
+    assert "\x00" not in str(exc) and "\xff" not in str(exc)
+
+
+def test_log_board_resets_during_read(pty: Pty) -> None:
+    region = three_records()
+
+    def on_exec(code: str) -> Optional[tuple[bytes, bytes]]:
+        # Half the hex, then the board reboots and prints its banner, then silence.
+        half = binascii.hexlify(region)[:700]
+        pty.send(b"OK" + half + b"\r\nfailstop: OOM -> REBOOT\r\nMicroPython v1.25.0\r\n")
+        return None
+
+    pty.serve(FakeBoard(on_exec))
+    elapsed, exc = timed(lambda: read_region(pty.name, timeout=2))
+    assert elapsed < 5, elapsed
+    assert "no usable answer" in str(exc) and "did it reset" in str(exc)
+    assert "MicroPython v1.25.0" in str(exc)
+
+
+def test_log_board_sends_bad_hex(pty: Pty) -> None:
+    pty.serve(FakeBoard(lambda code: (b"zz not hex\r\n", b"")))
+    elapsed, exc = timed(lambda: read_region(pty.name, timeout=3))
+    assert elapsed < 5
+    assert "not a hex dump" in str(exc)
+
+
+def test_log_board_without_failstop(pty: Pty) -> None:
+    err = b'Traceback (most recent call last):\r\n  File "<stdin>", line 1\r\n'
+    err += b"ImportError: no module named 'failstop'\r\n"
+    pty.serve(FakeBoard(lambda code: (b"", err)))
+    _, exc = timed(lambda: read_region(pty.name, timeout=3))
+    assert "no failstop module" in str(exc)
+
+
+def test_log_reads_region(pty: Pty) -> None:
+    region = three_records()
+    board = board_with(region)
+    pty.serve(board)
+    with Board(pty.name, timeout=5) as b:
+        assert b.dump() == region
+    assert board.commands == [DUMP_SNIPPET]
+    deadline = time.monotonic() + 3  # the board thread reads what close() sent
+    while not pty.received.endswith(b"\r\x02") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert pty.received.endswith(b"\r\x02")  # left the raw REPL
+
+
+def test_log_command_json_and_clear(pty: Pty) -> None:
+    board = board_with(three_records())
+    pty.serve(board)
+    code, out, err = run("log", "--port", pty.name, "--json", "--all", "--clear", "--timeout", "5")
+    assert code == 0, err
+    assert [json.loads(ln)["seq"] for ln in out.splitlines()] == [4, 5, 6]
+    assert board.commands == [DUMP_SNIPPET, CLEAR_SNIPPET]
+    assert "records cleared" in err
+
+
+def test_log_clear_not_sent_after_bad_read(pty: Pty) -> None:
+    board = FakeBoard(lambda code: (b"0011\r\n", b""))  # hex, but not a region
+    pty.serve(board)
+    code, out, err = run("log", "--port", pty.name, "--clear", "--timeout", "5")
+    assert code == 2 and out == ""
+    assert "bad region" in err and "too short" in err
+    assert board.commands == [DUMP_SNIPPET]
+
+
+def test_log_human_output_and_no_records(pty: Pty) -> None:
+    pty.serve(board_with(encode_header() + bytes(960)))
+    code, out, err = run("log", "-p", pty.name, "--timeout", "5")
+    assert code == 1 and out == "" and "no fault records" in err
+
+
+def test_log_missing_port() -> None:
+    code, out, err = run("log", "--port", "/dev/does-not-exist-failstop", "--timeout", "1")
+    assert code == 2 and out == ""
+    assert "no such serial port" in err and "Traceback" not in err
+
+
+def test_board_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        Board("/dev/null", timeout=0)
+
+
+# --- watch: the serial loop over a pty -----------------------------------------------------
+
+
+class WatchRun:
+    """``watch`` running in a thread against a pty, as a user would run it."""
+
+    def __init__(self, pty: Pty, *, as_json: bool, read: bool = False) -> None:
+        self.out, self.err = io.StringIO(), io.StringIO()
+        self.result: list[int] = []
+        self.ready = threading.Event()  # set once watch has opened the port
+        self.thread = threading.Thread(target=self._run, args=(pty.name, as_json, read))
+        self.thread.daemon = True
+        self.t0 = time.monotonic()
+        self.thread.start()
+
+    def _open(self, port: str, baud: int) -> object:
+        ser = open_serial(port, baud)
+        self.ready.set()
+        return ser
+
+    def _run(self, port: str, as_json: bool, read: bool) -> None:
+        self.result.append(
+            watch(
+                port,
+                as_json=as_json,
+                read=read,
+                out=self.out,
+                err=self.err,
+                timeout=5,
+                opener=self._open,
+            )
+        )
+
+    def wait_ready(self) -> None:
+        assert self.ready.wait(10), "watch did not open the port"
+
+    def finish(self, limit: float = 10) -> tuple[int, str, str, float]:
+        self.thread.join(limit)
+        assert not self.thread.is_alive(), "watch did not stop"
+        elapsed = time.monotonic() - self.t0
+        return self.result[0], self.out.getvalue(), self.err.getvalue(), elapsed
+
+
+def unplug(pty: Pty) -> None:
+    """The board goes away: close the master side of the pty."""
+    pty.stop.set()
+    if pty.thread:
+        pty.thread.join(5)
+    os.close(pty.master)
+    pty.master = os.open(os.devnull, os.O_RDONLY)  # keeps Pty.close() harmless
+
+
+BOOT_LOG = (
+    b"hello from main.py\r\n"
+    b"failstop: OOM -> REBOOT\r\n"
+    b"failstop: reboot after OOM (seq 3, boot 2) at purse.py:23 in deposit: oops \x1b[2J\r\n"
+    b"MicroPython v1.25.0 on 2025-04-15; linux version\r\n"
+    b">>> "
+)
+
+
+def test_watch_passes_through_and_exits_when_port_vanishes(pty: Pty) -> None:
+    run_ = WatchRun(pty, as_json=False)
+    run_.wait_ready()
+    pty.send(BOOT_LOG)
+    time.sleep(0.8)
+    unplug(pty)
+    code, out, err, elapsed = run_.finish()
+    assert code == 1 and elapsed < 10
+    assert "lost" in err and "Traceback" not in err
+    lines = out.splitlines()
+    assert "hello from main.py" in lines
+    assert "[failstop] fault OOM, action REBOOT" in lines
+    assert any(
+        ln.startswith("[failstop] board rebooted after OOM (record #3, boot 2)") for ln in lines
+    )
+    assert "\x1b" not in out and "oops \\x1b[2J" in out
+    assert any(ln.startswith("[failstop] board booted: MicroPython v1.25.0") for ln in lines)
+    assert ">>> " in out  # an unterminated prompt is shown once the board is quiet
+
+
+def test_watch_json_events(pty: Pty) -> None:
+    run_ = WatchRun(pty, as_json=True)
+    run_.wait_ready()
+    pty.send(BOOT_LOG)
+    time.sleep(0.5)
+    unplug(pty)
+    code, out, _, _ = run_.finish()
+    assert code == 1
+    events = [json.loads(ln) for ln in out.splitlines()]
+    assert [e["event"] for e in events] == ["fault", "reboot", "boot"]
+    assert events[1]["seq"] == 3 and events[1]["message"] == "oops \x1b[2J"
+    assert events[1]["location"] == {"file": "purse.py", "line": 23, "function": "deposit"}
+
+
+def test_watch_read_after_reboot(pty: Pty) -> None:
+    region = three_records()
+    inner = board_with(region)
+
+    run_ = WatchRun(pty, as_json=True, read=True)
+
+    def serve(p: Pty) -> None:
+        run_.wait_ready()
+        p.send(b"failstop: reboot after STACK (seq 6, boot 5)\r\n")
+        inner(p)
+
+    pty.serve(serve)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and DUMP_SNIPPET not in inner.commands:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    unplug(pty)
+    code, out, err, _ = run_.finish()
+    events = [json.loads(ln) for ln in out.splitlines()]
+    assert [e["event"] for e in events] == ["reboot", "record"], err
+    assert events[1]["seq"] == 6 and events[1]["kind"] == "STACK"
+    assert code == 1
+
+
+def test_watch_missing_port() -> None:
+    err = io.StringIO()
+    assert watch("/dev/does-not-exist-failstop", out=io.StringIO(), err=err) == 1
+    assert "cannot open" in err.getvalue()
+
+
+def test_watch_ctrl_c_exits_cleanly(pty: Pty) -> None:
+    class Interrupting:
+        def __init__(self) -> None:
+            self.in_waiting = 0
+            self.closed = False
+
+        def read(self, n: int) -> bytes:
+            raise KeyboardInterrupt
+
+        def close(self) -> None:
+            self.closed = True
+
+    ser = Interrupting()
+    err = io.StringIO()
+    code = watch(pty.name, out=io.StringIO(), err=err, opener=lambda port, baud: ser)
+    assert code == 0 and ser.closed and "stopped" in err.getvalue()
+
+
+def test_region_roundtrip_through_fake_board_matches_decoder(pty: Pty) -> None:
+    region = three_records()
+    pty.serve(board_with(region))
+    got = read_region(pty.name, timeout=5)
+    assert got == decode_region(region)

@@ -1,0 +1,184 @@
+"""The ``failstop`` command: decode, log, watch."""
+
+from __future__ import annotations
+
+import argparse
+import binascii
+import json
+import string
+import sys
+from collections.abc import Sequence
+from typing import Optional, TextIO
+
+from . import __version__
+from .codec import EMPTY, Region, decode_region, format_record
+from .device import DEFAULT_BAUD, DEFAULT_TIMEOUT, Board, DeviceError
+from .textsafe import escape
+
+EXIT_OK = 0  # records found (decode, log); watch stopped with Ctrl-C
+EXIT_NONE = 1  # no records; watch lost its port
+EXIT_ERROR = 2  # unreadable input, garbage, no board, board error
+
+_TEXT_BYTES = frozenset(string.printable.encode("ascii"))
+_HEX = frozenset(string.hexdigits)
+
+
+class InputError(Exception):
+    """A region file that cannot be used."""
+
+
+def region_bytes(data: bytes) -> bytes:
+    """The region in ``data``: raw bytes as they are, or a hex dump (whitespace allowed,
+    e.g. the output of ``binascii.hexlify(failstop.dump())`` or ``xxd -p``) decoded."""
+    if not data:
+        raise InputError("the file is empty")
+    if all(b in _TEXT_BYTES for b in data):
+        digits = "".join(data.decode("ascii").split())
+        if digits and all(c in _HEX for c in digits) and len(digits) % 2 == 0:
+            return binascii.unhexlify(digits)
+        raise InputError("the file is text but not a hex dump of a failstop region")
+    return data
+
+
+def _report_problems(region: Region, err: TextIO, show_empty: bool) -> None:
+    if region.header_error is not None:
+        err.write(
+            f"failstop: header invalid ({region.header_error}); slots read with the default "
+            f"geometry ({region.nslots} x {region.slot_size} bytes)\n"
+        )
+    for bad in region.invalid:
+        if bad.reason == EMPTY and not show_empty:
+            continue
+        note = "" if bad.reason == EMPTY else " - not a record (torn write or corruption)"
+        err.write(f"failstop: slot {bad.slot}: {bad.reason}{note}\n")
+
+
+def _print_records(region: Region, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    _report_problems(region, err, show_empty=args.all)
+    records = list(region.records) if args.all else region.records[-1:]
+    if not records:
+        err.write("failstop: no fault records\n")
+        return EXIT_NONE
+    for i, rec in enumerate(records):
+        if args.json:
+            out.write(json.dumps(rec.to_json(), ensure_ascii=True) + "\n")
+        else:
+            if i:
+                out.write("\n")
+            out.write(format_record(rec) + "\n")
+    out.flush()
+    return EXIT_OK
+
+
+def cmd_decode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        with open(args.file, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        err.write(f"failstop decode: cannot read {escape(args.file)}: {exc.strerror or exc}\n")
+        return EXIT_ERROR
+    try:
+        region = decode_region(region_bytes(data))
+    except (InputError, ValueError) as exc:
+        err.write(f"failstop decode: {escape(args.file)}: {exc}\n")
+        return EXIT_ERROR
+    return _print_records(region, args, out, err)
+
+
+def cmd_log(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        with Board(args.port, args.timeout) as board:
+            region = board.read_region()
+            status = _print_records(region, args, out, err)
+            if args.clear:
+                board.clear()
+                err.write(f"failstop log: records cleared on {escape(board.port)}\n")
+            return status
+    except DeviceError as exc:
+        err.write(f"failstop log: {exc}\n")
+        return EXIT_ERROR
+
+
+def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .watch import watch
+
+    return watch(
+        args.port,
+        baud=args.baud,
+        as_json=args.json,
+        read=args.read,
+        out=out,
+        err=err,
+        timeout=args.timeout,
+    )
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="failstop", description="Read and decode failstop fault records."
+    )
+    p.add_argument("--version", action="version", version=f"failstop {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    d = sub.add_parser("decode", help="decode a region file (raw bytes or a hex dump)")
+    d.add_argument("file", metavar="FILE")
+    d.add_argument("--json", action="store_true", help="one JSON object per record and line")
+    d.add_argument("--all", action="store_true", help="every record, oldest first")
+    d.set_defaults(func=cmd_decode)
+
+    lg = sub.add_parser("log", help="read the records from a board (mpremote transport)")
+    lg.add_argument("--port", "-p", help="serial port (default: the first USB serial device)")
+    lg.add_argument("--json", action="store_true", help="one JSON object per record and line")
+    lg.add_argument("--all", action="store_true", help="every record, oldest first")
+    lg.add_argument("--clear", action="store_true", help="erase the records after a good read")
+    lg.add_argument(
+        "--timeout",
+        type=_positive,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"give up on a silent or confused board after S seconds (default {DEFAULT_TIMEOUT:g})",
+    )
+    lg.set_defaults(func=cmd_log)
+
+    w = sub.add_parser("watch", help="serial monitor that recognises faults and reboots")
+    w.add_argument("port", metavar="PORT")
+    w.add_argument("--baud", type=int, default=DEFAULT_BAUD)
+    w.add_argument("--json", action="store_true", help="print events as JSON lines only")
+    w.add_argument(
+        "--read", action="store_true", help="after a fault reboot, read and print the record"
+    )
+    w.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT, metavar="S")
+    w.set_defaults(func=cmd_watch)
+    return p
+
+
+def main(
+    argv: Optional[Sequence[str]] = None,
+    out: Optional[TextIO] = None,
+    err: Optional[TextIO] = None,
+) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args, out, err))
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        err.write("failstop: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
