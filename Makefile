@@ -70,6 +70,8 @@ bench: deps
 	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock
 	@FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) MICROPY_DIR=$(MICROPY_DIR) \
 		$(PY) firmware/bench.py
+	@echo "[bench] host decoder: 1,000,000 random and mutated regions"
+	@$(PY) -m failstop_host.fuzz 1000000
 
 clean:
 	rm -rf $(BUILD)
