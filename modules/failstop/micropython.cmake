@@ -1,0 +1,35 @@
+# failstop user C module (CMake-based ports: rp2, esp32).
+# The platform half lives in ports/<port>/ of this repository; the port is
+# MICROPY_PORT_DIR's name (ports/rp2 -> rp2), or -DFAILSTOP_PORT=... .
+get_filename_component(FAILSTOP_ROOT ${CMAKE_CURRENT_LIST_DIR}/../.. ABSOLUTE)
+if(NOT FAILSTOP_PORT)
+    get_filename_component(FAILSTOP_PORT ${MICROPY_PORT_DIR} NAME)
+endif()
+set(FAILSTOP_PORT_DIR ${FAILSTOP_ROOT}/ports/${FAILSTOP_PORT})
+if(NOT EXISTS ${FAILSTOP_PORT_DIR}/failstop_hal.c)
+    message(FATAL_ERROR "failstop: no HAL for port '${FAILSTOP_PORT}' in ${FAILSTOP_ROOT}/ports (set FAILSTOP_PORT)")
+endif()
+
+add_library(usermod_failstop INTERFACE)
+
+target_sources(usermod_failstop INTERFACE
+    ${CMAKE_CURRENT_LIST_DIR}/failstop_core.c
+    ${CMAKE_CURRENT_LIST_DIR}/failstop_hooks.c
+    ${CMAKE_CURRENT_LIST_DIR}/modfailstop.c
+    ${FAILSTOP_PORT_DIR}/failstop_hal.c
+)
+
+target_include_directories(usermod_failstop INTERFACE
+    ${CMAKE_CURRENT_LIST_DIR}
+    ${FAILSTOP_PORT_DIR}
+)
+
+# The fault paths of py/, as in micropython.mk; a port adds its own in failstop_port.cmake.
+set(FAILSTOP_WRAP m_malloc_fail mp_raise_recursion_depth nlr_jump_fail
+    mp_execute_bytecode mp_obj_print_exception mp_init mp_deinit)
+include(${FAILSTOP_PORT_DIR}/failstop_port.cmake OPTIONAL)
+foreach(sym ${FAILSTOP_WRAP})
+    target_link_options(usermod_failstop INTERFACE -Wl,--wrap=${sym})
+endforeach()
+
+target_link_libraries(usermod INTERFACE usermod_failstop)
