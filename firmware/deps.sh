@@ -73,8 +73,10 @@ stamp="$VENV/.failstop-$(cat "$ROOT/pyproject.toml" "$ROOT/firmware/requirements
 if [ ! -f "$stamp" ]; then
     say "installing Python tools into $VENV"
     "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
-    "$VENV/bin/pip" install -q -r "$ROOT/firmware/requirements-dev.txt" -e "$ROOT" \
-        || die "pip install failed"
+    if ! "$VENV/bin/pip" install -q -r "$ROOT/firmware/requirements-dev.txt" -e "$ROOT" > "$CACHE/pip.log" 2>&1; then
+        tail -n 20 "$CACHE/pip.log" >&2
+        die "pip install failed (log: $CACHE/pip.log)"
+    fi
     rm -f "$VENV"/.failstop-*
     touch "$stamp"
 else
