@@ -181,6 +181,9 @@ void failstop_print_banner(void);
 // Nonzero while panic() converts its reason: the OOM/stack hooks then raise as stock.
 extern volatile uint8_t failstop_converting;
 
+// Decimal digits of v, written backwards ending at `end` (no allocation, any context).
+char *failstop_utoa(char *end, mp_uint_t v);
+
 // Message of an exception without running Python code: its first argument when
 // that is a str or a small int (formatted into buf). Sets *out; returns the length.
 size_t failstop_exc_message(mp_obj_t exc, char *buf, size_t cap, const char **out);

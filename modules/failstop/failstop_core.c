@@ -54,13 +54,18 @@ static void fs_write(const char *s) {
     failstop_hal_write(s, strlen(s));
 }
 
-static void fs_write_uint(uint32_t v) {
-    char buf[11];
-    char *p = buf + sizeof(buf);
+// Decimal digits of v, written backwards ending at `end`; returns the first digit.
+char *failstop_utoa(char *end, mp_uint_t v) {
     do {
-        *--p = '0' + v % 10;
+        *--end = '0' + v % 10;
         v /= 10;
     } while (v);
+    return end;
+}
+
+static void fs_write_uint(uint32_t v) {
+    char buf[11];
+    char *p = failstop_utoa(buf + sizeof(buf), v);
     failstop_hal_write(p, buf + sizeof(buf) - p);
 }
 
@@ -323,12 +328,7 @@ size_t failstop_exc_message(mp_obj_t exc, char *buf, size_t cap, const char **ou
     *out = buf;
     if (mp_obj_is_small_int(val)) {
         mp_int_t v = MP_OBJ_SMALL_INT_VALUE(val);
-        mp_uint_t u = v < 0 ? -(mp_uint_t)v : (mp_uint_t)v;
-        char *p = buf + cap;
-        do {
-            *--p = '0' + u % 10;
-            u /= 10;
-        } while (u && p > buf + 1);
+        char *p = failstop_utoa(buf + cap, v < 0 ? -(mp_uint_t)v : (mp_uint_t)v);
         if (v < 0) {
             *--p = '-';
         }

@@ -68,12 +68,7 @@ NORETURN void __wrap_m_malloc_fail(size_t num_bytes) {
     } else {
         static const char prefix[] = "memory allocation failed, allocating ";
         char num[11];
-        char *p = num + sizeof(num);
-        size_t v = (uint32_t)num_bytes;
-        do {
-            *--p = '0' + v % 10;
-            v /= 10;
-        } while (v);
+        char *p = failstop_utoa(num + sizeof(num), (uint32_t)num_bytes);
         size_t nlen = num + sizeof(num) - p;
         len = sizeof(prefix) - 1;
         memcpy(msg, prefix, len);
