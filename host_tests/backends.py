@@ -16,7 +16,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Protocol
 
 from failstop_host import codec
 
@@ -50,6 +50,27 @@ def fault_line(script: str, nth: int = 0, tag: str = "# FAULT") -> int:
     """Line number of the nth line of a corpus script marked with `# FAULT`."""
     hits = [i for i, ln in enumerate((SCRIPTS / script).read_text().splitlines(), 1) if tag in ln]
     return hits[nth]
+
+
+class Board(Protocol):
+    """What the corpus needs from a backend (real firmware or simulator)."""
+
+    name: str
+
+    def run(
+        self, script: str, max_boots: int = 12, timeout: float = 60.0, halt_wait: float = 0.5
+    ) -> RunResult:
+        """Run `script` (in SCRIPTS) as the main program from power-on (fresh retained RAM)
+        through every fail-stop reboot until it ends, halts, or hits max_boots."""
+        ...
+
+    def exec(self, code: str, timeout: float = 30.0) -> str:
+        """Run a snippet at the REPL (not as the main program); return its output."""
+        ...
+
+    def region(self) -> codec.Region:
+        """The retained region as it is now, decoded by the host codec."""
+        ...
 
 
 class UnixBackend:

@@ -1,25 +1,54 @@
-"""Shared fixtures: `board` is every backend that can run the device-script corpus."""
+"""Shared fixtures: `board` is every backend that can run the device-script corpus.
+
+Backends: "unix" (the unix-port firmware), "qemu" (the MPS2_AN385 Cortex-M3 firmware in
+QEMU, through mpremote over a pty), "sim" (the CPython simulator). FAILSTOP_BACKENDS
+(comma-separated) narrows the set. A backend whose firmware is not built is skipped with
+the reason; `make test` builds them all, so nothing is skipped there."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from backends import UnixBackend
+from backends import Board, UnixBackend
 
 ROOT = Path(__file__).parent.parent
 UNIX_FW = Path(os.environ.get("FAILSTOP_UNIX_FW", ROOT / "build/unix/micropython")).resolve()
 
+ALL_BACKENDS = ("unix", "qemu", "sim")
+# Backends that live in their own module here: name -> module with
+# `make_backend(tmp_path) -> Board` (it calls pytest.skip when it cannot run).
+BACKEND_MODULES = {"qemu": "qemu_backend", "sim": "sim_backend"}
+
 
 def backends() -> list[str]:
-    return ["unix"]
+    wanted = os.environ.get("FAILSTOP_BACKENDS", ",".join(ALL_BACKENDS)).split(",")
+    return [b for b in ALL_BACKENDS if b in wanted]
+
+
+def make_board(name: str, tmp_path: Path) -> Board:
+    if name == "unix":
+        if not UNIX_FW.exists():
+            pytest.skip(f"unix firmware not built ({UNIX_FW}): run `make firmware BOARD=unix`")
+        return UnixBackend(UNIX_FW, tmp_path)
+    try:
+        mod = importlib.import_module(BACKEND_MODULES[name])
+    except ModuleNotFoundError as e:
+        pytest.skip(f"backend {name} not available: {e}")
+    board: Board = mod.make_backend(tmp_path)
+    return board
 
 
 @pytest.fixture(params=backends())
-def board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[UnixBackend]:
-    if not UNIX_FW.exists():
-        pytest.skip(f"unix firmware not built ({UNIX_FW}): run `make firmware BOARD=unix`")
-    yield UnixBackend(UNIX_FW, tmp_path)
+def board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Board]:
+    b = make_board(request.param, tmp_path)
+    try:
+        yield b
+    finally:
+        close = getattr(b, "close", None)
+        if close is not None:
+            close()

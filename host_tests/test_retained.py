@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from backends import UnixBackend
+from conftest import UNIX_FW
 from failstop_host import codec
 
 HDR, SLOT = codec.HEADER_SIZE, codec.SLOT_SIZE
@@ -26,6 +27,14 @@ def device_seqs(board: UnixBackend, region: bytes) -> list[int]:
 
 def host_seqs(region: bytes) -> list[int]:
     return [r.seq for r in codec.decode_region(region).records]
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> UnixBackend:
+    """The unix firmware: its retained RAM is a file these tests can corrupt byte by byte."""
+    if not UNIX_FW.exists():
+        pytest.skip(f"unix firmware not built ({UNIX_FW}): run `make firmware BOARD=unix`")
+    return UnixBackend(UNIX_FW, tmp_path)
 
 
 @pytest.fixture

@@ -382,6 +382,7 @@ class Region:
     slot_size: int
     records: tuple[Record, ...]  # valid records, oldest first (by seq)
     invalid: tuple[InvalidSlot, ...]  # invalid slots, by slot index
+    raw: bytes = dataclasses.field(default=b"", repr=False, compare=False)  # the region's bytes
 
     @property
     def newest(self) -> Optional[Record]:
@@ -588,6 +589,7 @@ def decode_region(data: bytes) -> Region:
         slot_size=SLOT_SIZE,
         records=tuple(records),
         invalid=tuple(invalid),
+        raw=data[:need],
     )
 
 
