@@ -176,6 +176,7 @@ void failstop_mark_set(const char *tag, size_t len);
 bool failstop_slot_valid(const failstop_record_t *r);
 void failstop_clear(void);
 void failstop_healthy(void);
+NORETURN void failstop_soft_reset(void);
 uint32_t failstop_crc32(const void *data, size_t len);
 void failstop_print_banner(void);
 // Nonzero while panic() converts its reason: the OOM/stack hooks then raise as stock.

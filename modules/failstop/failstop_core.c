@@ -371,6 +371,18 @@ void failstop_clear(void) {
     failstop_header_commit();
 }
 
+// A reset the program asked for (machine.reset() on boards whose port glue routes it
+// here): not a fault, so the crash-loop count is left alone.
+void failstop_soft_reset(void) {
+    if (fs_region == NULL) {
+        failstop_boot();
+    }
+    failstop_hal_irq_disable();
+    fs_region->hdr.pending_cause = FAILSTOP_RC_SOFT;
+    failstop_header_commit();
+    failstop_hal_reset(FAILSTOP_RC_SOFT);
+}
+
 // The program ran to its end without a fail-stop fault: the crash loop is over.
 void failstop_healthy(void) {
     if (fs_region != NULL && fs_region->hdr.loop_count != 0) {

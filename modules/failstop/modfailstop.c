@@ -45,8 +45,17 @@ typedef struct _failstop_rec_obj_t {
     failstop_record_t rec;
 } failstop_rec_obj_t;
 
+// A fixed-size text field's length (strnlen is not in every port's libc).
+static size_t fs_field_len(const char *s, size_t cap) {
+    size_t n = 0;
+    while (n < cap && s[n] != '\0') {
+        ++n;
+    }
+    return n;
+}
+
 static mp_obj_t fs_str_field(const char *s, size_t cap) {
-    return mp_obj_new_str(s, strnlen(s, cap));
+    return mp_obj_new_str(s, fs_field_len(s, cap));
 }
 
 static mp_obj_t fs_frame_tuple(const failstop_frame_t *fr) {
@@ -107,14 +116,14 @@ static void failstop_rec_print(const mp_print_t *print, mp_obj_t self_in, mp_pri
         MP_OBJ_QSTR_VALUE(fs_qstr_or_unknown(fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), r->kind)), (uint)r->boot);
     if (r->nframes) {
         const failstop_frame_t *fr = &r->frames[0];
-        mp_printf(print, " at %.*s:%u in %.*s", (int)strnlen(fr->file, sizeof(fr->file)), fr->file,
-            (uint)fr->line, (int)strnlen(fr->func, sizeof(fr->func)), fr->func);
+        mp_printf(print, " at %.*s:%u in %.*s", (int)fs_field_len(fr->file, sizeof(fr->file)), fr->file,
+            (uint)fr->line, (int)fs_field_len(fr->func, sizeof(fr->func)), fr->func);
     }
     if (r->exc_type[0]) {
-        mp_printf(print, " %.*s", (int)strnlen(r->exc_type, sizeof(r->exc_type)), r->exc_type);
+        mp_printf(print, " %.*s", (int)fs_field_len(r->exc_type, sizeof(r->exc_type)), r->exc_type);
     }
     if (r->message[0]) {
-        mp_printf(print, ": %.*s", (int)strnlen(r->message, sizeof(r->message)), r->message);
+        mp_printf(print, ": %.*s", (int)fs_field_len(r->message, sizeof(r->message)), r->message);
     }
     mp_print_str(print, ">");
 }

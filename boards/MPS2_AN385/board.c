@@ -1,0 +1,166 @@
+// failstop board MPS2_AN385: what the stock qemu port lacks to behave like a board
+// in the field, added without patching the port:
+//  - boot: the frozen _boot.py mounts the flash filesystem, then boot.py and main.py
+//    run (main.py only from the friendly REPL, and not in failstop's safe mode);
+//  - a `time` module (ticks, sleep) on the failstop HAL's SysTick clock;
+//  - machine.reset() resets the board (the stock port exits QEMU).
+#include "py/runtime.h"
+#include "py/builtin.h"
+#include "py/mphal.h"
+#include "py/smallint.h"
+#include "shared/runtime/pyexec.h"
+#include "failstop.h"
+
+// --- boot sequence -----------------------------------------------------------------
+
+static bool board_booted; // boot scripts ran in this VM instance (bss: false after a reset)
+
+static void board_boot_scripts(void) {
+    if (board_booted) {
+        return;
+    }
+    board_booted = true;
+    pyexec_frozen_module("_boot.py", false);
+    pyexec_file_if_exists("boot.py");
+    if (pyexec_mode_kind != PYEXEC_MODE_FRIENDLY_REPL
+        || (failstop_region()->hdr.state & FAILSTOP_STATE_SAFE_MODE)
+        || mp_import_stat("main.py") != MP_IMPORT_STAT_FILE) {
+        return;
+    }
+    failstop_main_active = true;
+    pyexec_file_if_exists("main.py");
+    // It ended without a fail-stop fault (or under RAISE, as stock): a healthy run.
+    failstop_healthy();
+    failstop_main_active = false;
+}
+
+// main.c runs the REPL in a loop after each mp_init; a nonzero return is a soft reset.
+int __real_pyexec_friendly_repl(void);
+int __wrap_pyexec_friendly_repl(void) {
+    board_boot_scripts();
+    int ret = __real_pyexec_friendly_repl();
+    if (ret != 0) {
+        board_booted = false;
+    }
+    return ret;
+}
+
+int __real_pyexec_raw_repl(void);
+int __wrap_pyexec_raw_repl(void) {
+    board_boot_scripts();
+    int ret = __real_pyexec_raw_repl();
+    if (ret != 0) {
+        board_booted = false;
+    }
+    return ret;
+}
+
+// exit() would end QEMU through semihosting; on a board machine.reset() resets it.
+void __wrap_exit(int status) {
+    (void)status;
+    failstop_soft_reset();
+}
+
+// --- time ------------------------------------------------------------------------
+
+mp_uint_t mp_hal_ticks_ms(void) {
+    return failstop_hal_uptime_ms();
+}
+
+mp_uint_t mp_hal_ticks_us(void) {
+    return (mp_uint_t)failstop_qemu_ticks_us();
+}
+
+// No RTC: file times (littlefs) count from boot.
+uint64_t mp_hal_time_ns(void) {
+    return failstop_qemu_ticks_us() * 1000u;
+}
+
+static void board_sleep_us(uint64_t us) {
+    uint64_t t0 = failstop_qemu_ticks_us();
+    while (failstop_qemu_ticks_us() - t0 < us) {
+        mp_handle_pending(true);
+        if (us - (failstop_qemu_ticks_us() - t0) > 1000) {
+            __asm volatile ("wfi"); // SysTick wakes us every millisecond
+        }
+    }
+}
+
+static mp_obj_t board_ticks_ms(void) {
+    return MP_OBJ_NEW_SMALL_INT(mp_hal_ticks_ms() & (MICROPY_PY_TIME_TICKS_PERIOD - 1));
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(board_ticks_ms_obj, board_ticks_ms);
+
+static mp_obj_t board_ticks_us(void) {
+    return MP_OBJ_NEW_SMALL_INT(mp_hal_ticks_us() & (MICROPY_PY_TIME_TICKS_PERIOD - 1));
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(board_ticks_us_obj, board_ticks_us);
+
+static mp_obj_t board_ticks_diff(mp_obj_t end_in, mp_obj_t start_in) {
+    // Same arithmetic as extmod/modtime.c: wrap-around in the ticks period.
+    mp_uint_t start = MP_OBJ_SMALL_INT_VALUE(start_in);
+    mp_uint_t end = MP_OBJ_SMALL_INT_VALUE(end_in);
+    mp_int_t diff = ((end - start + MICROPY_PY_TIME_TICKS_PERIOD / 2) & (MICROPY_PY_TIME_TICKS_PERIOD - 1))
+        - MICROPY_PY_TIME_TICKS_PERIOD / 2;
+    return MP_OBJ_NEW_SMALL_INT(diff);
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(board_ticks_diff_obj, board_ticks_diff);
+
+static mp_obj_t board_ticks_add(mp_obj_t ticks_in, mp_obj_t delta_in) {
+    mp_uint_t ticks = MP_OBJ_SMALL_INT_VALUE(ticks_in);
+    mp_uint_t delta = mp_obj_get_int(delta_in);
+    return MP_OBJ_NEW_SMALL_INT((ticks + delta) & (MICROPY_PY_TIME_TICKS_PERIOD - 1));
+}
+static MP_DEFINE_CONST_FUN_OBJ_2(board_ticks_add_obj, board_ticks_add);
+
+static mp_obj_t board_sleep_ms(mp_obj_t ms_in) {
+    mp_int_t ms = mp_obj_get_int(ms_in);
+    if (ms > 0) {
+        board_sleep_us((uint64_t)ms * 1000);
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(board_sleep_ms_obj, board_sleep_ms);
+
+static mp_obj_t board_sleep_us_fn(mp_obj_t us_in) {
+    mp_int_t us = mp_obj_get_int(us_in);
+    if (us > 0) {
+        board_sleep_us((uint64_t)us);
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(board_sleep_us_obj, board_sleep_us_fn);
+
+static mp_obj_t board_sleep(mp_obj_t s_in) {
+    mp_float_t s = mp_obj_get_float(s_in);
+    if (s > 0) {
+        board_sleep_us((uint64_t)(s * 1000000));
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(board_sleep_obj, board_sleep);
+
+static mp_obj_t board_time(void) {
+    return mp_obj_new_int_from_uint(mp_hal_ticks_ms() / 1000); // seconds since boot: no RTC
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(board_time_obj, board_time);
+
+static const mp_rom_map_elem_t board_time_globals_table[] = {
+    { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR_time) },
+    { MP_ROM_QSTR(MP_QSTR_ticks_ms), MP_ROM_PTR(&board_ticks_ms_obj) },
+    { MP_ROM_QSTR(MP_QSTR_ticks_us), MP_ROM_PTR(&board_ticks_us_obj) },
+    { MP_ROM_QSTR(MP_QSTR_ticks_diff), MP_ROM_PTR(&board_ticks_diff_obj) },
+    { MP_ROM_QSTR(MP_QSTR_ticks_add), MP_ROM_PTR(&board_ticks_add_obj) },
+    { MP_ROM_QSTR(MP_QSTR_sleep), MP_ROM_PTR(&board_sleep_obj) },
+    { MP_ROM_QSTR(MP_QSTR_sleep_ms), MP_ROM_PTR(&board_sleep_ms_obj) },
+    { MP_ROM_QSTR(MP_QSTR_sleep_us), MP_ROM_PTR(&board_sleep_us_obj) },
+    { MP_ROM_QSTR(MP_QSTR_time), MP_ROM_PTR(&board_time_obj) },
+};
+static MP_DEFINE_CONST_DICT(board_time_globals, board_time_globals_table);
+
+const mp_obj_module_t board_time_module = {
+    .base = { &mp_type_module },
+    .globals = (mp_obj_dict_t *)&board_time_globals,
+};
+
+MP_REGISTER_MODULE(MP_QSTR_time, board_time_module);
