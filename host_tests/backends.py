@@ -57,6 +57,11 @@ class Board(Protocol):
 
     name: str
 
+    def main_file(self, script: str) -> str:
+        """The file name the board records for `script` run as its main program (unix runs
+        the script under its own name, a board runs it as main.py)."""
+        ...
+
     def run(
         self, script: str, max_boots: int = 12, timeout: float = 60.0, halt_wait: float = 0.5
     ) -> RunResult:
@@ -87,6 +92,9 @@ class UnixBackend:
         env["FAILSTOP_RETAINED"] = str(self.retained)
         env["FAILSTOP_MAX_BOOTS"] = str(max_boots)
         return env
+
+    def main_file(self, script: str) -> str:
+        return script
 
     def region(self) -> codec.Region:
         return codec.decode_region(self.retained.read_bytes())

@@ -1,0 +1,381 @@
+"""Emulated boards: the MPS2_AN385 firmware in QEMU, for tests, demos and users without
+hardware.
+
+The board behaves like one on a desk: its UART is a pseudo-terminal that real mpremote and
+``failstop log`` open (the same path across power cycles), its flash is a file on the host
+(kept across resets and power cycles), its RAM starts zeroed at power-on and survives the
+board's own resets (watchdog, SYSRESETREQ), and QEMU keeps running across those resets.
+
+QEMU talks to this runner, not to the terminal: its console is a pipe that the runner copies
+to the pseudo-terminal and to a log (so nothing the board prints is lost while no client is
+connected), and QMP reports every guest reset and lets the runner read RAM the way a debug
+probe would, or turn the next reset into a pause (the boot cap of a test).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import termios
+import threading
+import time
+import tty
+from pathlib import Path
+from typing import Any, BinaryIO, Optional
+
+FLASH_SIZE = 16 * 1024 * 1024  # AN385's PSRAM at 0x21000000: the board's "flash"
+RETAINED_SECTION = ".failstop_retained"
+PROMPT = b'Type "help()" for more information.\r\n>>> '
+
+
+class EmulatorError(Exception):
+    """The emulator could not be started or did not answer."""
+
+
+def elf_section(path: Path, name: str) -> tuple[int, int]:
+    """Address and size of section ``name`` in a 32-bit little-endian ELF file."""
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
+        raise EmulatorError(f"{path}: not a 32-bit little-endian ELF file")
+    (shoff,) = struct.unpack_from("<I", data, 0x20)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x2E)
+
+    def section(i: int) -> tuple[int, int, int, int]:
+        sh_name, _t, _f, addr, off, size = struct.unpack_from(
+            "<IIIIII", data, shoff + i * shentsize
+        )
+        return sh_name, addr, off, size
+
+    _, _, str_off, _ = section(shstrndx)
+    for i in range(shnum):
+        sh_name, addr, _off, size = section(i)
+        end = data.index(b"\0", str_off + sh_name)
+        if data[str_off + sh_name : end].decode("ascii", "replace") == name:
+            return addr, size
+    raise EmulatorError(f"{path}: no section {name} (not a failstop firmware?)")
+
+
+class _Qmp:
+    """A minimal QMP client: commands and their answers, events counted by a reader thread."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(str(path))
+                break
+            except OSError as exc:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise EmulatorError(f"QEMU's QMP socket did not open: {exc}") from exc
+                time.sleep(0.02)
+        self.file = self.sock.makefile("rb")
+        self.cond = threading.Condition()
+        self.replies: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.closed = False
+        self._greeting = self.file.readline()
+        self.thread = threading.Thread(target=self._read, daemon=True, name="qmp")
+        self.thread.start()
+        self.command("qmp_capabilities")
+
+    def _read(self) -> None:
+        try:
+            for line in self.file:
+                msg = json.loads(line)
+                with self.cond:
+                    if "event" in msg:
+                        self.events.append(msg)
+                    else:
+                        self.replies.append(msg)
+                    self.cond.notify_all()
+        except (OSError, ValueError):
+            pass
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def command(self, name: str, timeout: float = 10.0, **arguments: Any) -> Any:
+        msg: dict[str, Any] = {"execute": name}
+        if arguments:
+            msg["arguments"] = arguments
+        with self.cond:
+            self.replies.clear()
+            self.sock.sendall(json.dumps(msg).encode() + b"\n")
+            if not self.cond.wait_for(lambda: self.replies or self.closed, timeout):
+                raise EmulatorError(f"QMP {name}: no answer within {timeout} s")
+            if not self.replies:
+                raise EmulatorError(f"QMP {name}: QEMU went away")
+            reply = self.replies.pop(0)
+        if "error" in reply:
+            raise EmulatorError(f"QMP {name}: {reply['error'].get('desc', reply['error'])}")
+        return reply.get("return")
+
+    def count(self, event: str) -> int:
+        with self.cond:
+            return sum(1 for e in self.events if e["event"] == event)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class QemuBoard:
+    """The MPS2_AN385 firmware in ``qemu-system-arm``.
+
+    ``start()`` powers the board on, ``power_cycle()`` turns it off and on again (RAM lost,
+    flash kept), ``stop()`` turns it off. ``port`` is the pseudo-terminal of its UART.
+    Everything the board printed since power-on is in ``output()``; ``resets`` counts the
+    board's own resets since power-on.
+    """
+
+    machine = "mps2-an385"
+
+    def __init__(
+        self,
+        firmware: Path,
+        flash: Optional[Path] = None,
+        echo: Optional[BinaryIO] = None,
+        qemu: str = "qemu-system-arm",
+    ) -> None:
+        self.firmware = Path(firmware).resolve()
+        if not self.firmware.exists():
+            raise EmulatorError(f"firmware not found: {self.firmware}")
+        self.retained_addr, self.retained_size = elf_section(self.firmware, RETAINED_SECTION)
+        self.qemu = shutil.which(qemu)
+        if self.qemu is None:
+            raise EmulatorError(f"{qemu} not found (Debian: apt-get install qemu-system-arm)")
+        self._tmp = tempfile.TemporaryDirectory(prefix="failstop-qemu-")
+        self.flash = Path(flash) if flash is not None else Path(self._tmp.name) / "flash.img"
+        self.echo = echo
+        # The UART's pseudo-terminal is ours: one path for the board's whole life. The
+        # runner keeps the slave side open, so a client may come and go.
+        self._master, self._slave = os.openpty()
+        tty.setraw(self._slave)
+        attrs = termios.tcgetattr(self._slave)
+        attrs[3] &= ~termios.ECHO
+        termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
+        os.set_blocking(self._master, False)
+        self.port = os.ttyname(self._slave)
+        self._out = bytearray()
+        self._out_lock = threading.Condition()
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+        self._qmp: Optional[_Qmp] = None
+        self._pump: Optional[threading.Thread] = None
+        self._stop_pump = threading.Event()
+        self._max_boots = 0
+        self._idle = 0  # pump rounds that found the console pipe empty
+
+    # --- power ------------------------------------------------------------------------
+
+    def start(self, max_boots: int = 0, timeout: float = 10.0) -> None:
+        """Power on. With ``max_boots`` > 0 the board's reset after that many boots pauses
+        it instead (``capped`` then says so), so a boot loop cannot run forever."""
+        if self._proc is not None:
+            raise EmulatorError("the board is already on")
+        if not self.flash.exists() or self.flash.stat().st_size != FLASH_SIZE:
+            with open(self.flash, "wb") as f:
+                f.truncate(FLASH_SIZE)  # erased flash: the firmware formats it
+        qmp_path = Path(self._tmp.name) / "qmp.sock"
+        if qmp_path.exists():
+            qmp_path.unlink()
+        cmd = [
+            str(self.qemu),
+            "-machine", f"{self.machine},memory-backend=flash",
+            "-m", f"{FLASH_SIZE // (1024 * 1024)}M",
+            "-object",
+            f"memory-backend-file,id=flash,size={FLASH_SIZE},mem-path={self.flash},share=on",
+            "-display", "none",
+            "-monitor", "none",
+            "-semihosting",
+            "-chardev", "stdio,id=uart0,signal=off",
+            "-serial", "chardev:uart0",
+            "-qmp", f"unix:{qmp_path},server=on,wait=off",
+            "-S",
+            "-kernel", str(self.firmware),
+        ]  # fmt: skip
+        with self._out_lock:
+            self._out.clear()
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            self._qmp = _Qmp(qmp_path, timeout)
+        except EmulatorError:
+            err = self._stop_process()
+            raise EmulatorError(f"QEMU did not start: {err.strip() or 'no QMP socket'}") from None
+        self._stop_pump.clear()
+        self._pump = threading.Thread(target=self._run_pump, daemon=True, name="uart")
+        self._pump.start()
+        self._max_boots = max_boots
+        self._arm_cap()
+        self._qmp.command("cont")
+
+    def stop(self) -> None:
+        """Power off (QEMU ends; RAM is lost, the flash file stays)."""
+        self._stop_process()
+
+    def power_cycle(self, max_boots: int = 0) -> None:
+        self.stop()
+        self.start(max_boots=max_boots)
+
+    def close(self) -> None:
+        self.stop()
+        for fd in (self._master, self._slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._tmp.cleanup()
+
+    def __enter__(self) -> QemuBoard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _stop_process(self) -> str:
+        proc, self._proc = self._proc, None
+        if self._qmp is not None:
+            self._qmp.close()
+            self._qmp = None
+        err = ""
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stderr is not None:
+                err = proc.stderr.read().decode(errors="replace")
+        self._stop_pump.set()
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+            self._pump = None
+        return err
+
+    # --- state ------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def resets(self) -> int:
+        """The board's own resets since power-on (watchdog, SYSRESETREQ)."""
+        return 0 if self._qmp is None else self._qmp.count("RESET")
+
+    @property
+    def capped(self) -> bool:
+        """The boot cap turned a reset into a pause."""
+        return self._qmp is not None and self._qmp.count("SHUTDOWN") > 0
+
+    def _arm_cap(self) -> None:
+        # A reset that would start boot max_boots + 1 pauses the board instead.
+        if self._qmp is not None and self._max_boots > 0 and self.resets + 1 >= self._max_boots:
+            self._qmp.command("set-action", reboot="shutdown", shutdown="pause")
+
+    def read_memory(self, addr: int, size: int) -> bytes:
+        """Read the board's memory through QEMU, as a debug probe would (no firmware code)."""
+        if self._qmp is None:
+            raise EmulatorError("the board is off")
+        fd, path = tempfile.mkstemp(dir=self._tmp.name, suffix=".mem")
+        os.close(fd)
+        try:
+            self._qmp.command("pmemsave", val=addr, size=size, filename=path)
+            return Path(path).read_bytes()
+        finally:
+            os.unlink(path)
+
+    def retained(self) -> bytes:
+        """The failstop region, read from RAM."""
+        return self.read_memory(self.retained_addr, self.retained_size)
+
+    # --- console ----------------------------------------------------------------------
+
+    def output(self, start: int = 0) -> bytes:
+        with self._out_lock:
+            return bytes(self._out[start:])
+
+    def wait_for(self, pattern: bytes, timeout: float, start: int = 0) -> Optional[re.Match[bytes]]:
+        """Wait until ``pattern`` (a regex) appears in the output after ``start``."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._out_lock:
+            while True:
+                m = rx.search(self._out, start)
+                if m is not None:
+                    return m
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.running:
+                    return None
+                self._out_lock.wait(min(left, 0.1))
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """Wait until everything QEMU has written to the console is in ``output()``: QMP
+        events and console bytes travel on different channels, so after an event (a
+        reset, the boot cap's pause) the bytes printed before it may still be in transit."""
+        with self._out_lock:
+            target = self._idle + 2
+            self._out_lock.wait_for(lambda: self._idle >= target or self._pump is None, timeout)
+
+    def write(self, data: bytes) -> None:
+        """Type into the board's UART (as a client of the pseudo-terminal would)."""
+        if self._proc is None or self._proc.stdin is None:
+            raise EmulatorError("the board is off")
+        self._proc.stdin.write(data)
+        self._proc.stdin.flush()
+
+    def _run_pump(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None and proc.stdin is not None
+        uart_out, uart_in = proc.stdout.fileno(), proc.stdin.fileno()
+        resets_seen = 0
+        while not self._stop_pump.is_set():
+            ready, _, _ = select.select([uart_out, self._master], [], [], 0.05)
+            if uart_out not in ready:
+                with self._out_lock:
+                    self._idle += 1
+                    self._out_lock.notify_all()
+            else:
+                try:
+                    data = os.read(uart_out, 4096)
+                except OSError:
+                    data = b""
+                if not data:
+                    with self._out_lock:
+                        self._out_lock.notify_all()
+                    break
+                with self._out_lock:
+                    self._out += data
+                    self._out_lock.notify_all()
+                if self.echo is not None:
+                    self.echo.write(data)
+                    self.echo.flush()
+                try:
+                    os.write(self._master, data)
+                except BlockingIOError:
+                    # No client reads the terminal: like a UART with nobody listening,
+                    # what does not fit is lost (the log above has it all).
+                    termios.tcflush(self._slave, termios.TCIFLUSH)
+            if self._master in ready:
+                try:
+                    data = os.read(self._master, 4096)
+                except OSError:
+                    data = b""
+                if data:
+                    try:
+                        os.write(uart_in, data)
+                    except OSError:
+                        break
+            if self.resets != resets_seen:
+                resets_seen = self.resets
+                try:
+                    self._arm_cap()
+                except EmulatorError:
+                    break
