@@ -24,7 +24,7 @@ QEMU_FLAGS := BOARD=MPS2_AN385 BOARD_DIR=$(ROOT)/boards/MPS2_AN385 MICROPY_VFS_L
 	FROZEN_MANIFEST=$(ROOT)/boards/MPS2_AN385/manifest.py MPY_LIB_DIR=$(BUILD)/no-micropython-lib \
 	MICROPY_DIR=$(MICROPY_DIR)
 
-.PHONY: all deps firmware firmware-unix firmware-unix-stock firmware-MPS2_AN385 test test-host lint demo bench clean help
+.PHONY: demo-unix all deps firmware firmware-unix firmware-unix-stock firmware-MPS2_AN385 test test-host lint demo bench clean help
 
 all: firmware
 
@@ -32,7 +32,8 @@ help:
 	@echo "make deps                 install toolchains, MicroPython source, Python tools"
 	@echo "make firmware BOARD=unix  build the firmware with the failstop module"
 	@echo "make test                 everything, from a fresh machine"
-	@echo "make demo                 build, boot, fault, reboot, read the record back"
+	@echo "make demo                 build, boot, fault, reboot, read the record back (QEMU board)"
+	@echo "make firmware BOARD=MPS2_AN385   the Cortex-M3 firmware for QEMU"
 	@echo "make bench                fault-path cost, hot-path cost, sizes (figures in docs/)"
 
 deps:
@@ -75,20 +76,28 @@ $(BUILD):
 
 firmware-unix firmware-unix-stock firmware-MPS2_AN385 $(MPY_CROSS): | $(BUILD)
 
+TEST_ENV := FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) FAILSTOP_QEMU_FW=$(QEMU_FW)
+
 test: deps
-	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock
+	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock firmware-MPS2_AN385
 	@$(MAKE) --no-print-directory lint
-	@echo "[test] pytest host_tests"
-	@FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) $(PY) -m pytest host_tests -q
+	@echo "[test] pytest host_tests (backends: unix, qemu MPS2_AN385, simulator)"
+	@$(TEST_ENV) FAILSTOP_REQUIRE_ALL=1 $(PY) -m pytest host_tests -q -rs
 
 lint:
 	@echo "[lint] ruff + mypy"
 	@$(VENV)/bin/ruff check tools host_tests
 	@$(VENV)/bin/mypy tools/failstop_host
 
+# The main job on the default emulated board (QEMU MPS2_AN385), through mpremote.
 demo: deps
+	@$(MAKE) --no-print-directory firmware-MPS2_AN385
+	@FAILSTOP_QEMU_FW=$(QEMU_FW) $(PY) firmware/demo.py
+
+# The same on the unix port (retained RAM is a file).
+demo-unix: deps
 	@$(MAKE) --no-print-directory firmware-unix
-	@FAILSTOP_UNIX_FW=$(UNIX_FW) $(PY) firmware/demo.py
+	@FAILSTOP_UNIX_FW=$(UNIX_FW) $(PY) firmware/demo_unix.py
 
 bench: deps
 	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock

@@ -3,7 +3,8 @@
 Backends: "unix" (the unix-port firmware), "qemu" (the MPS2_AN385 Cortex-M3 firmware in
 QEMU, through mpremote over a pty), "sim" (the CPython simulator). FAILSTOP_BACKENDS
 (comma-separated) narrows the set. A backend whose firmware is not built is skipped with
-the reason; `make test` builds them all, so nothing is skipped there."""
+the reason; `make test` builds them all and sets FAILSTOP_REQUIRE_ALL, which turns such a
+skip into a failure."""
 
 from __future__ import annotations
 
@@ -45,7 +46,13 @@ def make_board(name: str, tmp_path: Path) -> Board:
 
 @pytest.fixture(params=backends())
 def board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Board]:
-    b = make_board(request.param, tmp_path)
+    try:
+        b = make_board(request.param, tmp_path)
+    except pytest.skip.Exception as e:
+        if os.environ.get("FAILSTOP_REQUIRE_ALL"):
+            # `make test` built every backend: a missing one is a failure, not a skip.
+            pytest.fail(f"backend {request.param} required (FAILSTOP_REQUIRE_ALL): {e.msg}")
+        raise
     try:
         yield b
     finally:

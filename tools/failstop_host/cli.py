@@ -113,6 +113,38 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
 
 
+def cmd_emulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import signal
+    import threading
+
+    from .emulator import EmulatorError, QemuBoard
+
+    try:
+        board = QemuBoard(args.firmware, flash=args.flash, echo=sys.stdout.buffer)
+        board.start()
+    except EmulatorError as exc:
+        err.write(f"failstop emulate: {exc}\n")
+        return EXIT_ERROR
+    err.write(
+        f"failstop emulate: board {args.board} (QEMU {board.machine}) is on.\n"
+        f"  UART:  {board.port}   (mpremote connect {board.port} / failstop log -p {board.port})\n"
+        f"  flash: {board.flash}   (kept across resets and runs)\n"
+        "  Ctrl-C powers it off.\n"
+    )
+    err.flush()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while board.running and not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.close()
+    err.write("\nfailstop emulate: powered off\n")
+    return EXIT_OK
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -160,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     w.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT, metavar="S")
     w.set_defaults(func=cmd_watch)
+
+    e = sub.add_parser(
+        "emulate", help="run a board's firmware in an emulator, its UART on a pseudo-terminal"
+    )
+    e.add_argument("firmware", metavar="FIRMWARE", help="firmware.elf (MPS2_AN385 build)")
+    e.add_argument("--board", choices=["MPS2_AN385"], default="MPS2_AN385")
+    e.add_argument(
+        "--flash",
+        default="MPS2_AN385-flash.img",
+        metavar="FILE",
+        help="the board's flash (created erased if missing; default %(default)s)",
+    )
+    e.set_defaults(func=cmd_emulate)
     return p
 
 

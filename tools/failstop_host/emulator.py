@@ -270,6 +270,14 @@ class QemuBoard:
         """The board's own resets since power-on (watchdog, SYSRESETREQ)."""
         return 0 if self._qmp is None else self._qmp.count("RESET")
 
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """QMP events of this power-on, e.g. "WATCHDOG" (the hardware watchdog reset the
+        board) or "RESET"."""
+        if self._qmp is None:
+            return []
+        with self._qmp.cond:
+            return [e for e in self._qmp.events if e["event"] == name]
+
     @property
     def capped(self) -> bool:
         """The boot cap turned a reset into a pause."""
