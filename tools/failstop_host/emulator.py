@@ -224,6 +224,17 @@ class QemuBoard:
         """Power off (QEMU ends; RAM is lost, the flash file stays)."""
         self._stop_process()
 
+    def pause(self) -> None:
+        """Stop the CPU (as a debugger halts it); the board stays powered."""
+        if self._qmp is None:
+            raise EmulatorError("the board is off")
+        self._qmp.command("stop")
+
+    def resume(self) -> None:
+        if self._qmp is None:
+            raise EmulatorError("the board is off")
+        self._qmp.command("cont")
+
     def power_cycle(self, max_boots: int = 0) -> None:
         self.stop()
         self.start(max_boots=max_boots)

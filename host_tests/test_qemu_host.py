@@ -1,0 +1,126 @@
+"""The `failstop` command end to end against the emulated MPS2_AN385 board: `log` (text,
+--json, --all, --clear) and `watch` through the UART's pseudo-terminal with real mpremote,
+and the bounded-time error when the board stops answering. What the command reports is
+checked against the region read straight from the board's RAM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backends import SCRIPTS, fault_line
+from failstop_host import codec
+from failstop_host.emulator import PROMPT, QemuBoard
+from qemu_backend import QEMU_FW, mpremote
+
+FAILSTOP = [sys.executable, "-m", "failstop_host"]
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Iterator[QemuBoard]:
+    if not QEMU_FW.exists():
+        msg = f"MPS2_AN385 firmware not built ({QEMU_FW}): run `make firmware BOARD=MPS2_AN385`"
+        if os.environ.get("FAILSTOP_REQUIRE_ALL"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    with QemuBoard(QEMU_FW, flash=tmp_path / "flash.img") as b:
+        b.start()
+        assert b.wait_for(re.escape(PROMPT), timeout=20), b.output()
+        yield b
+
+
+def faulted(board: QemuBoard, script: str) -> None:
+    """Install `script` as main.py, power-cycle, wait until it ended at the REPL."""
+    p = mpremote(board.port, "fs", "cp", str(SCRIPTS / script), ":main.py")
+    assert p.returncode == 0, p.stdout + p.stderr
+    board.power_cycle()
+    assert board.wait_for(re.escape(PROMPT), timeout=30), board.output()
+    assert board.events("WATCHDOG"), "the board did not reset through its watchdog"
+
+
+def failstop(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*FAILSTOP, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_log_reports_the_record_the_board_holds(board: QemuBoard) -> None:
+    faulted(board, "purse.py")
+    line = fault_line("purse.py")
+    p = failstop("log", "-p", board.port)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0].startswith("#1 PANIC (REBOOT) boot 1, ")
+    assert f"at main.py:{line} in deposit" in p.stdout
+    assert "ZeroDivisionError: divide by zero" in p.stdout
+    assert "firmware 1.25.0+fs" in p.stdout
+
+    j = failstop("log", "-p", board.port, "--json")
+    assert j.returncode == 0, j.stderr
+    (rec,) = [json.loads(ln) for ln in j.stdout.splitlines()]
+    ram = codec.decode_region(board.retained()).records[-1]
+    assert rec == json.loads(json.dumps(ram.to_json()))  # what RAM holds, field by field
+    assert rec["location"] == {"file": "main.py", "line": line, "function": "deposit"}
+
+
+def test_log_all_and_clear(board: QemuBoard) -> None:
+    faulted(board, "panic_reasons.py")  # six panics; the ring keeps the newest three
+    p = failstop("log", "-p", board.port, "--all", "--json", "--clear")
+    assert p.returncode == 0, p.stderr
+    assert [json.loads(ln)["seq"] for ln in p.stdout.splitlines()] == [4, 5, 6]
+    assert "records cleared" in p.stderr
+    assert codec.decode_region(board.retained()).records == ()
+    again = failstop("log", "-p", board.port)
+    assert again.returncode == 1 and "no fault records" in again.stderr
+
+
+def test_watch_sees_fault_reboot_and_reads_the_record(board: QemuBoard) -> None:
+    w = subprocess.Popen(
+        [*FAILSTOP, "watch", board.port, "--json", "--read", "--timeout", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)  # let it open the port
+        start = len(board.output())
+        board.write(b"import machine\rmachine.panic('valve stuck')\r")
+        assert board.wait_for(rb"reboot after PANIC", timeout=20, start=start)
+        events: list[dict[str, object]] = []
+        assert w.stdout is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(e["event"] == "record" for e in events):
+            ln = w.stdout.readline()
+            if not ln:
+                break
+            events.append(json.loads(ln))
+    finally:
+        w.send_signal(signal.SIGINT)
+        try:
+            w.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            w.kill()
+    kinds = [e["event"] for e in events]
+    assert kinds[:2] == ["fault", "reboot"], events
+    assert events[0]["kind"] == "PANIC" and events[0]["action"] == "REBOOT"
+    assert events[1]["message"] == "valve stuck" and events[1]["seq"] == 1
+    rec = next(e for e in events if e["event"] == "record")
+    assert (rec["kind"], rec["message"], rec["reset_cause"]) == ("PANIC", "valve stuck", "power_on")
+
+
+def test_log_gives_up_in_bounded_time_when_the_board_stops(board: QemuBoard) -> None:
+    board.pause()  # the CPU stops: the UART is open but nothing answers
+    t0 = time.monotonic()
+    p = failstop("log", "-p", board.port, "--timeout", "2")
+    took = time.monotonic() - t0
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "failstop log:" in p.stderr and len(p.stderr.strip()) > 20
+    assert took < 15, took
