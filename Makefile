@@ -71,10 +71,23 @@ firmware-MPS2_AN385: $(MPY_CROSS)
 		BUILD=$(BUILD)/MPS2_AN385 USER_C_MODULES=$(ROOT)/modules > $(BUILD)/MPS2_AN385.log 2>&1 \
 		|| { tail -n 40 $(BUILD)/MPS2_AN385.log; echo "[firmware] MPS2_AN385 build failed (log: $(BUILD)/MPS2_AN385.log)"; exit 1; }
 
+# For the size figures (make bench): the stock qemu port's MPS2_AN385 board, without and
+# with the failstop module (no board glue, no filesystem), so the difference is the module.
+QEMU_STOCK_FLAGS := BOARD=MPS2_AN385 FROZEN_MANIFEST= MICROPY_DIR=$(MICROPY_DIR)
+firmware-MPS2_AN385-sizes: $(MPY_CROSS)
+	@echo "[firmware] stock MPS2_AN385, without and with the failstop module (size figures)"
+	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/qemu -j$(JOBS) $(QEMU_STOCK_FLAGS) \
+		BUILD=$(BUILD)/MPS2_AN385-stock > $(BUILD)/MPS2_AN385-stock.log 2>&1 \
+		|| { tail -n 40 $(BUILD)/MPS2_AN385-stock.log; exit 1; }
+	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/qemu -j$(JOBS) $(QEMU_STOCK_FLAGS) \
+		BUILD=$(BUILD)/MPS2_AN385-module USER_C_MODULES=$(ROOT)/modules \
+		> $(BUILD)/MPS2_AN385-module.log 2>&1 \
+		|| { tail -n 40 $(BUILD)/MPS2_AN385-module.log; exit 1; }
+
 $(BUILD):
 	@mkdir -p $(BUILD)
 
-firmware-unix firmware-unix-stock firmware-MPS2_AN385 $(MPY_CROSS): | $(BUILD)
+firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-MPS2_AN385-sizes $(MPY_CROSS): | $(BUILD)
 
 TEST_ENV := FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) FAILSTOP_QEMU_FW=$(QEMU_FW)
 
@@ -100,9 +113,12 @@ demo-unix: deps
 	@FAILSTOP_UNIX_FW=$(UNIX_FW) $(PY) firmware/demo_unix.py
 
 bench: deps
-	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock
+	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock firmware-MPS2_AN385 \
+		firmware-MPS2_AN385-sizes
 	@FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) MICROPY_DIR=$(MICROPY_DIR) \
 		$(PY) firmware/bench.py
+	@echo "[bench] Cortex-M: module size, panic-to-reboot time (QEMU MPS2_AN385)"
+	@FAILSTOP_BUILD=$(BUILD) $(PY) firmware/bench_qemu.py > /dev/null
 	@echo "[bench] host decoder: 1,000,000 random and mutated regions"
 	@$(PY) -m failstop_host.fuzz 1000000
 

@@ -174,6 +174,7 @@ class QemuBoard:
         self._stop_pump = threading.Event()
         self._max_boots = 0
         self._idle = 0  # pump rounds that found the console pipe empty
+        self._stamps: list[tuple[int, float]] = []  # (output length, monotonic time) per chunk
 
     # --- power ------------------------------------------------------------------------
 
@@ -205,6 +206,7 @@ class QemuBoard:
         ]  # fmt: skip
         with self._out_lock:
             self._out.clear()
+            self._stamps.clear()
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
@@ -335,6 +337,14 @@ class QemuBoard:
                     return None
                 self._out_lock.wait(min(left, 0.1))
 
+    def arrival(self, offset: int) -> Optional[float]:
+        """When (time.monotonic()) the output byte at ``offset`` arrived from the board."""
+        with self._out_lock:
+            for end, t in self._stamps:
+                if end > offset:
+                    return t
+        return None
+
     def settle(self, timeout: float = 5.0) -> None:
         """Wait until everything QEMU has written to the console is in ``output()``: QMP
         events and console bytes travel on different channels, so after an event (a
@@ -372,6 +382,7 @@ class QemuBoard:
                     break
                 with self._out_lock:
                     self._out += data
+                    self._stamps.append((len(self._out), time.monotonic()))
                     self._out_lock.notify_all()
                 if self.echo is not None:
                     self.echo.write(data)
