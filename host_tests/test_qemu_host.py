@@ -124,3 +124,16 @@ def test_log_gives_up_in_bounded_time_when_the_board_stops(board: QemuBoard) -> 
     assert p.returncode == 2, p.stdout + p.stderr
     assert "failstop log:" in p.stderr and len(p.stderr.strip()) > 20
     assert took < 15, took
+
+
+def test_log_gives_up_in_bounded_time_when_the_board_keeps_resetting(board: QemuBoard) -> None:
+    p = mpremote(board.port, "fs", "cp", str(SCRIPTS / "reset_loop.py"), ":main.py")
+    assert p.returncode == 0, p.stdout + p.stderr
+    board.power_cycle()
+    t0 = time.monotonic()
+    log = failstop("log", "-p", board.port, "--timeout", "3")
+    took = time.monotonic() - t0
+    assert board.resets > 3  # it really was resetting meanwhile
+    assert log.returncode == 2, log.stdout + log.stderr
+    assert log.stderr.startswith("failstop log: ") and log.stdout == ""
+    assert took < 20, took
