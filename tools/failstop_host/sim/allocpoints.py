@@ -1,0 +1,126 @@
+"""Allocation points: the bytecode instructions at which the simulator counts, injects
+and checks heap allocations (see docs/simulator.md, "Allocation points").
+
+MicroPython fails an allocation inside ``gc_alloc``; CPython gives no such hook to pure
+Python code, so the simulator works one level up, on the instructions of the program's
+own frames (``sys.settrace`` opcode events). An instruction is
+
+* ``ALWAYS`` if it allocates a new object whatever its operands (building a container,
+  string, slice, function or class; comprehension appends; f-string parts; imports;
+  generators), on MicroPython as on CPython;
+* ``MAY`` if it allocates for some operands only (arithmetic, subscripts, attribute and
+  item stores that may grow a container, iterators, and every call).
+
+Injection (``oom_at=k``) counts ALWAYS and MAY instructions, so a sweep over k reaches
+every place the program can fail to allocate (and some that cannot fail on MicroPython,
+e.g. ``i + 1`` on a small int). A locked heap fails at ALWAYS instructions only."""
+
+from __future__ import annotations
+
+import dis
+from types import CodeType
+
+NONE, MAY, ALWAYS = 0, 1, 2
+
+_ALWAYS = {
+    "BUILD_TUPLE",
+    "BUILD_LIST",
+    "BUILD_SET",
+    "BUILD_MAP",
+    "BUILD_CONST_KEY_MAP",
+    "BUILD_STRING",
+    "BUILD_SLICE",
+    "LIST_APPEND",
+    "SET_ADD",
+    "MAP_ADD",
+    "LIST_EXTEND",
+    "SET_UPDATE",
+    "DICT_UPDATE",
+    "DICT_MERGE",
+    "LIST_TO_TUPLE",
+    "FORMAT_VALUE",
+    "MAKE_FUNCTION",
+    "IMPORT_NAME",
+    "RETURN_GENERATOR",
+    "GEN_START",
+    "UNPACK_EX",
+    "LOAD_BUILD_CLASS",
+}
+_MAY = {
+    "BINARY_OP",
+    "BINARY_SUBSCR",
+    "BINARY_SLICE",
+    "STORE_SUBSCR",
+    "STORE_SLICE",
+    "STORE_ATTR",
+    "UNARY_NEGATIVE",
+    "UNARY_INVERT",
+    "UNARY_POSITIVE",
+    "GET_ITER",
+    "CALL",
+    "CALL_FUNCTION",
+    "CALL_FUNCTION_KW",
+    "CALL_FUNCTION_EX",
+    "CALL_METHOD",
+    "CALL_INTRINSIC_1",
+}
+
+
+def op_class(name: str) -> int:
+    """NONE, MAY or ALWAYS for an instruction name (any CPython 3.9-3.12 spelling)."""
+    if name in _ALWAYS:
+        return ALWAYS
+    if name in _MAY:
+        return MAY
+    # CPython < 3.11 spells arithmetic BINARY_ADD, INPLACE_ADD, ...
+    if name.startswith(("BINARY_", "INPLACE_")) and name not in ("BINARY_OP_INPLACE_ADD",):
+        return MAY
+    return NONE
+
+
+_CLASS = bytes(op_class(name) for name in dis.opname)
+
+
+_TABLES: dict[int, tuple[CodeType, bytes]] = {}
+
+
+def table(code: CodeType) -> bytes:
+    """One byte per 2-byte code unit of ``code.co_code``: the class of the instruction
+    that starts there (``table[frame.f_lasti >> 1]``). Memoized per code object."""
+    hit = _TABLES.get(id(code))
+    if hit is not None:
+        return hit[1]
+    t = _table(code)
+    _TABLES[id(code)] = (code, t)  # the code object is kept: its id stays unique
+    return t
+
+
+def prepare(code: CodeType) -> None:
+    """Build the tables of ``code`` and of every function nested in it (done before the
+    boots fork, so every boot inherits them)."""
+    table(code)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            prepare(const)
+
+
+def _table(code: CodeType) -> bytes:
+    raw = code.co_code
+    out = bytearray(len(raw) // 2)
+    for ins in dis.get_instructions(code):
+        if ins.opname != "EXTENDED_ARG":
+            out[ins.offset >> 1] = _CLASS[ins.opcode]
+    return bytes(out)
+
+
+def count(code: CodeType) -> int:
+    """Allocation points in ``code`` alone (static, not executed)."""
+    return sum(1 for b in table(code) if b)
+
+
+def line_at(code: CodeType, lasti: int) -> int:
+    """Source line of the instruction at byte offset ``lasti`` (0 when unknown)."""
+    for start, end, line in code.co_lines():
+        if start <= lasti < end:
+            return line or 0
+    return 0

@@ -1,0 +1,83 @@
+"""What a simulated board is made of (its resources) and what a run injects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import CodeType
+from typing import Optional
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+@dataclass(frozen=True)
+class Resources:
+    """The simulated board.
+
+    heap_size: bytes of heap the program may hold (CPython's sizes, measured with
+        tracemalloc); None: no heap limit (records then say heap_free unknown).
+    stack_limit: Python frames that fit on the stack; the call that would make one
+        more is a STACK fault ("maximum recursion depth exceeded").
+    op_ns: virtual nanoseconds one bytecode instruction takes (the virtual clock behind
+        ``time.ticks_ms``, the watchdog and ``uptime_ms``; sleeps add their time).
+    wdt_max_ms: the largest watchdog timeout the board accepts.
+    """
+
+    heap_size: Optional[int] = 2 * MIB
+    stack_limit: int = 100
+    op_ns: int = 1000
+    wdt_max_ms: int = 3600000
+
+    def __post_init__(self) -> None:
+        if self.heap_size is not None and self.heap_size <= 0:
+            raise ValueError("heap_size must be positive (or None for no limit)")
+        if not 1 <= self.stack_limit <= 10000:
+            raise ValueError("stack_limit must be 1..10000 frames")
+        if self.op_ns < 1:
+            raise ValueError("op_ns must be at least 1")
+        if not 1 <= self.wdt_max_ms <= 0x7FFFFFFF:
+            raise ValueError("wdt_max_ms must be 1..2147483647")
+
+
+@dataclass(frozen=True)
+class Inject:
+    """Deterministic faults for one boot of a run (boot 1, the power-on boot, unless
+    ``boot`` says otherwise; the reboot after the fault runs clean).
+
+    oom_at: the k-th allocation point (1-based) fails: OOM.
+    stack_at: the stack holds d frames: a call at depth d is a STACK fault.
+    hang_at: the program hangs at its n-th instruction (1-based): the watchdog fires
+        if it is armed, otherwise the board stays hung (run end "hang").
+    """
+
+    oom_at: Optional[int] = None
+    stack_at: Optional[int] = None
+    hang_at: Optional[int] = None
+    boot: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("oom_at", "stack_at", "hang_at"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be 1 or more")
+        if self.boot < 1:
+            raise ValueError("boot must be 1 or more")
+
+    @property
+    def empty(self) -> bool:
+        return self.oom_at is None and self.stack_at is None and self.hang_at is None
+
+
+@dataclass
+class BootPlan:
+    """Everything one boot needs (built by the host side, inherited by the forked boot)."""
+
+    root: Path
+    main: Optional[str]  # the main program's file name (relative to root); None: REPL
+    repl: Optional[str]  # code typed at the REPL (no main program)
+    resources: Resources
+    inject: Optional[Inject]
+    hw_cause: int
+    max_ms: Optional[int]  # virtual time budget of the boot
+    programs: dict[str, CodeType] = field(default_factory=dict)  # precompiled files

@@ -1,0 +1,590 @@
+"""One boot of the simulated board, inside its own (forked) process.
+
+The boot runs the program with a ``sys.settrace`` tracer on the program's own frames.
+The tracer sees every instruction before it runs (opcode events), every call before
+the callee's first instruction, and every exception where it is raised, before any
+``except`` clause of the program runs. A fail-stop fault writes the record into the
+retained region, prints the firmware's line, and ends the process with ``os._exit``:
+no handler, ``finally`` or ``__exit__`` of the program runs afterwards, as on the
+board. The host side (host.py) then "resets" the board by starting the next boot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dis
+import json
+import os
+import sys
+import tracemalloc
+from types import CodeType, FrameType, TracebackType
+from typing import Any, Callable, NoReturn, Optional, TextIO
+
+from .. import codec
+from . import allocpoints
+from . import mpstyle as mp
+from .config import BootPlan
+from .retained import ACTION, KIND, Retained
+
+TraceFn = Callable[[FrameType, str, Any], Any]
+
+NEVER = 1 << 62
+STACK_BASE = 512  # modelled C stack below the first Python frame (bytes)
+STACK_PER_FRAME = 448  # modelled C stack per Python call (the unix port needs ~450 B)
+
+K_PANIC, K_OOM, K_STACK, K_UNHANDLED, K_WATCHDOG, K_HARDFAULT, K_FATAL = (
+    KIND[k] for k in ("PANIC", "OOM", "STACK", "UNHANDLED", "WATCHDOG", "HARDFAULT", "FATAL")
+)
+A_REBOOT, A_HALT, A_RAISE = ACTION["REBOOT"], ACTION["HALT"], ACTION["RAISE"]
+_RAISE_OPS = frozenset(
+    op for op, name in enumerate(dis.opname) if name in ("RAISE_VARARGS", "RERAISE")
+)
+
+_traced_memory = tracemalloc.get_traced_memory
+
+
+class Runtime:
+    """The board during one boot: resources, virtual clock, policies, the fault path."""
+
+    def __init__(self, plan: BootPlan, retained: Retained, status_fd: int) -> None:
+        self.plan = plan
+        self.res = plan.resources
+        self.retained = retained
+        self.status_fd = status_fd
+        self.out: TextIO = sys.stdout  # the console (child.boot sets it)
+        inj = plan.inject
+        # Virtual clock: steps (instructions) * op_ns + slept_ns.
+        self.steps = 0
+        self.slept_ns = 0
+        self.trip = NEVER  # the step at which a deadline or an injected hang is due
+        self.hang_at = inj.hang_at if inj and inj.hang_at else 0
+        self.budget_ns: Optional[int] = None if plan.max_ms is None else plan.max_ms * 1_000_000
+        self.wdt_ms = 0
+        self.wdt_deadline: Optional[int] = None  # ns
+        # Allocation points and the heap.
+        self.allocs = 0
+        self.oom_at = inj.oom_at if inj and inj.oom_at else 0
+        self.heap_size = self.res.heap_size
+        self.heap_base = 0
+        self.heap_locked = 0
+        self.pend_before = -1  # traced bytes before the last allocation point ran
+        self.pend_frame: Optional[FrameType] = None
+        self.pend_lasti = 0
+        # Stack.
+        self.depth = 0
+        self.max_depth = 0
+        self.stack_limit = inj.stack_at if inj and inj.stack_at else self.res.stack_limit
+        # Policy and fault state (RAM: lost at every reset).
+        self.policies: dict[int, int] = {}
+        self.in_fault = 0
+        self.fault_slot: Optional[int] = None
+        self.converting = False
+        self.main_active = False
+        self.device_files: set[str] = set(plan.programs)
+        self._locals: dict[int, tuple[CodeType, TraceFn]] = {}
+        self._trace_call: TraceFn = self._make_global()
+
+    # --- console and the end of a boot ------------------------------------------------
+
+    def write(self, text: str) -> None:
+        self.out.write(text)
+
+    def uptime_ms(self) -> int:
+        return self.clock_ns() // 1_000_000
+
+    def clock_ns(self) -> int:
+        return self.steps * self.res.op_ns + self.slept_ns
+
+    def finish(self, end: str, code: Optional[int] = 0, kind: int = 0) -> NoReturn:
+        """End this boot: report to the host side and end the process at once."""
+        sys.settrace(None)
+        sys.setprofile(None)
+        with contextlib.suppress(Exception):
+            self.out.flush()
+        status = {
+            "end": end,
+            "code": code,
+            "kind": kind,
+            "steps": self.steps,
+            "allocs": self.allocs,
+            "max_depth": self.max_depth,
+            "uptime_ms": self.uptime_ms(),
+        }
+        os.write(self.status_fd, json.dumps(status).encode() + b"\n")
+        os._exit(0)
+
+    # --- device frames and the record -------------------------------------------------
+
+    def is_device_file(self, filename: str) -> bool:
+        return filename in self.device_files
+
+    def device_frame(self, frame: Optional[FrameType]) -> Optional[FrameType]:
+        """The innermost frame of the program at or outside ``frame``."""
+        files = self.device_files
+        while frame is not None and frame.f_code.co_filename not in files:
+            frame = frame.f_back
+        return frame
+
+    def caller(self) -> Optional[FrameType]:
+        """The program's frame that called into the simulator."""
+        return self.device_frame(sys._getframe(1))
+
+    def capture(
+        self,
+        frame: Optional[FrameType],
+        exc: Optional[BaseException] = None,
+        line: Optional[int] = None,
+    ) -> tuple[list[tuple[str, int, str]], int]:
+        """Frames of a fault, innermost first, and the number of active Python frames:
+        an exception's own traceback first, then the active frames outside it (as
+        fs_capture_frames does)."""
+        files = self.device_files
+        frames: list[tuple[str, int, str]] = []
+        start = frame
+        tb: Optional[TracebackType] = exc.__traceback__ if exc is not None else None
+        if tb is not None:
+            outer: Optional[FrameType] = None
+            inner: list[tuple[str, int, str]] = []
+            while tb is not None:
+                code = tb.tb_frame.f_code
+                if code.co_filename in files:
+                    inner.append((code.co_filename, tb.tb_lineno or 0, code.co_name))
+                    if outer is None:
+                        outer = tb.tb_frame
+                tb = tb.tb_next
+            frames.extend(reversed(inner))
+            if outer is not None:
+                start = outer.f_back
+        f = self.device_frame(start)
+        while f is not None:
+            code = f.f_code
+            if code.co_filename in files:
+                ln = line if (line is not None and not frames) else (f.f_lineno or 0)
+                frames.append((code.co_filename, ln, code.co_name))
+            f = f.f_back
+        return frames, len(frames)
+
+    def heap_used(self) -> int:
+        return _traced_memory()[0] - self.heap_base
+
+    def heap_free(self) -> Optional[int]:
+        if self.heap_size is None:
+            return None
+        return max(0, self.heap_size - self.heap_used())
+
+    def policy(self, kind: int) -> int:
+        return self.policies.get(kind, A_REBOOT)
+
+    def record(
+        self,
+        kind: int,
+        *,
+        frame: Optional[FrameType] = None,
+        exc: Optional[BaseException] = None,
+        line: Optional[int] = None,
+        exc_type: str = "",
+        message: str = "",
+        flags: int = 0,
+        alloc_size: int = 0,
+        heap_free: Optional[int] = -1,
+        asynchronous: bool = False,
+    ) -> int:
+        """failstop_record: write the record of a fault; returns the action (0: panic()
+        is converting its reason, the OOM/STACK error then raises as stock and nothing
+        is recorded). A fault while another is handled is a double fault."""
+        action = self.policy(kind)
+        if self.converting and kind in (K_OOM, K_STACK):
+            return 0
+        if self.in_fault:
+            self.double_fault()
+        if action != A_RAISE:
+            self.in_fault = kind
+        frames, depth = self.capture(frame, exc, line)
+        slot = self.retained.write_record(
+            kind=kind,
+            action=action,
+            flags=flags,
+            uptime_ms=self.uptime_ms(),
+            heap_free=self.heap_free() if heap_free == -1 else heap_free,
+            alloc_size=alloc_size,
+            stack_used=0 if asynchronous else STACK_BASE + STACK_PER_FRAME * depth,
+            depth=depth,
+            exc_type=exc_type,
+            message=message,
+            frames=frames,
+        )
+        if action != A_RAISE:
+            self.fault_slot = slot  # a fault from here on is a double fault of this one
+        return action
+
+    def fault(self, kind: int, **kw: Any) -> int:
+        """failstop_fault: record, then stop the board unless the action is RAISE (or
+        panic() is converting); returns only then."""
+        action = self.record(kind, **kw)
+        if action not in (0, A_RAISE):
+            self.stop(kind, action)
+        return action
+
+    def fault_stop(self, kind: int, **kw: Any) -> NoReturn:
+        """A fault that is always fail-stop (PANIC, WATCHDOG, HARDFAULT, FATAL)."""
+        self.fault(kind, **kw)
+        raise AssertionError("a fail-stop fault returned")  # pragma: no cover
+
+    def stop(self, kind: int, action: int) -> NoReturn:
+        """failstop_stop: say what happens, then halt or reset the board."""
+        self.write(f"failstop: {mp_kind(kind)} -> {mp_action(action)}\r\n")
+        if action == A_HALT:
+            self.finish("halt", None, kind)
+        self.reset(kind)
+
+    def reset(self, kind: int) -> NoReturn:
+        self.retained.before_reset(kind, self.uptime_ms())
+        self.finish("reset", None, kind)
+
+    def double_fault(self) -> NoReturn:
+        """A fault while a fault is handled: keep the first record, flag it, reset."""
+        if self.fault_slot is not None:
+            self.retained.flag_double_fault(self.fault_slot)
+        self.write("\r\nfailstop: double fault -> REBOOT\r\n")
+        self.reset(self.in_fault)
+
+    # --- the tracer -------------------------------------------------------------------
+
+    def _make_global(self) -> TraceFn:
+        rt = self
+        files = self.device_files
+        cache = self._locals
+
+        def trace_call(frame: FrameType, event: str, arg: Any) -> Optional[TraceFn]:
+            code = frame.f_code
+            entry = cache.get(id(code))
+            if entry is None:
+                if code.co_filename not in files:
+                    return None
+                entry = rt._local_for(code)
+            d = rt.depth + 1
+            rt.depth = d
+            if d > rt.max_depth:
+                if d > rt.stack_limit:
+                    rt.on_stack(frame)  # does not return
+                rt.max_depth = d
+            frame.f_trace_opcodes = True
+            frame.f_trace_lines = False
+            return entry[1]
+
+        return trace_call
+
+    def _local_for(self, code: CodeType) -> tuple[CodeType, TraceFn]:
+        rt = self
+        table = allocpoints.table(code)
+
+        def local(frame: FrameType, event: str, arg: Any) -> TraceFn:
+            if event == "opcode":
+                rt.steps += 1
+                if rt.steps >= rt.trip:
+                    rt.on_trip(frame)
+                if rt.pend_before >= 0:
+                    rt.heap_check()
+                k = table[frame.f_lasti >> 1]
+                if k:
+                    rt.on_alloc(frame, k)
+            elif event == "return":
+                rt.depth -= 1
+            elif event == "exception":
+                rt.on_exception(frame, arg)
+            return local
+
+        entry = (code, local)  # the code object is kept alive: its id stays unique
+        self._locals[id(code)] = entry
+        return entry
+
+    def start_tracing(self) -> None:
+        sys.settrace(self._trace_call)
+
+    def raise_from_trace(self, exc: BaseException) -> NoReturn:
+        """Raise ``exc`` at the current instruction from inside the tracer. CPython turns
+        tracing off when a trace function raises: a one-shot profile hook turns it back
+        on at the next call or return."""
+        sys.setprofile(self._retrace_hook)
+        raise exc
+
+    def _retrace_hook(self, frame: FrameType, event: str, arg: Any) -> None:
+        sys.setprofile(None)
+        self.retrace(frame, skip=frame if event == "return" else None)
+
+    def retrace(self, frame: Optional[FrameType], skip: Optional[FrameType] = None) -> None:
+        """Trace again after CPython turned tracing off: every active frame of the program
+        gets its tracer back, and the depth is counted again."""
+        sys.settrace(self._trace_call)
+        depth = 0
+        f = frame
+        while f is not None:
+            code = f.f_code
+            if code.co_filename in self.device_files and f is not skip:
+                entry = self._locals.get(id(code)) or self._local_for(code)
+                f.f_trace = entry[1]
+                f.f_trace_opcodes = True
+                f.f_trace_lines = False
+                depth += 1
+            f = f.f_back
+        self.depth = depth
+        self.max_depth = max(self.max_depth, depth)
+
+    # --- tracer events ----------------------------------------------------------------
+
+    def on_alloc(self, frame: FrameType, k: int) -> None:
+        """An allocation point is about to run."""
+        self.allocs += 1
+        if self.allocs == self.oom_at:
+            self.oom_at = 0
+            self.oom(frame, size=0, injected=True)
+        elif k == allocpoints.ALWAYS and self.heap_locked:
+            self.oom(frame, size=0, locked=True)
+        if self.heap_size is not None:
+            self.pend_before = _traced_memory()[0]
+            self.pend_frame = frame
+            self.pend_lasti = frame.f_lasti
+
+    def heap_check(self) -> None:
+        """After an allocation point ran: did it take the heap past its size?"""
+        before = self.pend_before
+        frame = self.pend_frame
+        self.pend_before = -1
+        self.pend_frame = None
+        now = _traced_memory()[0]
+        assert self.heap_size is not None
+        if now - self.heap_base > self.heap_size and frame is not None:
+            self.oom(
+                frame,
+                size=now - before,
+                free=max(0, self.heap_size - (before - self.heap_base)),
+                line=allocpoints.line_at(frame.f_code, self.pend_lasti),
+            )
+
+    def oom(
+        self,
+        frame: Optional[FrameType],
+        *,
+        size: int,
+        free: Optional[int] = -1,
+        locked: bool = False,
+        injected: bool = False,
+        line: Optional[int] = None,
+        from_trace: bool = True,
+    ) -> None:
+        """An allocation failed (m_malloc_fail): OOM fault, or MemoryError with RAISE."""
+        if locked:
+            msg, flags = mp.OOM_LOCKED, codec.FLAG_HEAP_LOCKED  # the size is still recorded
+        elif size > 0:
+            msg, flags = mp.oom_message(size), 0
+        else:
+            msg, flags = mp.OOM_UNKNOWN_SIZE, 0
+        self.fault(
+            K_OOM,
+            frame=frame,
+            line=line,
+            exc_type="MemoryError",
+            message=msg,
+            flags=flags,
+            alloc_size=size,
+            heap_free=free,
+        )
+        err = mp.MemoryError(msg)
+        if from_trace:
+            self.raise_from_trace(err)
+        raise err
+
+    def sized_alloc(self, size: int) -> None:
+        """A request for ``size`` bytes the simulator sees before CPython allocates them
+        (``bytearray(n)``): fails when the heap is locked or has less than that free."""
+        if size < 0:
+            return
+        if self.heap_locked:
+            self.oom(self.caller(), size=size, locked=True, from_trace=False)
+        free = self.heap_free()
+        if free is not None and size > free:
+            self.oom(self.caller(), size=size, free=free, from_trace=False)
+
+    def on_stack(self, frame: FrameType) -> None:
+        """A call would put one frame more on the stack than fits."""
+        caller = self.device_frame(frame.f_back)
+        self.fault(K_STACK, frame=caller, exc_type="RuntimeError", message=mp.RECURSION)
+        self.raise_from_trace(mp.RuntimeError(mp.RECURSION))
+
+    def on_trip(self, frame: FrameType) -> None:
+        """A deadline or an injected hang is due at this instruction."""
+        if self.hang_at and self.steps >= self.hang_at:
+            self.hang_at = 0
+            if self.wdt_deadline is None:
+                self.finish("hang", None)
+            self.slept_ns += max(0, self.wdt_deadline - self.clock_ns())
+        clock = self.clock_ns()
+        if self.wdt_deadline is not None and clock >= self.wdt_deadline:
+            self.watchdog_fault(frame)
+        if self.budget_ns is not None and clock >= self.budget_ns:
+            self.finish("time_limit", None)
+        self.retrip()
+
+    def retrip(self) -> None:
+        """The next step at which on_trip must look."""
+        trip = self.hang_at or NEVER
+        op = self.res.op_ns
+        for deadline in (self.wdt_deadline, self.budget_ns):
+            if deadline is not None:
+                need = -(-(deadline - self.slept_ns) // op)
+                trip = min(trip, max(need, self.steps + 1))
+        self.trip = trip
+
+    def watchdog_fault(self, frame: Optional[FrameType]) -> NoReturn:
+        """The watchdog expired: its early warning records where the program was."""
+        assert self.wdt_deadline is not None
+        self.slept_ns += max(0, self.wdt_deadline - self.clock_ns())
+        self.fault_stop(K_WATCHDOG, frame=frame, message="watchdog timeout", asynchronous=True)
+
+    def on_exception(self, frame: FrameType, arg: tuple[type, BaseException, Any]) -> None:
+        """An exception is raised in (or enters) a frame of the program."""
+        exc = arg[1]
+        tb = arg[2]
+        files = self.device_files
+        t = tb.tb_next if tb is not None else None
+        while t is not None:
+            if t.tb_frame.f_code.co_filename in files:
+                return  # seen already, in the frame it came from
+            t = t.tb_next
+        if type(exc) in mp.SIM_ERRORS:
+            return
+        mp.rewrite_message(exc)
+        if isinstance(exc, (MemoryError, RecursionError)) and not _raised_by_statement(tb):
+            # CPython itself failed: an allocation (RLIMIT_AS backstop) or its own
+            # recursion limit.
+            if isinstance(exc, MemoryError):
+                self.oom(frame, size=0)
+            else:
+                self.on_stack_here(frame)
+
+    def on_stack_here(self, frame: FrameType) -> None:
+        self.fault(K_STACK, frame=frame, exc_type="RuntimeError", message=mp.RECURSION)
+        self.raise_from_trace(mp.RuntimeError(mp.RECURSION))
+
+    # --- time and the watchdog ----------------------------------------------------------
+
+    def sleep_ns(self, ns: int) -> None:
+        """Virtual sleep: the clock jumps; a watchdog that expires meanwhile fires."""
+        if ns <= 0:
+            return
+        target = self.clock_ns() + ns
+        if self.wdt_deadline is not None and self.wdt_deadline <= target:
+            self.watchdog_fault(self.caller())
+        if self.budget_ns is not None and self.budget_ns <= target:
+            self.slept_ns += self.budget_ns - self.clock_ns()
+            self.finish("time_limit", None)
+        self.slept_ns += ns
+        self.retrip()
+
+    def wdt_arm(self, ms: int) -> None:
+        self.wdt_ms = ms
+        self.wdt_feed()
+
+    def wdt_feed(self) -> None:
+        if self.wdt_ms:
+            self.wdt_deadline = self.clock_ns() + self.wdt_ms * 1_000_000
+            self.retrip()
+
+    # --- running programs ---------------------------------------------------------------
+
+    def code_for(self, name: str) -> Optional[CodeType]:
+        code = self.plan.programs.get(name)
+        if code is not None:
+            return code
+        path = self.plan.root / name
+        if not path.is_file():
+            return None
+        code = compile(path.read_bytes(), name, "exec", dont_inherit=True)
+        self.device_files.add(name)
+        return code
+
+    def exec_program(
+        self, code: CodeType, builtins_dict: dict[str, Any]
+    ) -> Optional[BaseException]:
+        """Run a program at the top level; the exception that escaped it, if any."""
+        g: dict[str, Any] = {
+            "__name__": "__main__",
+            "__file__": code.co_filename,
+            "__builtins__": builtins_dict,
+        }
+        try:
+            exec(code, g)
+        except BaseException as e:
+            return e
+        return None
+
+    def print_exception(self, exc: BaseException, write: Callable[[str], object]) -> None:
+        mp.write_traceback(exc, write, self.is_device_file)
+
+    def unhandled(self, exc: BaseException) -> NoReturn:
+        """An exception escaped the main program (UNHANDLED), or the REPL's code."""
+        if isinstance(exc, SystemExit):
+            self.end_program(_exit_code(exc))
+        action = 0
+        if self.main_active and not isinstance(exc, KeyboardInterrupt):
+            action = self.record(
+                K_UNHANDLED, exc=exc, exc_type=mp.type_name(exc), message=mp.exc_message(exc)
+            )
+        try:
+            self.print_exception(exc, self.write)
+        except BaseException:
+            # Printing ran the program's code (an argument's __str__) and that raised:
+            # on the board the error has no handler left (nlr_jump_fail).
+            if self.in_fault:
+                self.double_fault()
+            self.write("\n")
+            self.fault(K_FATAL, frame=None, message="uncaught NLR")
+            self.end_program(1)
+        if action not in (0, A_RAISE):
+            self.stop(K_UNHANDLED, action)
+        self.end_program(1)  # stock: the traceback, exit status 1
+
+    def end_program(self, code: int) -> NoReturn:
+        """The program ended (the unix port's process exits; a board waits at the REPL)."""
+        if self.main_active:
+            self.retained.healthy()
+        self.finish("exit", code)
+
+    def hard_fault(self, address: int, write: bool) -> NoReturn:
+        """A CPU fault: an access to memory that is not there (uctypes)."""
+        what = "write to" if write else "read from"
+        self.fault_stop(
+            K_HARDFAULT,
+            frame=self.caller(),
+            message=f"bus fault: {what} address 0x{address:x}",
+            asynchronous=True,
+        )
+
+
+def _raised_by_statement(tb: Optional[TracebackType]) -> bool:
+    """True when the innermost traceback entry is a ``raise`` statement (the program
+    raised MemoryError itself: not an allocation failure)."""
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code.co_code
+    i = tb.tb_lasti
+    return 0 <= i < len(code) and code[i] in _RAISE_OPS
+
+
+def _exit_code(exc: SystemExit) -> int:
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    return 1
+
+
+def mp_kind(kind: int) -> str:
+    return codec.KINDS.get(kind, "?")
+
+
+def mp_action(action: int) -> str:
+    return codec.ACTIONS.get(action, "?")
