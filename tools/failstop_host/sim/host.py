@@ -139,18 +139,29 @@ class SimDevice:
     """A simulated board with retained RAM in ``retained`` (default ``workdir/retained.ram``).
 
     The retained region survives every reset and every run, as RAM survives a reset:
-    ``erase()`` loses it (power removed)."""
+    ``erase()`` loses it (power removed). Relative program paths are taken from ``base``
+    (default: the working directory)."""
 
     def __init__(
         self,
         workdir: PathLike,
         resources: Optional[Resources] = None,
         retained: Optional[PathLike] = None,
+        base: Optional[PathLike] = None,
     ) -> None:
+        self.base = Path(base) if base is not None else None
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.resources = resources or Resources()
         self.retained = Path(retained) if retained is not None else self.workdir / "retained.ram"
+
+    def _path(self, p: PathLike) -> Path:
+        """A path given by the user: relative ones are taken from ``base`` (the pytest
+        fixture sets the project's root directory), else from the working directory."""
+        path = Path(p)
+        if not path.is_absolute() and self.base is not None:
+            path = self.base / path
+        return path.resolve()
 
     # --- reading the board ------------------------------------------------------------
 
@@ -188,8 +199,8 @@ class SimDevice:
         max_ms: virtual time a boot may run before the run stops ("time_limit").
         echo: also write the console there as it comes.
         """
-        path = Path(script).resolve()
-        base = Path(root).resolve() if root is not None else path.parent
+        path = self._path(script)
+        base = self._path(root) if root is not None else path.parent
         try:
             name = str(path.relative_to(base))
         except ValueError:
@@ -205,7 +216,7 @@ class SimDevice:
     def exec(self, code: str, timeout: float = 30.0, *, root: Optional[PathLike] = None) -> str:
         """Power the board on and type ``code`` at its REPL (not a main program: an
         escaping exception is printed, not a fault); returns the console output."""
-        base = Path(root).resolve() if root is not None else self.workdir.resolve()
+        base = self._path(root) if root is not None else self.workdir.resolve()
         return self._run(base, None, code, 1, timeout, None, None, None).output
 
     def measure(self, script: PathLike, **kw: object) -> BootReport:

@@ -1,0 +1,37 @@
+"""pytest plugin (entry point ``pytest11: failstop``): a simulated failstop board.
+
+    def test_commit_survives_oom(failstop_device):
+        run = failstop_device.run("firmware/main.py", oom_at=3)
+        assert run.record.kind == "OOM"
+        assert run.reboots == 1
+
+Relative paths are taken from pytest's root directory. The board's resources come from
+``@pytest.mark.failstop_device(heap_size=..., stack_limit=..., op_ns=..., wdt_max_ms=...)``
+(see failstop_host.sim.Resources); each test gets a fresh board with fresh retained RAM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .config import Resources
+from .host import SimDevice
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "failstop_device(heap_size=None, stack_limit=100, op_ns=1000, wdt_max_ms=3600000): "
+        "resources of the simulated board the failstop_device fixture gives",
+    )
+
+
+@pytest.fixture
+def failstop_device(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SimDevice]:
+    """A simulated failstop board (failstop_host.sim.SimDevice) with fresh retained RAM."""
+    marker = request.node.get_closest_marker("failstop_device")
+    resources = Resources(**marker.kwargs) if marker is not None else Resources()
+    yield SimDevice(tmp_path / "failstop-device", resources, base=request.config.rootpath)
