@@ -34,6 +34,7 @@ from typing import Any, BinaryIO, Optional
 FLASH_SIZE = 16 * 1024 * 1024  # AN385's PSRAM at 0x21000000: the board's "flash"
 RETAINED_SECTION = ".failstop_retained"
 PROMPT = b'Type "help()" for more information.\r\n>>> '
+PTY_BACKLOG = 16 * 1024  # board output kept for a slow or absent terminal client
 
 
 class EmulatorError(Exception):
@@ -365,8 +366,10 @@ class QemuBoard:
         assert proc is not None and proc.stdout is not None and proc.stdin is not None
         uart_out, uart_in = proc.stdout.fileno(), proc.stdin.fileno()
         resets_seen = 0
+        pending = bytearray()  # board output the terminal has not taken yet
         while not self._stop_pump.is_set():
-            ready, _, _ = select.select([uart_out, self._master], [], [], 0.05)
+            wlist = [self._master] if pending else []
+            ready, writable, _ = select.select([uart_out, self._master], wlist, [], 0.05)
             if uart_out not in ready:
                 with self._out_lock:
                     self._idle += 1
@@ -387,12 +390,15 @@ class QemuBoard:
                 if self.echo is not None:
                     self.echo.write(data)
                     self.echo.flush()
-                try:
-                    os.write(self._master, data)
-                except BlockingIOError:
-                    # No client reads the terminal: like a UART with nobody listening,
-                    # what does not fit is lost (the log above has it all).
-                    termios.tcflush(self._slave, termios.TCIFLUSH)
+                pending += data
+                if len(pending) > PTY_BACKLOG:
+                    # Nobody reads the terminal: like a UART with nobody listening, the
+                    # oldest output is lost (the log above keeps it all).
+                    del pending[: len(pending) - PTY_BACKLOG]
+            if pending and (writable or uart_out in ready):
+                # A slow client: what does not fit now waits, in order.
+                with contextlib.suppress(BlockingIOError):
+                    del pending[: os.write(self._master, pending)]
             if self._master in ready:
                 try:
                     data = os.read(self._master, 4096)
