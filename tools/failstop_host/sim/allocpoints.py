@@ -85,8 +85,8 @@ _TABLES: dict[int, tuple[CodeType, bytes]] = {}
 
 
 def table(code: CodeType) -> bytes:
-    """One byte per 2-byte code unit of ``code.co_code``: the class of the instruction
-    that starts there (``table[frame.f_lasti >> 1]``). Memoized per code object."""
+    """One byte per byte of ``code.co_code``: the class of the instruction that starts
+    there (``table[frame.f_lasti]``). Memoized per code object."""
     hit = _TABLES.get(id(code))
     if hit is not None:
         return hit[1]
@@ -105,11 +105,10 @@ def prepare(code: CodeType) -> None:
 
 
 def _table(code: CodeType) -> bytes:
-    raw = code.co_code
-    out = bytearray(len(raw) // 2)
+    out = bytearray(len(code.co_code))
     for ins in dis.get_instructions(code):
         if ins.opname != "EXTENDED_ARG":
-            out[ins.offset >> 1] = _CLASS[ins.opcode]
+            out[ins.offset] = _CLASS[ins.opcode]
     return bytes(out)
 
 

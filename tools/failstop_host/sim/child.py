@@ -4,6 +4,7 @@ safe mode), or the code typed at the REPL."""
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import resource
@@ -60,7 +61,9 @@ def boot(plan: BootPlan, retained_path: Path, console_fd: int, status_fd: int) -
         _limit_address_space(rt.heap_size)
         if not tracemalloc.is_tracing():
             tracemalloc.start(1)
-        rt.heap_base = tracemalloc.get_traced_memory()[0]
+        gc.disable()  # collection happens when the heap is full (Runtime.collect)
+        gc.freeze()  # what the boot inherited is not the program's: collections skip it
+        rt.heap_base = rt.heap_last = tracemalloc.get_traced_memory()[0]
     sys.setrecursionlimit(max(sys.getrecursionlimit(), rt.stack_limit + 200))
     rt.retrip()
     rt.start_tracing()

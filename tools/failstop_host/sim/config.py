@@ -81,3 +81,4 @@ class BootPlan:
     hw_cause: int
     max_ms: Optional[int]  # virtual time budget of the boot
     programs: dict[str, CodeType] = field(default_factory=dict)  # precompiled files
+    sweep_dir: Optional[Path] = None  # the main line of an OOM sweep writes runs there

@@ -2,10 +2,10 @@
 through every fail-stop reboot (each boot is a process forked from this one, ended at
 its fault), read its console and its retained region.
 
-    dev = SimDevice(Path("/tmp/board"))
+    dev = SimDevice("/tmp/board")
     run = dev.run("firmware/main.py", oom_at=12)
     run.boots            # boots of this run (the faulting one and the reboot)
-    run.records[-1]      # the newest record, decoded by the host codec
+    run.record           # the record this run wrote, decoded by the host codec
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import contextlib
 import json
 import os
 import selectors
+import shutil
 import signal
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType
@@ -27,7 +29,7 @@ from typing import Optional, TextIO, Union
 from .. import codec
 from . import allocpoints, child
 from .config import BootPlan, Inject, Resources
-from .retained import KIND, RC_POWER_ON, RC_UNKNOWN, Retained
+from .retained import KIND, RC_POWER_ON, RC_UNKNOWN, REGION_SIZE, Retained
 
 BOOT_LIMIT_EXIT = 75  # as the unix port: the boot cap stopped a reset
 PathLike = Union[str, "os.PathLike[str]"]
@@ -114,25 +116,73 @@ class _Programs:
     objects and their allocation-point tables."""
 
     def __init__(self) -> None:
-        self._cache: dict[Path, tuple[int, int, CodeType]] = {}
+        self._cache: dict[tuple[Path, str], tuple[int, int, CodeType]] = {}
 
     def get(self, path: Path, name: str) -> Optional[CodeType]:
         try:
             st = path.stat()
         except FileNotFoundError:
             return None
-        hit = self._cache.get(path)
+        hit = self._cache.get((path, name))
         if hit is not None and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
-            code = hit[2]
-            if code.co_filename == name:
-                return code
+            return hit[2]
         code = compile(path.read_bytes(), name, "exec", dont_inherit=True)
         allocpoints.prepare(code)
-        self._cache[path] = (st.st_mtime_ns, st.st_size, code)
+        self._cache[(path, name)] = (st.st_mtime_ns, st.st_size, code)
         return code
 
 
 _PROGRAMS = _Programs()
+
+
+def _report(data: bytes) -> tuple[BootReport, int]:
+    st = json.loads(data.decode().splitlines()[0])
+    rep = BootReport(
+        end=st["end"],
+        code=st["code"],
+        kind=codec.KINDS.get(st["kind"], ""),
+        steps=st["steps"],
+        allocs=st["allocs"],
+        max_depth=st["max_depth"],
+        uptime_ms=st["uptime_ms"],
+    )
+    return rep, st.get("console_pos", -1)
+
+
+def _fork_boot(plan: BootPlan, retained: Path, console_fd: int, status_w: int) -> int:
+    """Fork the process of one boot; its pid."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the board, for one boot
+        try:
+            child.boot(plan, retained, console_fd, status_w)
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                os.write(console_fd, traceback.format_exc().encode())
+        finally:
+            os._exit(70)
+    return pid
+
+
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
+@dataclass
+class _Run:
+    """A run in progress (the sweep keeps many)."""
+
+    retained: Path
+    reports: list[BootReport]
+    out: bytearray
+    end: str = ""
+    exit_code: Optional[int] = None
 
 
 class SimDevice:
@@ -167,9 +217,7 @@ class SimDevice:
 
     def region(self) -> codec.Region:
         """The retained region as it is now (empty RAM when never booted)."""
-        if not self.retained.exists():
-            return codec.decode_region(bytes(codec.HEADER_SIZE + 3 * codec.SLOT_SIZE))
-        return codec.decode_region(self.retained.read_bytes())
+        return _region(self.retained)
 
     def erase(self) -> None:
         """Lose the retained RAM (as when power is removed for long enough)."""
@@ -199,18 +247,11 @@ class SimDevice:
         max_ms: virtual time a boot may run before the run stops ("time_limit").
         echo: also write the console there as it comes.
         """
-        path = self._path(script)
-        base = self._path(root) if root is not None else path.parent
-        try:
-            name = str(path.relative_to(base))
-        except ValueError:
-            raise ValueError(f"{path} is not inside the board's root {base}") from None
-        if not path.is_file():
-            raise FileNotFoundError(f"no such program: {path}")
-        if inject is None and (oom_at or stack_at or hang_at):
+        base, name = self._program(script, root)
+        if oom_at or stack_at or hang_at:
+            if inject is not None:
+                raise ValueError("give either inject= or oom_at/stack_at/hang_at")
             inject = Inject(oom_at=oom_at, stack_at=stack_at, hang_at=hang_at)
-        elif oom_at or stack_at or hang_at:
-            raise ValueError("give either inject= or oom_at/stack_at/hang_at")
         return self._run(base, name, None, max_boots, timeout, inject, max_ms, echo)
 
     def exec(self, code: str, timeout: float = 30.0, *, root: Optional[PathLike] = None) -> str:
@@ -219,23 +260,107 @@ class SimDevice:
         base = self._path(root) if root is not None else self.workdir.resolve()
         return self._run(base, None, code, 1, timeout, None, None, None).output
 
-    def measure(self, script: PathLike, **kw: object) -> BootReport:
-        """Run ``script`` once from power-on with no fault injected and return the report
-        of its first boot: how many instructions and allocation points it passes."""
-        run = self.run(script, max_boots=1, **kw)  # type: ignore[arg-type]
-        return run.boot_reports[0]
+    def measure(
+        self, script: PathLike, *, root: Optional[PathLike] = None, max_ms: Optional[int] = None
+    ) -> BootReport:
+        """Run ``script`` once from power-on, nothing injected, and report its first boot:
+        instructions, allocation points (the k of ``oom_at``), deepest stack."""
+        return self.run(script, root=root, max_boots=1, max_ms=max_ms).boot_reports[0]
 
     def sweep_oom(
-        self, script: PathLike, *, max_boots: int = 2, **kw: object
-    ) -> Iterator[tuple[int, SimRun]]:
-        """OOM injected at every allocation point of the script's first boot, one run
-        per point (k = 1 .. the count from a clean run)."""
-        total = self.measure(script, **kw).allocs
-        for k in range(1, total + 1):
-            self.erase()
-            yield k, self.run(script, oom_at=k, max_boots=max_boots, **kw)  # type: ignore[arg-type]
+        self,
+        script: PathLike,
+        *,
+        root: Optional[PathLike] = None,
+        max_boots: int = 2,
+        max_ms: Optional[int] = None,
+        timeout: float = 600.0,
+        jobs: Optional[int] = None,
+    ) -> list[SimRun]:
+        """One run per allocation point of the first boot, the OOM injected there:
+        ``result[k - 1]`` is ``run(script, oom_at=k, max_boots=max_boots)``, each from the
+        retained RAM the board has now (which the sweep leaves as it is).
+
+        The runs are not started from scratch: one traced run forks the run of point k
+        at point k (so the sweep costs one run plus one fault and reboot per point), and
+        the reboots run ``jobs`` at a time (default: one per CPU)."""
+        base, name = self._program(script, root)
+        jobs = jobs or os.cpu_count() or 1
+        deadline = time.monotonic() + timeout
+        d = self.workdir / "sweep"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        start = self.region().raw
+        first_seq = _next_seq(self.region())
+        main_ram = d / "main.ram"
+        main_ram.write_bytes(start if len(start) == REGION_SIZE else bytes(REGION_SIZE))
+        programs = self._programs(base, name)
+        plan = self._plan(base, name, None, None, RC_POWER_ON, max_ms, programs)
+        plan.sweep_dir = d
+        main_out = d / "main.out"
+        with open(main_out, "wb") as f:
+            rep = self._boot_to_end(plan, main_ram, f.fileno(), deadline)
+        head = main_out.read_bytes()
+        runs: list[_Run] = []
+        for k in range(1, rep.allocs + 1):
+            krep, pos = _report((d / f"{k}.status").read_bytes())
+            out = bytearray(head[:pos] + (d / f"{k}.out").read_bytes())
+            runs.append(_Run(d / f"{k}.ram", [krep], out))
+        reboot = self._plan(base, name, None, None, RC_UNKNOWN, max_ms, programs)
+        self._continue_all(runs, reboot, max_boots, jobs, deadline, d)
+        return [
+            SimRun(
+                r.out.decode(errors="replace"),
+                r.end,
+                r.exit_code,
+                _region(r.retained),
+                r.reports,
+                first_seq,
+            )
+            for r in runs
+        ]
 
     # --- the boot loop ----------------------------------------------------------------
+
+    def _program(self, script: PathLike, root: Optional[PathLike]) -> tuple[Path, str]:
+        path = self._path(script)
+        base = self._path(root) if root is not None else path.parent
+        try:
+            name = str(path.relative_to(base))
+        except ValueError:
+            raise ValueError(f"{path} is not inside the board's root {base}") from None
+        if not path.is_file():
+            raise FileNotFoundError(f"no such program: {path}")
+        return base, name
+
+    def _programs(self, root: Path, main: Optional[str]) -> dict[str, CodeType]:
+        programs: dict[str, CodeType] = {}
+        for name in filter(None, (main, "boot.py")):
+            code = _PROGRAMS.get(root / name, name)
+            if code is not None:
+                programs[name] = code
+        return programs
+
+    def _plan(
+        self,
+        root: Path,
+        main: Optional[str],
+        repl: Optional[str],
+        inject: Optional[Inject],
+        hw: int,
+        max_ms: Optional[int],
+        programs: dict[str, CodeType],
+    ) -> BootPlan:
+        return BootPlan(
+            root=root,
+            main=main,
+            repl=repl,
+            resources=self.resources,
+            inject=inject,
+            hw_cause=hw,
+            max_ms=max_ms,
+            programs=programs,
+        )
 
     def _run(
         self,
@@ -250,37 +375,23 @@ class SimDevice:
     ) -> SimRun:
         if max_boots < 1:
             raise ValueError("max_boots must be 1 or more")
-        programs: dict[str, CodeType] = {}
-        for name in filter(None, (main, "boot.py")):
-            code = _PROGRAMS.get(root / name, name)
-            if code is not None:
-                programs[name] = code
-        first_seq = self._next_seq()
+        programs = self._programs(root, main)
+        first_seq = _next_seq(self.region())
         deadline = time.monotonic() + timeout
         console = _Console(echo)
         reports: list[BootReport] = []
         hw = RC_POWER_ON
         try:
             while True:
-                plan = BootPlan(
-                    root=root,
-                    main=main,
-                    repl=repl,
-                    resources=self.resources,
-                    inject=inject if inject and inject.boot == len(reports) + 1 else None,
-                    hw_cause=hw,
-                    max_ms=max_ms,
-                    programs=programs,
-                )
+                boot_inject = inject if inject and inject.boot == len(reports) + 1 else None
+                plan = self._plan(root, main, repl, boot_inject, hw, max_ms, programs)
                 rep = self._boot(plan, console, deadline)
                 reports.append(rep)
                 if rep.end != "reset":
                     end, exit_code = rep.end, rep.code
                     break
                 if len(reports) >= max_boots:
-                    console.write(
-                        f"failstop: boot limit reached (max_boots={max_boots}), not resetting\r\n"
-                    )
+                    console.write(_cap_message(max_boots))
                     end, exit_code = "boot_limit", BOOT_LIMIT_EXIT
                     break
                 hw = RC_UNKNOWN
@@ -288,93 +399,206 @@ class SimDevice:
             console.close()
         return SimRun(console.text(), end, exit_code, self.region(), reports, first_seq)
 
-    def _next_seq(self) -> int:
-        region = self.region()
-        if region.header is not None:
-            return region.header.next_seq
-        return max((r.seq for r in region.records), default=0) + 1
-
     def _boot(self, plan: BootPlan, console: _Console, deadline: float) -> BootReport:
         status_r, status_w = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the board, for one boot
-            try:
-                os.close(status_r)
-                os.close(console.read_fd)
-                child.boot(plan, self.retained, console.write_fd, status_w)
-            except BaseException:
-                with contextlib.suppress(BaseException):
-                    os.write(console.write_fd, traceback.format_exc().encode())
-            finally:
-                os._exit(70)
-        os.close(status_w)
         try:
+            pid = _fork_boot(plan, self.retained, console.write_fd, status_w)
+            os.close(status_w)
             wstatus = console.wait(pid, deadline)
-            data = b""
-            while True:
-                chunk = os.read(status_r, 4096)
-                if not chunk:
-                    break
-                data += chunk
+            data = _read_all(status_r)
         finally:
             os.close(status_r)
         if wstatus is None:
-            raise SimTimeout(
-                f"the board was still running after the timeout:\n{console.text()}",
-                console.text(),
-            )
-        if data:
-            st = json.loads(data.decode().splitlines()[0])
-            return BootReport(
-                end=st["end"],
-                code=st["code"],
-                kind=codec.KINDS.get(st["kind"], ""),
-                steps=st["steps"],
-                allocs=st["allocs"],
-                max_depth=st["max_depth"],
-                uptime_ms=st["uptime_ms"],
-            )
-        if os.WIFSIGNALED(wstatus):
-            # The process of the boot died by a signal: a hard fault nobody recorded.
-            sig = os.WTERMSIG(wstatus)
-            self._posthoc_hardfault(sig)
-            console.write(f"failstop: HARDFAULT (signal {sig}) -> REBOOT\r\n")
-            return BootReport("reset", None, "HARDFAULT", 0, 0, 0, 0)
-        raise SimError(f"the simulator failed in a boot:\n{console.text()}")
+            text = console.text()
+            raise SimTimeout(f"the board was still running after the timeout:\n{text}", text)
+        rep = self._outcome(data, wstatus, self.retained)
+        if rep is None:
+            raise SimError(f"the simulator failed in a boot:\n{console.text()}")
+        if rep.kind == "HARDFAULT" and not data:
+            console.write(_posthoc_message())
+        return rep
 
-    def _posthoc_hardfault(self, sig: int) -> None:
-        """Record a boot that died without its fault path (POSTHOC, as the firmware
-        records a reset whose early warning never ran)."""
-        ret = Retained(self.retained)
+    def _boot_to_end(
+        self, plan: BootPlan, retained: Path, console_fd: int, deadline: float
+    ) -> BootReport:
+        """One boot with its console on a file; its report (SimError if it failed)."""
+        status_r, status_w = os.pipe()
         try:
-            if not ret.load_header():
-                return
-            try:
-                name = signal.Signals(sig).name
-            except ValueError:
-                name = "?"
-            ret.write_record(
-                kind=KIND["HARDFAULT"],
-                action=1,
-                flags=codec.FLAG_POSTHOC,
-                uptime_ms=0,
-                heap_free=None,
-                alloc_size=0,
-                stack_used=0,
-                depth=0,
-                exc_type="",
-                message=f"signal {sig} ({name}), no record",
-                frames=(),
-            )
-            ret.before_reset(KIND["HARDFAULT"], 0)
+            pid = _fork_boot(plan, retained, console_fd, status_w)
+            os.close(status_w)
+            wstatus = _wait(pid, deadline)
+            data = _read_all(status_r)
         finally:
-            ret.close()
+            os.close(status_r)
+        if wstatus is None:
+            raise SimTimeout("the board was still running after the timeout", "")
+        rep = self._outcome(data, wstatus, retained)
+        if rep is None:
+            raise SimError("the simulator failed in a boot (see its console file)")
+        return rep
+
+    def _outcome(self, data: bytes, wstatus: int, retained: Path) -> Optional[BootReport]:
+        """The report of a finished boot; a boot killed by a signal is a hard fault nobody
+        recorded (recorded post hoc); None when the simulator itself failed."""
+        if data:
+            return _report(data)[0]
+        if os.WIFSIGNALED(wstatus):
+            sig = os.WTERMSIG(wstatus)
+            _posthoc_hardfault(retained, sig)
+            return BootReport("reset", None, "HARDFAULT", 0, 0, 0, 0)
+        return None
+
+    def _continue_all(
+        self,
+        runs: list[_Run],
+        plan: BootPlan,
+        max_boots: int,
+        jobs: int,
+        deadline: float,
+        d: Path,
+    ) -> None:
+        """Boot every run on from its last report until it ends, ``jobs`` boots at once."""
+        queue: deque[int] = deque()
+        for i, r in enumerate(runs):
+            self._settle(r, max_boots)
+            if not r.end:
+                queue.append(i)
+        active: dict[int, tuple[int, int, int]] = {}  # pid -> (run index, status fd, out fd)
+        try:
+            while queue or active:
+                while queue and len(active) < jobs:
+                    i = queue.popleft()
+                    out_path = d / f"reboot-{i}.out"
+                    out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    status_r, status_w = os.pipe()
+                    pid = _fork_boot(plan, runs[i].retained, out_fd, status_w)
+                    os.close(status_w)
+                    active[pid] = (i, status_r, out_fd)
+                pid, wstatus = _wait_any(list(active), deadline)
+                i, status_r, out_fd = active.pop(pid)
+                data = _read_all(status_r)
+                os.close(status_r)
+                os.close(out_fd)
+                r = runs[i]
+                r.out += (d / f"reboot-{i}.out").read_bytes()
+                rep = self._outcome(data, wstatus, r.retained)
+                if rep is None:
+                    raise SimError(f"the simulator failed in a boot:\n{r.out.decode()}")
+                if rep.kind == "HARDFAULT" and not data:
+                    r.out += _posthoc_message().encode()
+                r.reports.append(rep)
+                self._settle(r, max_boots)
+                if not r.end:
+                    queue.append(i)
+        finally:
+            for pid, (_i, status_r, out_fd) in active.items():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                os.close(status_r)
+                os.close(out_fd)
+
+    @staticmethod
+    def _settle(r: _Run, max_boots: int) -> None:
+        """Decide whether a run has ended after its last boot."""
+        rep = r.reports[-1]
+        if rep.end != "reset":
+            r.end, r.exit_code = rep.end, rep.code
+        elif len(r.reports) >= max_boots:
+            r.out += _cap_message(max_boots).encode()
+            r.end, r.exit_code = "boot_limit", BOOT_LIMIT_EXIT
+
+
+def _region(path: Path) -> codec.Region:
+    if not path.exists():
+        return codec.decode_region(bytes(REGION_SIZE))
+    return codec.decode_region(path.read_bytes())
+
+
+def _next_seq(region: codec.Region) -> int:
+    if region.header is not None:
+        return region.header.next_seq
+    return max((r.seq for r in region.records), default=0) + 1
+
+
+def _cap_message(max_boots: int) -> str:
+    return f"failstop: boot limit reached (max_boots={max_boots}), not resetting\r\n"
+
+
+def _posthoc_message() -> str:
+    return "failstop-sim: the boot died without its fault path: HARDFAULT recorded post hoc\r\n"
+
+
+def _posthoc_hardfault(retained: Path, sig: int) -> None:
+    """Record a boot that died without its fault path (POSTHOC, as the firmware records
+    a reset whose early warning never ran)."""
+    ret = Retained(retained)
+    try:
+        if not ret.load_header():
+            return
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = "?"
+        ret.write_record(
+            kind=KIND["HARDFAULT"],
+            action=1,
+            flags=codec.FLAG_POSTHOC,
+            uptime_ms=0,
+            heap_free=None,
+            alloc_size=0,
+            stack_used=0,
+            depth=0,
+            exc_type="",
+            message=f"signal {sig} ({name}), no record",
+            frames=(),
+        )
+        ret.before_reset(KIND["HARDFAULT"], 0)
+    finally:
+        ret.close()
+
+
+def _wait(pid: int, deadline: float) -> Optional[int]:
+    """Wait for a boot's process; its wait status, or None (killed) at the deadline."""
+    try:
+        return _wait_any([pid], deadline)[1]
+    except SimTimeout:
+        return None
+
+
+def _wait_any(pids: Sequence[int], deadline: float) -> tuple[int, int]:
+    """Wait until one of ``pids`` ends: (pid, wait status). At the deadline they are
+    killed and SimTimeout raised."""
+    fds: dict[int, int] = {}
+    sel = selectors.DefaultSelector()
+    try:
+        for pid in pids:
+            with contextlib.suppress(OSError, AttributeError):
+                fd = os.pidfd_open(pid)
+                fds[fd] = pid
+                sel.register(fd, selectors.EVENT_READ)
+        while True:
+            for pid in pids:
+                got, wstatus = os.waitpid(pid, os.WNOHANG)
+                if got:
+                    return pid, wstatus
+            left = deadline - time.monotonic()
+            if left <= 0:
+                for pid in pids:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                        os.waitpid(pid, 0)
+                raise SimTimeout("the board was still running after the timeout", "")
+            sel.select(min(left, 0.05) if len(fds) < len(pids) else left)
+    finally:
+        sel.close()
+        for fd in fds:
+            os.close(fd)
 
 
 class _Console:
-    """The board's console: a pipe every boot writes to, read while the boot runs."""
+    """The board's console for a run: a pipe every boot writes to, read while the boot
+    runs (and echoed, if asked)."""
 
     def __init__(self, echo: Optional[TextIO]) -> None:
         self.read_fd, self.write_fd = os.pipe()
@@ -383,8 +607,7 @@ class _Console:
         self._buf = bytearray()
 
     def write(self, text: str) -> None:
-        data = text.encode()
-        self._buf += data
+        self._buf += text.encode()
         if self.echo is not None:
             self.echo.write(text)
             self.echo.flush()
@@ -403,18 +626,15 @@ class _Console:
                 self.echo.flush()
 
     def wait(self, pid: int, deadline: float) -> Optional[int]:
-        """Read the console until the boot's process ends; its wait status, or None
+        """Read the console until the boot's process ends: its wait status, or None
         (the process is killed) when the deadline passes first."""
         sel = selectors.DefaultSelector()
         sel.register(self.read_fd, selectors.EVENT_READ)
         pidfd = -1
         try:
-            if hasattr(os, "pidfd_open"):
-                try:
-                    pidfd = os.pidfd_open(pid)
-                    sel.register(pidfd, selectors.EVENT_READ)
-                except OSError:
-                    pidfd = -1
+            with contextlib.suppress(OSError, AttributeError):
+                pidfd = os.pidfd_open(pid)
+                sel.register(pidfd, selectors.EVENT_READ)
             while True:
                 done, wstatus = os.waitpid(pid, os.WNOHANG)
                 if done:
@@ -426,8 +646,7 @@ class _Console:
                     os.waitpid(pid, 0)
                     self._drain()
                     return None
-                for _key, _ev in sel.select(min(left, 0.05 if pidfd < 0 else left)):
-                    pass
+                sel.select(min(left, 0.05) if pidfd < 0 else left)
                 self._drain()
         finally:
             sel.close()

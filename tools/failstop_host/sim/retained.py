@@ -8,6 +8,7 @@ encoders, so the firmware, the device API and ``failstop decode`` read the same 
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import mmap
 import os
 import struct
@@ -81,6 +82,26 @@ class Retained:
 
     def close(self) -> None:
         self.mem.close()
+
+    def copy_to(self, path: Path) -> Retained:
+        """A copy of the region (bytes and header state) in another file."""
+        path.write_bytes(self.dump())
+        other = Retained(path)
+        other.hdr = dataclasses.replace(self.hdr)
+        return other
+
+    def rebind(self, path: Path) -> None:
+        """Go on with a copy of the region in another file (an OOM sweep's forked run
+        gets its own retained RAM, as it was at the fork)."""
+        data = self.dump()
+        self.mem.close()
+        path.write_bytes(data)
+        self.path = path
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            self.mem = mmap.mmap(fd, REGION_SIZE, mmap.MAP_SHARED)
+        finally:
+            os.close(fd)
 
     def dump(self) -> bytes:
         return bytes(self.mem[:REGION_SIZE])
@@ -239,12 +260,15 @@ class Retained:
         else:
             h.state &= ~codec.STATE_SAFE_MODE
         self.commit()
-        self.banner(write)
+        self.banner(write, recs)
 
-    def banner(self, write: Callable[[str], object]) -> None:
+    def banner(
+        self, write: Callable[[str], object], recs: Optional[list[codec.Record]] = None
+    ) -> None:
         """failstop_print_banner: what the last boot's fault was, and safe mode."""
         h = self.hdr
-        recs = self.records()
+        if recs is None:
+            recs = self.records()
         r = recs[-1] if recs else None
         if (
             h.boot_cause in (RC_FAULT, RC_WATCHDOG)

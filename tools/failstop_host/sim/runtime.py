@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import dis
+import gc
 import json
 import os
 import sys
 import tracemalloc
+from pathlib import Path
 from types import CodeType, FrameType, TracebackType
 from typing import Any, Callable, NoReturn, Optional, TextIO
 
@@ -53,8 +55,12 @@ class Runtime:
         self.status_fd = status_fd
         self.out: TextIO = sys.stdout  # the console (child.boot sets it)
         inj = plan.inject
-        # Virtual clock: steps (instructions) * op_ns + slept_ns.
-        self.steps = 0
+        # Virtual clock: steps (instructions) * op_ns + slept_ns. Steps are counted down in
+        # chunks of at most 255 (CPython's cached small ints: the hot path allocates
+        # nothing): steps = base_steps + chunk - left.
+        self.base_steps = 0
+        self.chunk = 1
+        self.left = 1
         self.slept_ns = 0
         self.trip = NEVER  # the step at which a deadline or an injected hang is due
         self.hang_at = inj.hang_at if inj and inj.hang_at else 0
@@ -66,10 +72,15 @@ class Runtime:
         self.oom_at = inj.oom_at if inj and inj.oom_at else 0
         self.heap_size = self.res.heap_size
         self.heap_base = 0
+        self.heap_last = 0  # traced bytes at the last heap check
         self.heap_locked = 0
-        self.pend_before = -1  # traced bytes before the last allocation point ran
+        self.pending = False  # an allocation point ran: check the heap at the next step
         self.pend_frame: Optional[FrameType] = None
         self.pend_lasti = 0
+        # OOM sweep: the main line forks an injected run at every allocation point.
+        self.sweep_dir = plan.sweep_dir
+        self.console_pos = -1
+        self.in_process_run = False
         # Stack.
         self.depth = 0
         self.max_depth = 0
@@ -92,13 +103,18 @@ class Runtime:
     def uptime_ms(self) -> int:
         return self.clock_ns() // 1_000_000
 
+    @property
+    def steps(self) -> int:
+        return self.base_steps + self.chunk - self.left
+
     def clock_ns(self) -> int:
         return self.steps * self.res.op_ns + self.slept_ns
 
     def finish(self, end: str, code: Optional[int] = 0, kind: int = 0) -> NoReturn:
         """End this boot: report to the host side and end the process at once."""
-        sys.settrace(None)
-        sys.setprofile(None)
+        if not self.in_process_run:
+            sys.settrace(None)
+            sys.setprofile(None)
         with contextlib.suppress(Exception):
             self.out.flush()
         status = {
@@ -109,8 +125,11 @@ class Runtime:
             "allocs": self.allocs,
             "max_depth": self.max_depth,
             "uptime_ms": self.uptime_ms(),
+            "console_pos": self.console_pos,
         }
         os.write(self.status_fd, json.dumps(status).encode() + b"\n")
+        if self.in_process_run:
+            raise _SweepRunDone
         os._exit(0)
 
     # --- device frames and the record -------------------------------------------------
@@ -280,12 +299,12 @@ class Runtime:
 
         def local(frame: FrameType, event: str, arg: Any) -> TraceFn:
             if event == "opcode":
-                rt.steps += 1
-                if rt.steps >= rt.trip:
-                    rt.on_trip(frame)
-                if rt.pend_before >= 0:
+                rt.left -= 1
+                if not rt.left:
+                    rt.tick(frame)
+                if rt.pending:
                     rt.heap_check()
-                k = table[frame.f_lasti >> 1]
+                k = table[frame.f_lasti]
                 if k:
                     rt.on_alloc(frame, k)
             elif event == "return":
@@ -335,24 +354,30 @@ class Runtime:
     def on_alloc(self, frame: FrameType, k: int) -> None:
         """An allocation point is about to run."""
         self.allocs += 1
+        if self.sweep_dir is not None:
+            self.sweep_point(frame)
         if self.allocs == self.oom_at:
             self.oom_at = 0
             self.oom(frame, size=0, injected=True)
         elif k == allocpoints.ALWAYS and self.heap_locked:
             self.oom(frame, size=0, locked=True)
         if self.heap_size is not None:
-            self.pend_before = _traced_memory()[0]
+            self.pending = True
             self.pend_frame = frame
             self.pend_lasti = frame.f_lasti
 
     def heap_check(self) -> None:
-        """After an allocation point ran: did it take the heap past its size?"""
-        before = self.pend_before
+        """The instruction after an allocation point: did the heap grow past its size?
+        (One measurement per allocation point; what other instructions allocated in
+        between counts towards the next one.)"""
         frame = self.pend_frame
-        self.pend_before = -1
+        self.pending = False
         self.pend_frame = None
-        now = _traced_memory()[0]
+        before = self.heap_last
+        now = self.heap_last = _traced_memory()[0]
         assert self.heap_size is not None
+        if now - self.heap_base > self.heap_size:
+            now = self.heap_last = self.collect()
         if now - self.heap_base > self.heap_size and frame is not None:
             self.oom(
                 frame,
@@ -360,6 +385,77 @@ class Runtime:
                 free=max(0, self.heap_size - (before - self.heap_base)),
                 line=allocpoints.line_at(frame.f_code, self.pend_lasti),
             )
+
+    def collect(self) -> int:
+        """The heap is full: collect garbage first, as MicroPython's gc_alloc does before
+        it gives up (automatic collection is off: it happens only here and at
+        ``gc.collect()``, so where it happens does not depend on CPython's thresholds).
+        Returns the traced bytes after it."""
+        gc.collect()
+        return _traced_memory()[0]
+
+    def sweep_point(self, frame: FrameType) -> None:
+        """OOM sweep: carry out the run in which this allocation point fails, then go on
+        as if nothing happened, to the next point. Each such run gets its own retained
+        RAM, console and status files in the sweep folder. A fail-stop OOM ends its run
+        at once, so it is taken right here (same fault path, nothing of the program runs
+        after it); with the RAISE policy the program goes on after the error, so that
+        run is forked."""
+        assert self.sweep_dir is not None
+        d, k = self.sweep_dir, self.allocs
+        before = _traced_memory()[0]
+        self.out.flush()
+        if self.policy(K_OOM) != A_RAISE and not self.converting and not self.in_fault:
+            self._sweep_in_process(frame, d, k)
+            self._sweep_leftover(before)
+            return
+        pid = os.fork()
+        if pid:
+            os.waitpid(pid, 0)
+            self._sweep_leftover(before)
+            return
+        self.sweep_dir = None
+        self.console_pos = os.fstat(1).st_size
+        fd = os.open(d / f"{k}.out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        self.status_fd = os.open(d / f"{k}.status", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.retained.rebind(d / f"{k}.ram")
+        self.heap_base += _traced_memory()[0] - before  # the sweep's, not the program's
+        self.oom_at = k
+
+    def _sweep_leftover(self, before: int) -> None:
+        """What the sweep left allocated (caches warmed up by its file and record code)
+        is not the program's: the main line's heap does not count it."""
+        left = _traced_memory()[0] - before - sys.getsizeof(before)  # `before` is ours too
+        self.heap_base += left
+        self.heap_last += left
+
+    def _sweep_in_process(self, frame: FrameType, d: Path, k: int) -> None:
+        before = _traced_memory()[0]
+        saved = (self.retained, self.out, self.status_fd, self.in_fault, self.fault_slot)
+        pos, base = self.console_pos, self.heap_base
+        ret = self.retained.copy_to(d / f"{k}.ram")
+        out = open(  # noqa: SIM115 - closed below
+            d / f"{k}.out", "w", encoding="utf-8", errors="backslashreplace", newline=""
+        )
+        status_fd = os.open(d / f"{k}.status", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            self.retained, self.out, self.status_fd = ret, out, status_fd
+            self.console_pos = os.fstat(1).st_size
+            self.in_process_run = True
+            self.heap_base += _traced_memory()[0] - before  # the sweep's, not the program's
+            self.oom(frame, size=0, injected=True)
+        except _SweepRunDone:
+            pass
+        finally:
+            self.in_process_run = False
+            self.retained, self.out, self.status_fd, self.in_fault, self.fault_slot = saved
+            self.console_pos, self.heap_base = pos, base
+            out.close()
+            os.close(status_fd)
+            ret.close()
 
     def oom(
         self,
@@ -403,6 +499,9 @@ class Runtime:
             self.oom(self.caller(), size=size, locked=True, from_trace=False)
         free = self.heap_free()
         if free is not None and size > free:
+            self.heap_last = self.collect()
+            free = self.heap_free()
+        if free is not None and size > free:
             self.oom(self.caller(), size=size, free=free, from_trace=False)
 
     def on_stack(self, frame: FrameType) -> None:
@@ -410,6 +509,19 @@ class Runtime:
         caller = self.device_frame(frame.f_back)
         self.fault(K_STACK, frame=caller, exc_type="RuntimeError", message=mp.RECURSION)
         self.raise_from_trace(mp.RuntimeError(mp.RECURSION))
+
+    def tick(self, frame: FrameType) -> None:
+        """The countdown ran out: account the chunk; a deadline or a hang may be due."""
+        self.base_steps += self.chunk
+        self.left = self.chunk = 1
+        if self.base_steps >= self.trip:
+            self.on_trip(frame)
+        self.rechunk()
+
+    def rechunk(self) -> None:
+        """Start a new countdown that ends at the trip step at the latest."""
+        self.base_steps = self.steps
+        self.chunk = self.left = max(1, min(255, self.trip - self.base_steps))
 
     def on_trip(self, frame: FrameType) -> None:
         """A deadline or an injected hang is due at this instruction."""
@@ -434,6 +546,7 @@ class Runtime:
                 need = -(-(deadline - self.slept_ns) // op)
                 trip = min(trip, max(need, self.steps + 1))
         self.trip = trip
+        self.rechunk()
 
     def watchdog_fault(self, frame: Optional[FrameType]) -> NoReturn:
         """The watchdog expired: its early warning records where the program was."""
@@ -559,6 +672,10 @@ class Runtime:
             message=f"bus fault: {what} address 0x{address:x}",
             asynchronous=True,
         )
+
+
+class _SweepRunDone(BaseException):
+    """The in-process run of an OOM sweep point has ended (instead of os._exit)."""
 
 
 def _raised_by_statement(tb: Optional[TracebackType]) -> bool:
