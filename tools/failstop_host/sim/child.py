@@ -4,6 +4,7 @@ safe mode), or the code typed at the REPL."""
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import io
 import os
@@ -47,6 +48,7 @@ def _limit_address_space(heap: int) -> None:
 
 def boot(plan: BootPlan, retained_path: Path, console_fd: int, status_fd: int) -> None:
     """Run one boot; never returns (the boot ends with Runtime.finish)."""
+    faulthandler.disable()  # a crash of the board is not the host's: recorded post hoc
     out = _console(console_fd)
     sys.stdout = sys.stderr = out
     os.chdir(plan.root)

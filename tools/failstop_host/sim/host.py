@@ -264,8 +264,17 @@ class SimDevice:
         self, script: PathLike, *, root: Optional[PathLike] = None, max_ms: Optional[int] = None
     ) -> BootReport:
         """Run ``script`` once from power-on, nothing injected, and report its first boot:
-        instructions, allocation points (the k of ``oom_at``), deepest stack."""
-        return self.run(script, root=root, max_boots=1, max_ms=max_ms).boot_reports[0]
+        instructions, allocation points (the k of ``oom_at``), deepest stack. The run
+        uses a copy of the retained RAM: the board's is left as it is."""
+        scratch = self.workdir / "measure.ram"
+        shutil.copyfile(self.retained, scratch) if self.retained.exists() else scratch.unlink(
+            missing_ok=True
+        )
+        real, self.retained = self.retained, scratch
+        try:
+            return self.run(script, root=root, max_boots=1, max_ms=max_ms).boot_reports[0]
+        finally:
+            self.retained = real
 
     def sweep_oom(
         self,
@@ -303,7 +312,10 @@ class SimDevice:
         head = main_out.read_bytes()
         runs: list[_Run] = []
         for k in range(1, rep.allocs + 1):
-            krep, pos = _report((d / f"{k}.status").read_bytes())
+            status = d / f"{k}.status"
+            if not status.exists() or not status.stat().st_size:
+                raise SimError(f"the sweep's run for oom_at={k} died without a report")
+            krep, pos = _report(status.read_bytes())
             out = bytearray(head[:pos] + (d / f"{k}.out").read_bytes())
             runs.append(_Run(d / f"{k}.ram", [krep], out))
         reboot = self._plan(base, name, None, None, RC_UNKNOWN, max_ms, programs)

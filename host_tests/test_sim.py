@@ -1,0 +1,521 @@
+"""The CPython simulator's own behaviour (tools/failstop_host/sim): fault injection,
+simulated resources, the boot sequence, the OOM sweep, the CLI. The corpus runs on it
+through test_corpus.py (backend "sim"); test_sim_diff.py compares it with the firmware."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from failstop_host import codec
+from failstop_host.sim import Inject, Resources, SimDevice, SimRun, SimTimeout
+from failstop_host.sim import mpstyle as mp
+
+ROOT = Path(__file__).parent.parent
+
+
+def write(root: Path, name: str, source: str) -> Path:
+    path = root / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(source).lstrip())
+    return path
+
+
+def line_of(path: Path, tag: str) -> int:
+    return next(i for i, ln in enumerate(path.read_text().splitlines(), 1) if tag in ln)
+
+
+@pytest.fixture
+def board(tmp_path: Path) -> Path:
+    return tmp_path / "board"
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> SimDevice:
+    return SimDevice(tmp_path / "sim")
+
+
+def fields(rec: codec.Record) -> dict[str, object]:
+    """Every field of a record but heap_free (see sweep_oom) and the raw bytes."""
+    d = dataclasses.asdict(rec)
+    del d["heap_free"], d["raw"]
+    return d
+
+
+TXN = """
+    import failstop
+    r = failstop.last()
+    if r:
+        print("LAST", r.kind, r.location)
+    else:
+        accounts = {"a": 10, "b": 0}
+        def move(n):
+            accounts["a"] -= n
+            log = ["move %d" % n]  # ALLOC
+            accounts["b"] += n
+            return log
+        try:
+            for i in range(3):
+                move(1)
+        except BaseException:
+            print("ZALGO", accounts)
+        print("DONE", accounts)
+"""
+
+
+def test_every_injected_oom_is_fail_stop_and_the_sweep_equals_single_runs(
+    dev: SimDevice, board: Path
+) -> None:
+    script = write(board, "main.py", TXN)
+    clean = dev.measure(script)
+    assert clean.end == "exit" and clean.allocs > 10
+    runs = dev.sweep_oom(script, jobs=2)
+    assert len(runs) == clean.allocs
+    lines = range(1, len(script.read_text().splitlines()) + 1)
+    for k, run in enumerate(runs, 1):
+        # No except clause ran, the record is there, the board rebooted and ran clean.
+        assert "ZALGO" not in run.output and "DONE" not in run.output, (k, run.output)
+        rec = run.record
+        assert rec is not None and (rec.kind, rec.seq, rec.boot) == ("OOM", 1, 1), k
+        assert rec.location is not None and rec.location.line in lines
+        assert run.end == "exit" and run.boots == 2 and run.exit_code == 0
+        assert run.lines("LAST") == [
+            f"OOM ('main.py', {rec.location.line}, {rec.location.function!r})"
+        ]
+        # The sweep is exactly run(oom_at=k), only faster.
+        dev.erase()
+        single = dev.run(script, oom_at=k, max_boots=2)
+        assert (single.output, single.end, single.exit_code) == (run.output, run.end, run.exit_code)
+        assert single.boot_reports == run.boot_reports
+        assert [fields(r) for r in single.records] == [fields(r) for r in run.records]
+    # Every allocation point of the loop body fails once per iteration.
+    alloc_line = line_of(script, "# ALLOC")
+    assert sum(1 for r in runs if r.record and r.record.location.line == alloc_line) >= 3
+
+
+def test_oom_beyond_the_last_allocation_point_is_a_clean_run(dev: SimDevice, board: Path) -> None:
+    script = write(board, "main.py", TXN)
+    n = dev.measure(script).allocs
+    dev.erase()
+    run = dev.run(script, oom_at=n + 1)
+    assert run.record is None and run.lines("DONE") == ["{'a': 7, 'b': 3}"] and run.boots == 1
+
+
+def test_raise_policy_oom_is_catchable_and_tracing_resumes(dev: SimDevice, board: Path) -> None:
+    script = write(
+        board,
+        "main.py",
+        """
+        import failstop
+        failstop.policy("OOM", "RAISE")
+        caught = 0
+        for i in range(20):
+            try:
+                x = [i] * 2
+            except MemoryError as e:
+                caught += 1
+                print("caught", repr(e))
+        print("caught", caught)
+        failstop.policy("OOM", "REBOOT")
+        def down(n):
+            return down(n + 1)  # DOWN
+        down(0)
+        """,
+    )
+    run = dev.run(script, oom_at=8, max_boots=1)
+    assert run.lines("caught") == ["MemoryError('memory allocation failed',)", "1"]
+    # After the caught error the tracer is back: the stack is counted and checked again.
+    oom, stack = run.new_records
+    assert (oom.kind, oom.action, stack.kind, stack.action) == ("OOM", "RAISE", "STACK", "REBOOT")
+    assert stack.depth == Resources().stack_limit
+    assert stack.location == codec.Frame("main.py", line_of(script, "# DOWN"), "down")
+
+
+def test_stack_exhaustion_at_depth(dev: SimDevice, board: Path) -> None:
+    script = write(
+        board,
+        "main.py",
+        """
+        import failstop
+        def walk(n):
+            if n == 0:
+                return 0
+            return walk(n - 1) + 1  # CALL
+        try:
+            print("DEPTH", walk(40))
+        except RuntimeError:
+            print("ZALGO")
+        """,
+    )
+    assert dev.run(script).lines("DEPTH") == ["40"]  # fits in the default stack
+    run = dev.run(script, stack_at=12)
+    rec = run.record
+    assert rec is not None and (rec.kind, rec.exc_type, rec.message) == (
+        "STACK",
+        "RuntimeError",
+        "maximum recursion depth exceeded",
+    )
+    assert rec.depth == 12 and rec.flags == codec.FLAG_TB_TRUNCATED
+    assert rec.location == codec.Frame("main.py", line_of(script, "# CALL"), "walk")
+    assert "ZALGO" not in run.output and run.lines("DEPTH") == ["40"] and run.boots == 2
+
+
+def test_a_small_stack_faults_every_boot_until_safe_mode(tmp_path: Path, board: Path) -> None:
+    dev = SimDevice(tmp_path / "sim", Resources(stack_limit=10))
+    script = write(
+        board,
+        "main.py",
+        """
+        import failstop
+        print("BOOT", failstop.boot_count(), failstop.safe_mode())
+        def walk(n):
+            return 0 if n == 0 else walk(n - 1) + 1
+        walk(20)
+        """,
+    )
+    run = dev.run(script)
+    assert run.lines("BOOT") == ["1 False", "2 False", "3 False", "4 False"]
+    assert [r.kind for r in run.records] == ["STACK"] * 3 and run.end == "exit"
+    assert run.region.header is not None and run.region.header.safe_mode
+    assert "main program not run" in run.output
+
+
+WATCHDOG = """
+    import failstop, time
+    failstop.watchdog(500)
+    time.sleep_ms(100)
+    failstop.feed()
+    failstop.mark("polling")
+    n = 0
+    while True:
+        n += 1  # LOOP
+"""
+
+
+def test_hang_injected_with_the_watchdog_armed(dev: SimDevice, board: Path) -> None:
+    script = write(board, "main.py", WATCHDOG.replace("while True", "while n < 1000"))
+    clean = dev.measure(script)
+    # 100 ms slept + 1 µs an instruction (Resources.op_ns)
+    assert clean.end == "exit" and clean.uptime_ms == 100 + clean.steps // 1000
+    run = dev.run(script, hang_at=clean.steps - 50, max_boots=1)
+    rec = run.record
+    assert rec is not None and (rec.kind, rec.message, rec.mark) == (
+        "WATCHDOG",
+        "watchdog timeout",
+        "polling",
+    )
+    # Virtual time: fed at 100 ms, so the watchdog fires 500 ms later, however long the
+    # host takes; taken on the "exception stack": stack_used unknown (0).
+    assert rec.uptime_ms == 600 and rec.stack_used == 0
+    assert rec.location is not None and rec.location.line in (
+        line_of(script, "while n"),
+        line_of(script, "# LOOP"),
+    )
+    assert run.region.header is not None and run.region.header.pending_cause == "watchdog"
+
+
+def test_a_real_hang_is_caught_by_the_watchdog_in_virtual_time(dev: SimDevice, board: Path) -> None:
+    script = write(board, "main.py", WATCHDOG)
+    run = dev.run(script, max_boots=1)
+    rec = run.record
+    assert rec is not None and rec.kind == "WATCHDOG" and rec.uptime_ms == 600
+    assert run.boot_reports[0].steps >= 500_000  # 500 ms at 1 µs an instruction
+
+
+def test_hang_without_a_watchdog_stays_hung(dev: SimDevice, board: Path) -> None:
+    script = write(board, "main.py", "x = 1\nwhile x:\n    x += 1\n")
+    run = dev.run(script, hang_at=20)
+    assert (run.end, run.boots, run.record) == ("hang", 1, None)
+    assert run.boot_reports[0].steps == 20
+
+
+def test_virtual_clock_and_ticks(dev: SimDevice, board: Path) -> None:
+    script = write(
+        board,
+        "main.py",
+        """
+        import failstop, time
+        t0 = time.ticks_ms()
+        time.sleep_ms(1234)
+        time.sleep_us(500)
+        time.sleep(0.25)
+        print("DIFF", time.ticks_diff(time.ticks_ms(), t0))
+        print("WRAP", time.ticks_diff(time.ticks_add(0, -1), 0), time.ticks_add(2**30 - 1, 1))
+        failstop.panic("done")
+        """,
+    )
+    run = dev.run(script, max_boots=1)
+    assert run.lines("DIFF") == ["1484"] and run.lines("WRAP") == ["-1 0"]
+    assert run.record is not None and run.record.uptime_ms == 1484
+
+
+def test_time_budget_stops_a_program_that_runs_forever(dev: SimDevice, board: Path) -> None:
+    script = write(board, "main.py", "import time\nwhile True:\n    time.sleep_ms(100)\n")
+    run = dev.run(script, max_ms=1000)
+    assert (run.end, run.boots, run.record) == ("time_limit", 1, None)
+    assert run.boot_reports[0].uptime_ms == 1000
+
+
+def test_heap_limit_list_growth(tmp_path: Path, board: Path) -> None:
+    dev = SimDevice(tmp_path / "sim", Resources(heap_size=64 * 1024))
+    script = write(
+        board,
+        "main.py",
+        """
+        import failstop
+        keep = []
+        try:
+            while True:
+                keep.append("reading %d" % len(keep) * 4)  # GROW
+                failstop.mark(str(len(keep)))
+        except MemoryError:
+            print("ZALGO")
+        """,
+    )
+    run = dev.run(script, max_boots=1)
+    rec = run.record
+    assert rec is not None and rec.kind == "OOM" and "ZALGO" not in run.output
+    assert rec.location is not None and rec.location.line in (
+        line_of(script, "# GROW"),
+        line_of(script, "failstop.mark"),
+    )
+    assert rec.message == mp.oom_message(rec.alloc_size) and rec.alloc_size > 0
+    assert rec.heap_free is not None and rec.heap_free < rec.alloc_size
+    assert 200 < int(rec.mark) < 1000  # ~100 bytes an item in 64 KiB
+
+
+def test_garbage_is_collected_before_the_heap_is_declared_full(tmp_path: Path, board: Path) -> None:
+    dev = SimDevice(tmp_path / "sim", Resources(heap_size=64 * 1024))
+    script = write(
+        board,
+        "main.py",
+        """
+        import gc
+        class Node:
+            def __init__(self):
+                self.me = self  # a cycle: only the collector frees it
+                self.data = [0] * 20
+        for i in range(3000):
+            Node()
+        print("DONE", gc.mem_free() > 0)
+        """,
+    )
+    run = dev.run(script)
+    assert run.lines("DONE") == ["True"] and run.record is None
+
+
+def test_huge_requests_fail_without_taking_host_memory(dev: SimDevice, board: Path) -> None:
+    script = write(
+        board,
+        "main.py",
+        """
+        import failstop
+        if failstop.boot_count() == 1:
+            b = bytearray(10**9)
+        else:
+            z = [0] * 10**9
+        """,
+    )
+    run = dev.run(script, max_boots=2)
+    first, second = run.new_records
+    assert (first.message, first.alloc_size) == (mp.oom_message(10**9), 10**9)
+    # Not seen before CPython asks the OS: the address-space backstop, size unknown.
+    assert (second.kind, second.message, second.alloc_size) == ("OOM", mp.OOM_UNKNOWN_SIZE, 0)
+
+
+def test_locked_heap_fails_on_allocations_only(dev: SimDevice, board: Path) -> None:
+    script = write(
+        board,
+        "main.py",
+        """
+        import micropython
+        count = 1000
+        def isr(buf):
+            global count
+            count += 1          # arithmetic: no allocation on MicroPython
+            buf[0] = len(buf)   # a call and a store into an existing buffer
+        buf = bytearray(4)
+        micropython.heap_lock()
+        isr(buf)
+        micropython.heap_unlock()
+        print("OK", count, buf[0])
+        micropython.heap_lock()
+        pending = [count]  # LOCKED
+        """,
+    )
+    run = dev.run(script, max_boots=1)
+    assert run.lines("OK") == ["1001 4"]
+    rec = run.record
+    assert rec is not None and rec.flag_names == ["HEAP_LOCKED"]
+    assert rec.location == codec.Frame("main.py", line_of(script, "# LOCKED"), "<module>")
+
+
+def test_boot_py_keeper_and_safe_mode(dev: SimDevice, board: Path) -> None:
+    write(
+        board,
+        "boot.py",
+        """
+        import failstop
+        print("BOOT", failstop.boot_count(), failstop.reset_cause(), failstop.safe_mode())
+        failstop.crash_loop(1, 60000)
+        failstop.keeper(lambda r: print("KEPT", r.seq, r.kind, r.message))
+        """,
+    )
+    main = write(
+        board, "main.py", "import failstop\nfailstop.panic('valve %d' % failstop.boot_count())\n"
+    )
+    run = dev.run(main)
+    assert run.lines("BOOT") == ["1 power_on False", "2 fault False", "3 fault True"]
+    assert run.lines("KEPT") == ["1 PANIC valve 1", "2 PANIC valve 2"]
+    assert [r.seq for r in run.records] == [1, 2] and run.end == "exit"
+
+
+def test_modules_from_the_board_filesystem(dev: SimDevice, board: Path) -> None:
+    sensor = write(
+        board,
+        "lib/sensor.py",
+        """
+        import failstop
+        def read(scale):
+            with failstop.fragile():
+                return 100 // scale  # FAULT
+        """,
+    )
+    main = write(
+        board, "main.py", "import sensor\nprint('VALUE', sensor.read(4))\nsensor.read(0)\n"
+    )
+    run = dev.run(main, max_boots=1)
+    assert run.lines("VALUE") == ["25"]
+    rec = run.record
+    assert rec is not None and (rec.kind, rec.exc_type, rec.message) == (
+        "PANIC",
+        "ZeroDivisionError",
+        "divide by zero",
+    )
+    assert [(f.file, f.line, f.function) for f in rec.traceback] == [
+        ("lib/sensor.py", line_of(sensor, "# FAULT"), "read"),
+        ("main.py", 3, "<module>"),
+    ]
+
+
+def test_a_boot_that_dies_is_recorded_post_hoc(dev: SimDevice, board: Path) -> None:
+    script = write(
+        board,
+        "main.py",
+        """
+        import failstop
+        if failstop.boot_count() == 1:
+            import ctypes
+            ctypes.string_at(0)  # a real segfault of the process
+        print("AFTER", failstop.reset_cause())
+        """,
+    )
+    run = dev.run(script)
+    rec = run.record
+    assert rec is not None and rec.kind == "HARDFAULT"
+    assert rec.flag_names == ["NO_PYTHON_FRAME", "POSTHOC"]
+    assert run.lines("AFTER") == ["fault"] and run.boots == 2
+
+
+def test_machine_reset_is_a_soft_reset_not_a_fault(dev: SimDevice, board: Path) -> None:
+    script = write(
+        board,
+        "main.py",
+        """
+        import failstop, machine
+        print("BOOT", failstop.boot_count(), failstop.reset_cause())
+        if failstop.boot_count() == 1:
+            machine.reset()
+        """,
+    )
+    run = dev.run(script)
+    assert run.lines("BOOT") == ["1 power_on", "2 soft"] and run.record is None
+    assert run.region.header is not None and run.region.header.loop_count == 0
+
+
+def test_boot_cap_and_wall_clock_timeout(dev: SimDevice, board: Path) -> None:
+    script = write(
+        board, "main.py", "import failstop\nfailstop.crash_loop(50)\nfailstop.panic('again')\n"
+    )
+    run = dev.run(script, max_boots=3)
+    assert (run.end, run.exit_code, run.boots) == ("boot_limit", 75, 3)
+    assert "boot limit reached" in run.output
+    spin = write(board, "spin.py", "while True:\n    pass\n")
+    with pytest.raises(SimTimeout):
+        dev.run(spin, timeout=0.5)
+
+
+def test_records_are_the_firmware_layout(dev: SimDevice) -> None:
+    run = dev.run(ROOT / "host_tests/scripts/panic_reasons.py")
+    region = run.region
+    assert region.header is not None and not region.invalid and len(region.records) == 3
+    for rec in region.records:
+        assert rec.encode() == rec.raw  # every byte accounted for by the documented fields
+    raw = dev.retained.read_bytes()
+    assert codec.decode_region(raw) == region and len(raw) == region.size
+    # The host CLI reads it as it reads a board's.
+    out = subprocess.run(
+        [sys.executable, "-m", "failstop_host", "decode", str(dev.retained)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0 and "#6 PANIC (REBOOT) boot 6" in out.stdout
+
+
+def test_micropython_wording() -> None:
+    assert mp.mp_repr(mp.MemoryError("x")) == "MemoryError('x',)"
+    assert mp.mp_repr(mp.RuntimeError()) == "RuntimeError()"
+    chunks: list[str] = []
+    mp.write_exception_text(OSError(5, "escapes"), chunks.append)
+    assert "".join(chunks) == "OSError: [Errno 5] EIO: escapes"
+    assert mp.type_name(FileNotFoundError(2, "x")) == "OSError"
+    assert mp.type_name(RecursionError()) == "RuntimeError"
+    e = ZeroDivisionError("integer division or modulo by zero")
+    mp.rewrite_message(e)
+    assert e.args == ("divide by zero",)
+    assert [mp.exc_message(x) for x in (KeyError("k"), ValueError(-7), ValueError(2**70))] == [
+        "k",
+        "-7",
+        "",
+    ]
+
+
+def test_cli_run_measure_sweep(tmp_path: Path) -> None:
+    script = write(tmp_path, "main.py", TXN)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "tools"))
+        return subprocess.run(
+            [sys.executable, "-m", "failstop_host.sim", str(script), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
+
+    measured = cli("--measure")
+    assert measured.returncode == 0 and "allocation points" in measured.stdout
+    n = int(measured.stdout.split(" allocation points")[0].rsplit(" ", 1)[1])
+    faulted = cli("--oom-at", "3")
+    assert faulted.returncode == 1 and "#1 OOM (REBOOT) boot 1" in faulted.stdout
+    swept = cli("--sweep-oom")
+    assert swept.returncode == 0
+    assert f"--- {n} allocation points, 0 runs not an OOM record" in swept.stdout
+
+
+def test_sim_run_helpers(dev: SimDevice, board: Path) -> None:
+    script = write(board, "main.py", "import failstop\nprint('HI', failstop.boot_count())\n")
+    first = dev.run(script)
+    second = dev.run(script, inject=Inject(oom_at=1))
+    assert isinstance(first, SimRun) and first.lines("HI") == ["1"] and first.reboots == 0
+    assert (
+        second.reboots == 1 and second.first_seq == 1 and [r.seq for r in second.new_records] == [1]
+    )
+    assert second.lines("HI") == ["3"]  # boot 2 of the device was the first run
