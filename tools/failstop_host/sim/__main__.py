@@ -61,7 +61,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 rep = dev.measure(args.script, root=args.root, max_ms=args.max_ms)
                 print(
                     f"boot 1: {rep.end}, {rep.steps} instructions, {rep.allocs} allocation "
-                    f"points, deepest stack {rep.max_depth} frames, {rep.uptime_ms} ms virtual"
+                    f"points, deepest stack {rep.max_depth} frame(s), "
+                    f"{rep.uptime_ms} ms virtual time"
                 )
                 return EXIT_OK
             if args.sweep_oom:

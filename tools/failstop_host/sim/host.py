@@ -200,10 +200,12 @@ class SimDevice:
         base: Optional[PathLike] = None,
     ) -> None:
         self.base = Path(base) if base is not None else None
-        self.workdir = Path(workdir)
+        self.workdir = Path(workdir).resolve()  # boots run in the board's root
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.resources = resources or Resources()
-        self.retained = Path(retained) if retained is not None else self.workdir / "retained.ram"
+        self.retained = (
+            Path(retained).resolve() if retained is not None else self.workdir / "retained.ram"
+        )
 
     def _path(self, p: PathLike) -> Path:
         """A path given by the user: relative ones are taken from ``base`` (the pytest
