@@ -117,6 +117,8 @@ bench: deps
 		firmware-MPS2_AN385-sizes
 	@FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) MICROPY_DIR=$(MICROPY_DIR) \
 		$(PY) firmware/bench.py
+	@echo "[bench] simulator: boots per second, OOM sweeps (docs/bench-sim.md)"
+	@$(PY) firmware/bench_sim.py > /dev/null
 	@echo "[bench] Cortex-M: module size, panic-to-reboot time (QEMU MPS2_AN385)"
 	@FAILSTOP_BUILD=$(BUILD) $(PY) firmware/bench_qemu.py > /dev/null
 	@echo "[bench] host decoder: 1,000,000 random and mutated regions"
