@@ -58,7 +58,6 @@ def boot(plan: BootPlan, retained_path: Path, console_fd: int, status_fd: int) -
     retained.boot(plan.hw_cause, rt.write)
     api.install(rt)
     builtins_dict = loader.install(rt, plan.root)
-    sys.path[:0] = [str(plan.root), str(plan.root / "lib")]
     if rt.heap_size is not None:
         _limit_address_space(rt.heap_size)
         if not tracemalloc.is_tracing():
