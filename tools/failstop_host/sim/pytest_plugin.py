@@ -14,11 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .config import Resources
-from .host import SimDevice
+
+if TYPE_CHECKING:
+    from .host import SimDevice
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -32,6 +35,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def failstop_device(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SimDevice]:
     """A simulated failstop board (failstop_host.sim.SimDevice) with fresh retained RAM."""
+    from .host import SimDevice  # only when a test asks for a board (it needs fork)
+
     marker = request.node.get_closest_marker("failstop_device")
     resources = Resources(**marker.kwargs) if marker is not None else Resources()
     yield SimDevice(tmp_path / "failstop-device", resources, base=request.config.rootpath)
