@@ -58,8 +58,8 @@ def boot(plan: BootPlan, retained_path: Path, console_fd: int, status_fd: int) -
     retained.boot(plan.hw_cause, rt.write)
     api.install(rt)
     builtins_dict = loader.install(rt, plan.root)
+    _limit_address_space(rt.heap_size or _AS_MARGIN * 4)
     if rt.heap_size is not None:
-        _limit_address_space(rt.heap_size)
         if not tracemalloc.is_tracing():
             tracemalloc.start(1)
         gc.disable()  # collection happens when the heap is full (Runtime.collect)
