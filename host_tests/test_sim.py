@@ -96,7 +96,8 @@ def test_every_injected_oom_is_fail_stop_and_the_sweep_equals_single_runs(
         assert [fields(r) for r in single.records] == [fields(r) for r in run.records]
     # Every allocation point of the loop body fails once per iteration.
     alloc_line = line_of(script, "# ALLOC")
-    assert sum(1 for r in runs if r.record and r.record.location.line == alloc_line) >= 3
+    hit = [r.record.location.line for r in runs if r.record and r.record.location]
+    assert hit.count(alloc_line) >= 3
 
 
 def test_oom_beyond_the_last_allocation_point_is_a_clean_run(dev: SimDevice, board: Path) -> None:
