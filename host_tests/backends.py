@@ -16,12 +16,28 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import NoReturn, Optional, Protocol
+
+import pytest
 
 from failstop_host import codec
 
 SCRIPTS = Path(__file__).parent / "scripts"
 ROOT = Path(__file__).parent.parent
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A backend or firmware a test needs is missing: skip with the reason, or fail when
+    FAILSTOP_REQUIRE_ALL is set (`make test` builds everything, so nothing may be missing)."""
+    if os.environ.get("FAILSTOP_REQUIRE_ALL"):
+        pytest.fail(f"required (FAILSTOP_REQUIRE_ALL): {reason}")
+    pytest.skip(reason)
+
+
+def require_built(path: Path, make: str) -> None:
+    """`path` is a firmware that `make` builds; call `unavailable` when it is not there."""
+    if not path.exists():
+        unavailable(f"{path.name} not built ({path}): run `{make}`")
 
 
 @dataclass

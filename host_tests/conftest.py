@@ -3,8 +3,8 @@
 Backends: "unix" (the unix-port firmware), "qemu" (the MPS2_AN385 Cortex-M3 firmware in
 QEMU, through mpremote over a pty), "sim" (the CPython simulator). FAILSTOP_BACKENDS
 (comma-separated) narrows the set. A backend whose firmware is not built is skipped with
-the reason; `make test` builds them all and sets FAILSTOP_REQUIRE_ALL, which turns such a
-skip into a failure."""
+the reason (backends.unavailable); `make test` builds them all and sets FAILSTOP_REQUIRE_ALL,
+which turns such a skip into a failure."""
 
 from __future__ import annotations
 
@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from backends import Board, UnixBackend
+from backends import Board, UnixBackend, require_built
 
 ROOT = Path(__file__).parent.parent
 UNIX_FW = Path(os.environ.get("FAILSTOP_UNIX_FW", ROOT / "build/unix/micropython")).resolve()
 
 ALL_BACKENDS = ("unix", "qemu", "sim")
 # Backends that live in their own module here: name -> module with
-# `make_backend(tmp_path) -> Board` (it calls pytest.skip when it cannot run).
+# `make_backend(tmp_path) -> Board` (it calls backends.unavailable when it cannot run).
 BACKEND_MODULES = {"qemu": "qemu_backend", "sim": "sim_backend"}
 
 
@@ -39,8 +39,7 @@ def backends() -> list[str]:
 
 def make_board(name: str, tmp_path: Path) -> Board:
     if name == "unix":
-        if not UNIX_FW.exists():
-            pytest.skip(f"unix firmware not built ({UNIX_FW}): run `make firmware BOARD=unix`")
+        require_built(UNIX_FW, "make firmware BOARD=unix")
         return UnixBackend(UNIX_FW, tmp_path)
     mod = importlib.import_module(BACKEND_MODULES[name])
     board: Board = mod.make_backend(tmp_path)
@@ -49,13 +48,7 @@ def make_board(name: str, tmp_path: Path) -> Board:
 
 @pytest.fixture(params=backends())
 def board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Board]:
-    try:
-        b = make_board(request.param, tmp_path)
-    except pytest.skip.Exception as e:
-        if os.environ.get("FAILSTOP_REQUIRE_ALL"):
-            # `make test` built every backend: a missing one is a failure, not a skip.
-            pytest.fail(f"backend {request.param} required (FAILSTOP_REQUIRE_ALL): {e.msg}")
-        raise
+    b = make_board(request.param, tmp_path)
     try:
         yield b
     finally:

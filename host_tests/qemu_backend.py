@@ -14,9 +14,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import pytest
-
-from backends import ROOT, SCRIPTS, RunResult
+from backends import ROOT, SCRIPTS, RunResult, require_built, unavailable
 from failstop_host import codec
 from failstop_host.emulator import PROMPT, EmulatorError, QemuBoard
 
@@ -97,11 +95,8 @@ class QemuBackend:
 
 
 def make_backend(tmp_path: Path) -> QemuBackend:
-    if not QEMU_FW.exists():
-        pytest.skip(
-            f"MPS2_AN385 firmware not built ({QEMU_FW}): run `make firmware BOARD=MPS2_AN385`"
-        )
+    require_built(QEMU_FW, "make firmware BOARD=MPS2_AN385")
     try:
         return QemuBackend(QEMU_FW, tmp_path)
     except EmulatorError as e:
-        pytest.skip(f"QEMU board unavailable: {e}")
+        unavailable(f"QEMU board unavailable: {e}")

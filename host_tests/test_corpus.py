@@ -10,9 +10,7 @@ import ast
 import os
 from pathlib import Path
 
-import pytest
-
-from backends import SCRIPTS, Board, RunResult, fault_line
+from backends import SCRIPTS, Board, RunResult, fault_line, require_built
 from failstop_host import codec
 
 ROOT = Path(__file__).parent.parent
@@ -317,8 +315,7 @@ def test_raise_policy_is_stock_behaviour(board: Board) -> None:
     stock = Path(
         os.environ.get("FAILSTOP_UNIX_STOCK", ROOT / "build/unix-stock/micropython")
     ).resolve()
-    if not stock.exists():
-        pytest.skip(f"stock unix firmware not built ({stock}): run `make firmware-unix-stock`")
+    require_built(stock, "make firmware-unix-stock")
     res = board.run("raise_policy.py", max_boots=1)
     import subprocess
 

@@ -6,7 +6,6 @@ checked against the region read straight from the board's RAM."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import SCRIPTS, fault_line
+from backends import SCRIPTS, fault_line, require_built
 from failstop_host import codec
 from failstop_host.emulator import PROMPT, QemuBoard
 from qemu_backend import QEMU_FW, mpremote
@@ -27,11 +26,7 @@ FAILSTOP = [sys.executable, "-m", "failstop_host"]
 
 @pytest.fixture
 def board(tmp_path: Path) -> Iterator[QemuBoard]:
-    if not QEMU_FW.exists():
-        msg = f"MPS2_AN385 firmware not built ({QEMU_FW}): run `make firmware BOARD=MPS2_AN385`"
-        if os.environ.get("FAILSTOP_REQUIRE_ALL"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+    require_built(QEMU_FW, "make firmware BOARD=MPS2_AN385")
     with QemuBoard(QEMU_FW, flash=tmp_path / "flash.img") as b:
         b.start()
         assert b.wait_for(re.escape(PROMPT), timeout=20), b.output()

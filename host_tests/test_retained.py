@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import UnixBackend
+from backends import UnixBackend, require_built
 from conftest import UNIX_FW
 from failstop_host import codec
 
@@ -32,8 +32,7 @@ def host_seqs(region: bytes) -> list[int]:
 @pytest.fixture
 def board(tmp_path: Path) -> UnixBackend:
     """The unix firmware: its retained RAM is a file these tests can corrupt byte by byte."""
-    if not UNIX_FW.exists():
-        pytest.skip(f"unix firmware not built ({UNIX_FW}): run `make firmware BOARD=unix`")
+    require_built(UNIX_FW, "make firmware BOARD=unix")
     return UnixBackend(UNIX_FW, tmp_path)
 
 

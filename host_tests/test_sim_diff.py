@@ -38,7 +38,7 @@ from typing import Optional
 
 import pytest
 
-from backends import SCRIPTS, RunResult, UnixBackend
+from backends import SCRIPTS, RunResult, UnixBackend, require_built
 from conftest import UNIX_FW
 from failstop_host import codec
 from failstop_host.sim import Resources
@@ -109,8 +109,7 @@ class Pair:
 
 
 def run_both(script: str, tmp_path: Path) -> Pair:
-    if not UNIX_FW.exists():
-        pytest.skip(f"unix firmware not built ({UNIX_FW}): run `make firmware BOARD=unix`")
+    require_built(UNIX_FW, "make firmware BOARD=unix")
     special = SPECIAL.get(script, Special())
     (tmp_path / "unix").mkdir()
     unix = UnixBackend(UNIX_FW, tmp_path / "unix").run(script, timeout=60)
