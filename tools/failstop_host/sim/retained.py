@@ -7,11 +7,9 @@ encoders, so the firmware, the device API and ``failstop decode`` read the same 
 
 from __future__ import annotations
 
-import binascii
 import dataclasses
 import mmap
 import os
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +25,10 @@ LOOP_WINDOW_MS = 60000
 KIND = {name: code for code, name in codec.KINDS.items()}
 ACTION = {name: code for code, name in codec.ACTIONS.items()}
 CAUSE = {name: code for code, name in codec.RESET_CAUSES.items()}
-RC_UNKNOWN, RC_POWER_ON, RC_FAULT, RC_WATCHDOG, RC_SOFT, RC_PIN, RC_BROWNOUT = range(7)
-RC_MAX = RC_BROWNOUT
-
-_FLAGS_AT = 20  # offset of the flags word in a slot
-_CRC_AT = 316
+RC_UNKNOWN, RC_POWER_ON, RC_FAULT, RC_WATCHDOG, RC_SOFT, RC_PIN, RC_BROWNOUT = (
+    CAUSE[n] for n in ("unknown", "power_on", "fault", "watchdog", "soft", "pin", "brownout")
+)
+RC_MAX = max(codec.RESET_CAUSES)
 
 
 @dataclass
@@ -220,11 +217,11 @@ class Retained:
 
     def flag_double_fault(self, slot: int) -> None:
         """Set DOUBLE_FAULT on the record in ``slot`` and commit it again."""
+        rec = codec.decode_slot(self.slot_bytes(slot), slot=slot)
+        if not isinstance(rec, codec.Record):
+            return  # nothing valid to flag (the firmware checks its own pointer the same way)
+        raw = dataclasses.replace(rec, flags=rec.flags | codec.FLAG_DOUBLE_FAULT).encode()
         off = _slot_offset(slot)
-        raw = bytearray(self.slot_bytes(slot))
-        (flags,) = struct.unpack_from("<I", raw, _FLAGS_AT)
-        struct.pack_into("<I", raw, _FLAGS_AT, flags | codec.FLAG_DOUBLE_FAULT)
-        struct.pack_into("<I", raw, _CRC_AT, binascii.crc32(bytes(raw[:_CRC_AT])) & 0xFFFFFFFF)
         self.mem[off : off + 4] = bytes(4)
         self.mem[off + 4 : off + codec.SLOT_SIZE] = raw[4:]
         self.mem[off : off + 4] = raw[:4]
