@@ -1,0 +1,3 @@
+# rp2: main.py runs through pyexec_file_if_exists (called from main.c, so --wrap
+# reaches it). isr_hardfault needs no wrap: pico-sdk defines it weak.
+list(APPEND FAILSTOP_WRAP pyexec_file_if_exists)
