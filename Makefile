@@ -115,14 +115,14 @@ $(RP2_TREE)/.failstop-tree:
 firmware-RPI_PICO: $(RP2_TREE)/.failstop-tree
 	@echo "[firmware] rp2 port, board RPI_PICO + failstop -> $(RP2_FW)"
 	@mkdir -p $(BUILD)/no-micropython-lib && touch $(BUILD)/no-micropython-lib/README.md
-	@cmake -S $(RP2_TREE)/ports/rp2 -B $(RP2_BUILD)/cmake -DMICROPY_BOARD=RPI_PICO \
+	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) cmake -S $(RP2_TREE)/ports/rp2 -B $(RP2_BUILD)/cmake -DMICROPY_BOARD=RPI_PICO \
 		-DMICROPY_BOARD_DIR=$(RP2_TREE)/ports/rp2/boards/RPI_PICO -DPICO_BUILD_DOCS=0 \
 		-Dpicotool_DIR=$(RP2_DEPS)/picotool/lib/cmake/picotool \
 		-DMICROPY_FROZEN_MANIFEST=$(ROOT)/boards/RPI_PICO/manifest.py \
 		-DMICROPY_LIB_DIR=$(BUILD)/no-micropython-lib \
 		-DUSER_C_MODULES=$(ROOT)/modules/failstop/micropython.cmake > $(RP2_BUILD)/cmake.log 2>&1 \
 		|| { tail -n 40 $(RP2_BUILD)/cmake.log; echo "[firmware] RPI_PICO configure failed (log: $(RP2_BUILD)/cmake.log)"; exit 1; }
-	@$(MAKE) --no-print-directory -C $(RP2_BUILD)/cmake -j$(JOBS) > $(RP2_BUILD)/build.log 2>&1 \
+	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) $(MAKE) --no-print-directory -C $(RP2_BUILD)/cmake -j$(JOBS) > $(RP2_BUILD)/build.log 2>&1 \
 		|| { grep -m 20 -B2 -A8 "error" $(RP2_BUILD)/build.log | head -60; echo "[firmware] RPI_PICO build failed (log: $(RP2_BUILD)/build.log)"; exit 1; }
 	@for s in m_malloc_fail mp_raise_recursion_depth pyexec_file_if_exists; do \
 		arm-none-eabi-nm $(RP2_BUILD)/cmake/firmware.elf | grep -q " T __wrap_$$s$$" \

@@ -68,13 +68,17 @@ uint8_t failstop_hal_reset_cause(void) {
     if (reason & WATCHDOG_REASON_TIMER_BITS) {
         return FAILSTOP_RC_WATCHDOG; // the program hung (or a lockup after a fault)
     }
+    // REASON is 0 after a chip-level reset, which sets exactly one HAD_* bit. POR first:
+    // the emulator does not model this register (it reads all ones).
+    if (chip & VREG_AND_CHIP_RESET_CHIP_RESET_HAD_POR_BITS) {
+        return FAILSTOP_RC_POWER_ON;
+    }
     if (chip & VREG_AND_CHIP_RESET_CHIP_RESET_HAD_RUN_BITS) {
         return FAILSTOP_RC_PIN;
     }
     if (chip & VREG_AND_CHIP_RESET_CHIP_RESET_HAD_PSM_RESTART_BITS) {
         return FAILSTOP_RC_UNKNOWN; // a debugger's rescue reset
     }
-    // HAD_POR, or nothing at all (the emulator models no chip-reset register).
     return FAILSTOP_RC_POWER_ON;
 }
 
