@@ -15,7 +15,7 @@
 // (or --log) as lines "[rp2040] ...", e.g. "[rp2040] boot 2 reason=force".
 //
 // Usage: node run.mjs FIRMWARE.uf2|.bin [--flash FILE] [--max-boots N] [--fast]
-//        [--log FILE] [--bootrom FILE] [--timeout SECONDS]
+//        [--log FILE] [--verbose] [--bootrom FILE] [--timeout SECONDS]
 // rp2040js and the bootrom come from `make deps-rp2` ($FAILSTOP_CACHE/rp2), or from
 // FAILSTOP_RP2040JS (path of rp2040js's dist/esm/index.js) and --bootrom.
 import fs from 'node:fs';
@@ -39,6 +39,7 @@ const { values: opt, positionals } = parseArgs({
     log: { type: 'string' },
     bootrom: { type: 'string' },
     timeout: { type: 'string', default: '0' },
+    verbose: { type: 'boolean', default: false },
   },
 });
 if (positionals.length !== 1) {
@@ -55,13 +56,16 @@ const logFd = opt.log ? fs.openSync(opt.log, 'a') : 2;
 function event(msg) {
   fs.writeSync(logFd, `[rp2040] ${msg}\n`);
 }
-// rp2040js's own messages (unimplemented registers, ...): to the log, never to stdout.
+// rp2040js's own messages (unimplemented registers, which the flash helpers touch on
+// every write, ...): to the log with --verbose, never to stdout.
 const logger = {
   debug() {},
   info() {},
-  warn(c, m) { if (opt.log) fs.writeSync(logFd, `[rp2040js] ${c}: ${m}\n`); },
+  warn(c, m) { if (opt.verbose) fs.writeSync(logFd, `[rp2040js] ${c}: ${m}\n`); },
   error(c, m) { fs.writeSync(logFd, `[rp2040js] error ${c}: ${m}\n`); },
 };
+console.warn = (...a) => logger.warn('console', a.join(' ')); // sio.js writes there directly
+console.error = (...a) => logger.error('console', a.join(' '));
 
 // --- images ------------------------------------------------------------------------
 
