@@ -33,7 +33,7 @@ RP2_BUILD := $(BUILD)/RPI_PICO
 RP2_TREE := $(RP2_BUILD)/micropython
 RP2_FW := $(RP2_BUILD)/firmware.uf2
 
-.PHONY: deps-rp2 firmware-RPI_PICO
+.PHONY: deps-rp2 firmware-RPI_PICO firmware-RPI_PICO-stock
 .PHONY: demo-unix all deps firmware firmware-unix firmware-unix-stock firmware-MPS2_AN385 test test-host lint demo bench clean help
 
 all: firmware
@@ -129,6 +129,20 @@ firmware-RPI_PICO: $(RP2_TREE)/.failstop-tree
 		|| { echo "[firmware] RPI_PICO: hook $$s missing"; exit 1; }; done
 	@cp $(RP2_BUILD)/cmake/firmware.uf2 $(RP2_BUILD)/cmake/firmware.elf $(RP2_BUILD)/cmake/firmware.bin $(RP2_BUILD)/
 	@arm-none-eabi-size $(RP2_BUILD)/firmware.elf | tail -n 1
+
+# The same board without failstop (size figures for make bench).
+firmware-RPI_PICO-stock: $(RP2_TREE)/.failstop-tree
+	@echo "[firmware] stock RPI_PICO (no failstop) -> $(RP2_BUILD)/stock"
+	@mkdir -p $(BUILD)/no-micropython-lib && touch $(BUILD)/no-micropython-lib/README.md
+	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) cmake -S $(RP2_TREE)/ports/rp2 -B $(RP2_BUILD)/stock -DMICROPY_BOARD=RPI_PICO \
+		-DMICROPY_BOARD_DIR=$(RP2_TREE)/ports/rp2/boards/RPI_PICO -DPICO_BUILD_DOCS=0 \
+		-Dpicotool_DIR=$(RP2_DEPS)/picotool/lib/cmake/picotool \
+		-DMICROPY_FROZEN_MANIFEST=$(ROOT)/boards/RPI_PICO/manifest.py \
+		-DMICROPY_LIB_DIR=$(BUILD)/no-micropython-lib > $(RP2_BUILD)/stock.log 2>&1 \
+		|| { tail -n 40 $(RP2_BUILD)/stock.log; exit 1; }
+	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) $(MAKE) --no-print-directory -C $(RP2_BUILD)/stock -j$(JOBS) >> $(RP2_BUILD)/stock.log 2>&1 \
+		|| { tail -n 40 $(RP2_BUILD)/stock.log; exit 1; }
+	@arm-none-eabi-size $(RP2_BUILD)/stock/firmware.elf | tail -n 1
 
 $(BUILD):
 	@mkdir -p $(BUILD)
