@@ -150,12 +150,16 @@ static void fs_alarm_callback(uint alarm_num) {
     failstop_fault(&f);
 }
 
-void failstop_hal_wdt_arm(uint32_t timeout_ms) {
-    uint32_t timeout_us = timeout_ms * 1000u;
+// Every arming goes through here: failstop.watchdog() and machine.WDT (machine_wdt.c
+// calls watchdog_enable from another file, so --wrap reaches it), so a hang under
+// either leaves a WATCHDOG record.
+void __real_watchdog_enable(uint32_t delay_ms, bool pause_on_debug);
+void __wrap_watchdog_enable(uint32_t delay_ms, bool pause_on_debug) {
+    uint32_t timeout_us = delay_ms * 1000u;
     // Warn a little before the hardware bites: 1/16 of the timeout, 1 to 50 ms. Recording
     // takes microseconds; the slack covers interrupts held off (e.g. by flash writes).
     uint32_t slack = MIN(MAX(timeout_us / 16u, 1000u), 50000u);
-    watchdog_enable(timeout_ms, true);
+    __real_watchdog_enable(delay_ms, pause_on_debug);
     fs_fed_us = time_us_64();
     if (timeout_us <= slack) {
         fs_warn_us = 0; // too short to warn: the hardware resets (cause: watchdog)
@@ -172,9 +176,19 @@ void failstop_hal_wdt_arm(uint32_t timeout_ms) {
     fs_alarm_set();
 }
 
+// Feeding: failstop.feed() and machine.WDT.feed().
+void __real_watchdog_update(void);
+void __wrap_watchdog_update(void) {
+    __real_watchdog_update();
+    fs_fed_us = time_us_64();
+}
+
+void failstop_hal_wdt_arm(uint32_t timeout_ms) {
+    watchdog_enable(timeout_ms, true);
+}
+
 void failstop_hal_wdt_feed(void) {
     watchdog_update();
-    fs_fed_us = time_us_64();
 }
 
 uint32_t failstop_hal_wdt_max_ms(void) {
