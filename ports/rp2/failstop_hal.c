@@ -86,15 +86,32 @@ uint32_t failstop_hal_uptime_ms(void) {
     return (uint32_t)(time_us_64() / 1000u); // the timer restarts from 0 on every reset
 }
 
+#if MICROPY_HW_ENABLE_USBDEV && MICROPY_HW_USB_CDC
+// The core writes a banner line in pieces. With interrupts off (the fault path) only the
+// first USB transfer goes out before the reset, so send whole lines: one line, one packet.
+static char fs_line[64];
+static size_t fs_line_len;
+
+static void fs_line_flush(void) {
+    // Not mp_hal_stdout_tx_strn: it may run dupterm (Python code). The CDC write
+    // queues into tinyusb's FIFO; only a full FIFO with a host attached waits, and
+    // that is bounded by MICROPY_HW_USB_CDC_TX_TIMEOUT.
+    mp_usbd_cdc_tx_strn(fs_line, fs_line_len);
+    fs_line_len = 0;
+}
+#endif
+
 void failstop_hal_write(const char *str, size_t len) {
     #if MICROPY_HW_ENABLE_UART_REPL
     mp_uart_write_strn(str, len);
     #endif
     #if MICROPY_HW_ENABLE_USBDEV && MICROPY_HW_USB_CDC
-    // Not mp_hal_stdout_tx_strn: it may run dupterm (Python code). The CDC write
-    // queues into tinyusb's FIFO; only a full FIFO with a host attached waits, and
-    // that is bounded by MICROPY_HW_USB_CDC_TX_TIMEOUT.
-    mp_usbd_cdc_tx_strn(str, len);
+    for (size_t i = 0; i < len; ++i) {
+        fs_line[fs_line_len++] = str[i];
+        if (str[i] == '\n' || fs_line_len == sizeof(fs_line)) {
+            fs_line_flush();
+        }
+    }
     #endif
 }
 

@@ -7,6 +7,9 @@
 //    ('RP') done here (rp2040js's SSI drops writes), so littlefs and main.py work;
 //  - a quiet USB CDC host: an OUT transfer with no host data waits (a NAK) instead of
 //    completing empty, which would storm the chip with interrupts;
+//  - USB start-of-frame interrupts in device mode (every 1 ms while the firmware enables
+//    them): MicroPython flushes what it printed before the host opened the port on the
+//    16th SOF after DTR, so without them the banner and boot output wait for host input;
 //  - HardFault on BKPT/UDF (rp2040js stops the simulation there); a fault inside the
 //    HardFault handler is a lockup: the CPU stops, the clock (and watchdog) runs on;
 //  - emulated time never runs ahead of wall time (idle waits are not skipped), so the
@@ -162,6 +165,7 @@ function boot(carry) {
   };
   cdc = new USBCDC(mcu.usbCtrl);
   quietCDC(cdc, mcu.usbCtrl);
+  deviceSOF(mcu.usbCtrl, clock);
   cdc.onDeviceConnected = () => {
     event(`usb connected (sim ${(clock.nanos / 1e6).toFixed(1)} ms)`);
     feedHost();
@@ -199,6 +203,31 @@ function quietCDC(cdc, usb) {
     pending = null;
     usb.endpointReadDone(cdc.outEndpoint, buffer);
   };
+}
+
+// rp2040js generates SOF only in host mode. Device mode: raise DEV_SOF every 1 ms
+// while enabled; reading SOF_RD clears it (RP2040 datasheet, USB INTR).
+function deviceSOF(usb, clock) {
+  const INTR_DEV_SOF = 1 << 17;
+  const SOF_RD = 0x48;
+  const read = usb.readUint32.bind(usb);
+  usb.readUint32 = (offset) => {
+    const value = read(offset);
+    if (offset === SOF_RD && usb.intRaw & INTR_DEV_SOF) {
+      usb.intRaw &= ~INTR_DEV_SOF;
+      usb.checkInterrupts();
+    }
+    return value;
+  };
+  const alarm = clock.createAlarm(() => {
+    if (usb.intEnable & INTR_DEV_SOF) {
+      usb.sofFrameNumber = (usb.sofFrameNumber + 1) & 0x7ff;
+      usb.intRaw |= INTR_DEV_SOF;
+      usb.checkInterrupts();
+    }
+    alarm.schedule(1e6);
+  });
+  alarm.schedule(1e6);
 }
 
 function feedHost() {
