@@ -19,13 +19,13 @@ def extract(wheel: str) -> bytes:
             isinstance(t, ast.Name) and t.id == "BOOTROM_B1" for t in node.targets
         ):
             words = ast.literal_eval(node.value)
-            return struct.pack("<%dI" % len(words), *words)
+            return struct.pack(f"<{len(words)}I", *words)
     raise SystemExit("BOOTROM_B1 not found in " + wheel)
 
 
 if __name__ == "__main__":
     image = extract(sys.argv[1])
     if len(image) != 16384:
-        raise SystemExit("unexpected bootrom size %d" % len(image))
+        raise SystemExit(f"unexpected bootrom size {len(image)}")
     with open(sys.argv[2], "wb") as f:
         f.write(image)
