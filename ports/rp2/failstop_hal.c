@@ -27,9 +27,13 @@
 #include "uart.h"
 #endif
 #if MICROPY_HW_ENABLE_USBDEV && MICROPY_HW_USB_CDC
-// shared/tinyusb/mp_usbd_cdc.c (its header needs tinyusb's include paths, which the
-// qstr pass over user modules does not have).
+#include "hardware/structs/usb.h"
+// shared/tinyusb/mp_usbd_cdc.c and tinyusb, declared here: their headers need tinyusb's
+// include paths, which the qstr pass over user modules does not have.
 mp_uint_t mp_usbd_cdc_tx_strn(const char *str, mp_uint_t len);
+bool tusb_inited(void);
+void tusb_int_handler(uint8_t rhport, bool in_isr);
+void tud_task_ext(uint32_t timeout_ms, bool in_isr);
 #endif
 
 // SCRATCH0 while failstop resets the chip: magic in the top bits, cause in the low byte.
@@ -115,6 +119,27 @@ void failstop_hal_write(const char *str, size_t len) {
     #endif
 }
 
+// Run the USB device stack by polling for `us` microseconds, interrupts off: the fault
+// banner queued behind a transfer still in flight leaves before the reset (and a halted
+// board stays connected). A fault inside tinyusb itself makes this a double fault, which
+// resets at once with the record kept.
+static void fs_usb_poll(uint32_t us) {
+    #if MICROPY_HW_ENABLE_USBDEV && MICROPY_HW_USB_CDC
+    if (!tusb_inited()) {
+        return;
+    }
+    uint32_t t0 = time_us_32();
+    do {
+        if (usb_hw->ints) {
+            tusb_int_handler(0, true);
+        }
+        tud_task_ext(0, false);
+    } while (time_us_32() - t0 < us);
+    #else
+    busy_wait_us_32(us);
+    #endif
+}
+
 void failstop_hal_irq_disable(void) {
     __asm volatile ("cpsid i" : : : "memory");
 }
@@ -122,8 +147,8 @@ void failstop_hal_irq_disable(void) {
 void failstop_hal_reset(uint8_t cause) {
     failstop_hal_irq_disable();
     FS_SCRATCH = FS_SCRATCH_MAGIC | cause;
-    // Give the USB controller a moment to send the last banner to the host.
-    busy_wait_us_32(2000);
+    fs_usb_poll(5000); // the last banner line to the host
+
     watchdog_reboot(0, 0, 0); // TRIGGER: REASON reads FORCE after the reset
     for (;;) {
         __asm volatile ("" : : : "memory");
@@ -134,7 +159,7 @@ void failstop_hal_halt(void) {
     failstop_hal_irq_disable();
     hw_clear_bits(&watchdog_hw->ctrl, WATCHDOG_CTRL_ENABLE_BITS); // a debugger's halt stops it too
     for (;;) {
-        __asm volatile ("wfi");
+        fs_usb_poll(1000); // keep the host connected: it sees the banner, the board stays put
     }
 }
 
