@@ -14,6 +14,7 @@
 
 #include "py/mphal.h"
 #include "py/runtime.h"
+#include "py/builtin.h"
 #include "py/stackctrl.h"
 #include "shared/runtime/pyexec.h"
 #include "failstop.h"
@@ -288,6 +289,9 @@ int __real_pyexec_file_if_exists(const char *file);
 int __wrap_pyexec_file_if_exists(const char *file) {
     if (strcmp(file, "main.py") != 0) {
         return __real_pyexec_file_if_exists(file);
+    }
+    if (mp_import_stat(file) != MP_IMPORT_STAT_FILE) {
+        return __real_pyexec_file_if_exists(file); // no main program: no healthy run either
     }
     if (failstop_region()->hdr.state & FAILSTOP_STATE_SAFE_MODE) {
         return 1; // safe mode: main.py does not run; go on to the REPL

@@ -18,10 +18,16 @@
 // (or --log) as lines "[rp2040] ...", e.g. "[rp2040] boot 2 reason=force".
 //
 // Usage: node run.mjs FIRMWARE.uf2|.bin [--flash FILE] [--max-boots N] [--fast]
-//        [--log FILE] [--verbose] [--bootrom FILE] [--timeout SECONDS]
+//        [--log FILE] [--verbose] [--bootrom FILE] [--timeout SECONDS] [--control SOCKET]
+// --control: a Unix socket for a test harness (as QEMU's QMP is for the QEMU board), one
+// JSON object a line. Commands: {"cmd": "read", "addr": A, "size": N} (memory as a debug
+// probe reads it) -> {"reply": "read", "data": HEX}; {"cmd": "power_cycle", "max_boots": N}
+// (SRAM lost, flash kept); {"cmd": "status"}; {"cmd": "quit"}. Events to every client:
+// {"event": "boot", "boot": N, "reason": R}, {"event": "capped"}, {"event": "lockup"}.
 // rp2040js and the bootrom come from `make deps-rp2` ($FAILSTOP_CACHE/rp2), or from
 // FAILSTOP_RP2040JS (path of rp2040js's dist/esm/index.js) and --bootrom.
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -43,6 +49,7 @@ const { values: opt, positionals } = parseArgs({
     bootrom: { type: 'string' },
     timeout: { type: 'string', default: '0' },
     verbose: { type: 'boolean', default: false },
+    control: { type: 'string' },
   },
 });
 if (positionals.length !== 1) {
@@ -56,8 +63,13 @@ const rp2040jsPath =
 const { Simulator, USBCDC } = await import(pathToFileURL(rp2040jsPath).href);
 
 const logFd = opt.log ? fs.openSync(opt.log, 'a') : 2;
-function event(msg) {
+const clients = new Set();
+function event(msg, obj) {
   fs.writeSync(logFd, `[rp2040] ${msg}\n`);
+  if (obj) {
+    const line = JSON.stringify(obj) + '\n';
+    for (const c of clients) c.write(line);
+  }
 }
 // rp2040js's own messages (unimplemented registers, which the flash helpers touch on
 // every write, ...): to the log with --verbose, never to stdout.
@@ -121,16 +133,16 @@ let boots = 0;
 let lockedUp = false;
 let resetPending = false;
 let paused = false;
+let maxBoots = Number(opt['max-boots']);
 let bootWall = 0;
 let simBefore = 0; // emulated ns of the earlier boots
 const hostQueue = []; // host bytes not yet taken by the device
-const maxBoots = Number(opt['max-boots']);
 const wallStart = performance.now();
 
 function boot(carry) {
   if (maxBoots > 0 && boots >= maxBoots) {
     paused = true;
-    event(`capped after ${boots} boots`);
+    event(`capped after ${boots} boots`, { event: 'capped', boots });
     return;
   }
   boots++;
@@ -157,7 +169,7 @@ function boot(carry) {
     // handler (or NMI), a lockup.
     if (core.IPSR === EXC_HARDFAULT || core.IPSR === 2) {
       lockedUp = true;
-      event(`lockup at 0x${((core.PC - core.breakRewind) >>> 0).toString(16)} (bkpt/udf 0x${code.toString(16)} in handler ${core.IPSR})`);
+      event(`lockup at 0x${((core.PC - core.breakRewind) >>> 0).toString(16)} (bkpt/udf 0x${code.toString(16)} in handler ${core.IPSR})`, { event: 'lockup' });
       return;
     }
     core.PC = (core.PC - core.breakRewind) >>> 0; // the stacked PC is the faulting instruction
@@ -175,7 +187,8 @@ function boot(carry) {
   resetPending = false;
   bootWall = performance.now();
   core.PC = FLASH_BASE; // boot2 (the bootrom's flash-boot path needs a real SSI)
-  event(`boot ${boots} reason=${REASON_NAMES[wd.reason] ?? wd.reason}`);
+  const reason = REASON_NAMES[wd.reason] ?? String(wd.reason);
+  event(`boot ${boots} reason=${reason}`, { event: 'boot', boot: boots, reason });
 }
 
 function chipReset() {
@@ -299,6 +312,63 @@ process.stdin.on('data', (data) => {
   for (const b of data) hostQueue.push(b);
   feedHost();
 });
+
+// --- control socket ------------------------------------------------------------------
+
+function control(req) {
+  switch (req.cmd) {
+    case 'read': {
+      const out = Buffer.alloc(req.size);
+      for (let i = 0; i < req.size; i++) out[i] = mcu.readUint8(req.addr + i);
+      return { reply: 'read', data: out.toString('hex') };
+    }
+    case 'power_cycle': {
+      // Power off and on: SRAM and peripherals lost, flash kept, the boot count restarts.
+      flash.set(mcu.flash.subarray(0, flash.length));
+      saveFlash();
+      simBefore += clock.nanos;
+      boots = 0;
+      maxBoots = Number(req.max_boots ?? 0);
+      const stopped = paused; // else the loop is live and picks up the new chip itself
+      paused = false;
+      boot(null);
+      if (stopped) setImmediate(run);
+      return { reply: 'power_cycle' };
+    }
+    case 'status':
+      return { reply: 'status', boots, paused, lockedUp, sim_ms: (simBefore + clock.nanos) / 1e6 };
+    case 'quit':
+      setImmediate(() => finish(0));
+      return { reply: 'quit' };
+    default:
+      return { error: `unknown command ${req.cmd}` };
+  }
+}
+
+if (opt.control) {
+  if (fs.existsSync(opt.control)) fs.unlinkSync(opt.control);
+  net.createServer((sock) => {
+    clients.add(sock);
+    let pending = '';
+    sock.on('data', (d) => {
+      pending += d.toString();
+      let i;
+      while ((i = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, i);
+        pending = pending.slice(i + 1);
+        let reply;
+        try {
+          reply = control(JSON.parse(line));
+        } catch (e) {
+          reply = { error: String(e) };
+        }
+        sock.write(JSON.stringify(reply) + '\n');
+      }
+    });
+    sock.on('close', () => clients.delete(sock));
+    sock.on('error', () => clients.delete(sock));
+  }).listen(opt.control);
+}
 
 function finish(code) {
   if (mcu) {
