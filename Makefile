@@ -24,6 +24,16 @@ QEMU_FLAGS := BOARD=MPS2_AN385 BOARD_DIR=$(ROOT)/boards/MPS2_AN385 MICROPY_VFS_L
 	FROZEN_MANIFEST=$(ROOT)/boards/MPS2_AN385/manifest.py MPY_LIB_DIR=$(BUILD)/no-micropython-lib \
 	MICROPY_DIR=$(MICROPY_DIR)
 
+# rp2 port, board RPI_PICO (RP2040): configured with cmake directly, in a private copy
+# of the MicroPython tree whose lib/pico-sdk, lib/tinyusb and lib/mbedtls point at the
+# Debian sources that `make deps-rp2` caches; our own frozen manifest; picotool (built
+# by deps-rp2) for the UF2.  Not part of `make test` yet.
+RP2_DEPS := $(FAILSTOP_CACHE)/rp2
+RP2_BUILD := $(BUILD)/RPI_PICO
+RP2_TREE := $(RP2_BUILD)/micropython
+RP2_FW := $(RP2_BUILD)/firmware.uf2
+
+.PHONY: deps-rp2 firmware-RPI_PICO firmware-RPI_PICO-stock
 .PHONY: demo-unix all deps firmware firmware-unix firmware-unix-stock firmware-MPS2_AN385 test test-host lint demo bench clean help
 
 all: firmware
@@ -34,12 +44,16 @@ help:
 	@echo "make test                 everything, from a fresh machine"
 	@echo "make demo                 build, boot, fault, reboot, read the record back (QEMU board)"
 	@echo "make firmware BOARD=MPS2_AN385   the Cortex-M3 firmware for QEMU"
+	@echo "make firmware BOARD=RPI_PICO     the RP2040 firmware (UF2) for a Raspberry Pi Pico"
 	@echo "make bench                fault-path cost, hot-path cost, sizes (figures in docs/)"
 
 deps:
 	@bash firmware/deps.sh
 
-firmware: deps
+deps-rp2:
+	@FAILSTOP_RP2=1 bash firmware/deps.sh
+
+firmware: $(if $(filter RPI_PICO,$(BOARD)),deps-rp2,deps)
 	@$(MAKE) --no-print-directory firmware-$(BOARD)
 
 firmware-unix:
@@ -84,10 +98,56 @@ firmware-MPS2_AN385-sizes: $(MPY_CROSS)
 		> $(BUILD)/MPS2_AN385-module.log 2>&1 \
 		|| { tail -n 40 $(BUILD)/MPS2_AN385-module.log; exit 1; }
 
+# The private tree: a copy of MICROPY_DIR (no build outputs) with the three rp2
+# submodules as symlinks into the cache; the cached tree stays as the unix and qemu
+# builds expect it.
+$(RP2_TREE)/.failstop-tree:
+	@echo "[firmware] private MicroPython tree for rp2 -> $(RP2_TREE)"
+	@rm -rf $(RP2_TREE) && mkdir -p $(RP2_BUILD)
+	@cp -a $(MICROPY_DIR) $(RP2_TREE)
+	@rm -rf $(RP2_TREE)/mpy-cross/build $(RP2_TREE)/ports/*/build*
+	@rm -rf $(RP2_TREE)/lib/pico-sdk $(RP2_TREE)/lib/tinyusb $(RP2_TREE)/lib/mbedtls
+	@ln -s $(RP2_DEPS)/x/usr/src/pico-sdk $(RP2_TREE)/lib/pico-sdk
+	@ln -s $(RP2_DEPS)/x/usr/src/tinyusb $(RP2_TREE)/lib/tinyusb
+	@ln -s $(RP2_DEPS)/src/mbedtls-3.6.6 $(RP2_TREE)/lib/mbedtls
+	@touch $@
+
+firmware-RPI_PICO: $(RP2_TREE)/.failstop-tree
+	@echo "[firmware] rp2 port, board RPI_PICO + failstop -> $(RP2_FW)"
+	@mkdir -p $(BUILD)/no-micropython-lib && touch $(BUILD)/no-micropython-lib/README.md
+	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) cmake -S $(RP2_TREE)/ports/rp2 -B $(RP2_BUILD)/cmake -DMICROPY_BOARD=RPI_PICO \
+		-DMICROPY_BOARD_DIR=$(RP2_TREE)/ports/rp2/boards/RPI_PICO -DPICO_BUILD_DOCS=0 \
+		-Dpicotool_DIR=$(RP2_DEPS)/picotool/lib/cmake/picotool \
+		-DMICROPY_FROZEN_MANIFEST=$(ROOT)/boards/RPI_PICO/manifest.py \
+		-DMICROPY_LIB_DIR=$(BUILD)/no-micropython-lib \
+		-DUSER_C_MODULES=$(ROOT)/modules/failstop/micropython.cmake > $(RP2_BUILD)/cmake.log 2>&1 \
+		|| { tail -n 40 $(RP2_BUILD)/cmake.log; echo "[firmware] RPI_PICO configure failed (log: $(RP2_BUILD)/cmake.log)"; exit 1; }
+	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) $(MAKE) --no-print-directory -C $(RP2_BUILD)/cmake -j$(JOBS) > $(RP2_BUILD)/build.log 2>&1 \
+		|| { grep -m 20 -B2 -A8 "error" $(RP2_BUILD)/build.log | head -60; echo "[firmware] RPI_PICO build failed (log: $(RP2_BUILD)/build.log)"; exit 1; }
+	@for s in m_malloc_fail mp_raise_recursion_depth pyexec_file_if_exists; do \
+		arm-none-eabi-nm $(RP2_BUILD)/cmake/firmware.elf | grep -q " T __wrap_$$s$$" \
+		|| { echo "[firmware] RPI_PICO: hook $$s missing"; exit 1; }; done
+	@cp $(RP2_BUILD)/cmake/firmware.uf2 $(RP2_BUILD)/cmake/firmware.elf $(RP2_BUILD)/cmake/firmware.bin $(RP2_BUILD)/
+	@arm-none-eabi-size $(RP2_BUILD)/firmware.elf | tail -n 1
+
+# The same board without failstop (size figures for make bench).
+firmware-RPI_PICO-stock: $(RP2_TREE)/.failstop-tree
+	@echo "[firmware] stock RPI_PICO (no failstop) -> $(RP2_BUILD)/stock"
+	@mkdir -p $(BUILD)/no-micropython-lib && touch $(BUILD)/no-micropython-lib/README.md
+	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) cmake -S $(RP2_TREE)/ports/rp2 -B $(RP2_BUILD)/stock -DMICROPY_BOARD=RPI_PICO \
+		-DMICROPY_BOARD_DIR=$(RP2_TREE)/ports/rp2/boards/RPI_PICO -DPICO_BUILD_DOCS=0 \
+		-Dpicotool_DIR=$(RP2_DEPS)/picotool/lib/cmake/picotool \
+		-DMICROPY_FROZEN_MANIFEST=$(ROOT)/boards/RPI_PICO/manifest.py \
+		-DMICROPY_LIB_DIR=$(BUILD)/no-micropython-lib > $(RP2_BUILD)/stock.log 2>&1 \
+		|| { tail -n 40 $(RP2_BUILD)/stock.log; exit 1; }
+	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) $(MAKE) --no-print-directory -C $(RP2_BUILD)/stock -j$(JOBS) >> $(RP2_BUILD)/stock.log 2>&1 \
+		|| { tail -n 40 $(RP2_BUILD)/stock.log; exit 1; }
+	@arm-none-eabi-size $(RP2_BUILD)/stock/firmware.elf | tail -n 1
+
 $(BUILD):
 	@mkdir -p $(BUILD)
 
-firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-MPS2_AN385-sizes $(MPY_CROSS): | $(BUILD)
+firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-MPS2_AN385-sizes $(MPY_CROSS) firmware-RPI_PICO: | $(BUILD)
 
 TEST_ENV := FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) FAILSTOP_QEMU_FW=$(QEMU_FW)
 

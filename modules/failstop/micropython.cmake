@@ -25,11 +25,22 @@ target_include_directories(usermod_failstop INTERFACE
 )
 
 # The fault paths of py/, as in micropython.mk; a port adds its own in failstop_port.cmake.
+# --wrap only redirects calls between translation units, and LTO merges them first:
+# the hooks would silently never run.
+if(CMAKE_INTERPROCEDURAL_OPTIMIZATION)
+    message(FATAL_ERROR "failstop: LTO (CMAKE_INTERPROCEDURAL_OPTIMIZATION) bypasses the --wrap hooks; build without it")
+endif()
 set(FAILSTOP_WRAP m_malloc_fail mp_raise_recursion_depth nlr_jump_fail
     mp_execute_bytecode mp_obj_print_exception mp_init mp_deinit)
 include(${FAILSTOP_PORT_DIR}/failstop_port.cmake OPTIONAL)
+# Link options travel with the usermod interface onto the firmware target
+# (target_link_libraries(${MICROPY_TARGET} usermod) in the port).
 foreach(sym ${FAILSTOP_WRAP})
     target_link_options(usermod_failstop INTERFACE -Wl,--wrap=${sym})
 endforeach()
+# Keep the hooked calls out of any per-file LTO a port may add.
+set_source_files_properties(
+    ${CMAKE_CURRENT_LIST_DIR}/failstop_hooks.c ${FAILSTOP_PORT_DIR}/failstop_hal.c
+    PROPERTIES COMPILE_OPTIONS -fno-lto)
 
 target_link_libraries(usermod INTERFACE usermod_failstop)

@@ -1,0 +1,386 @@
+// The emulated Raspberry Pi Pico: failstop's RPI_PICO firmware in rp2040js (npm, 1.4.1),
+// with the pieces rp2040js lacks to behave like a board on a desk:
+//  - a chip reset on watchdog TRIGGER or expiry: a new RP2040 instance that carries the
+//    flash, SRAM (real SRAM keeps its contents over a watchdog reset), SCRATCH0-7 and
+//    REASON over (RP2040.reset() is no chip reset: it erases the flash);
+//  - flash erase/program: the bootrom's flash_range_erase ('RE') and flash_range_program
+//    ('RP') done here (rp2040js's SSI drops writes), so littlefs and main.py work;
+//  - a quiet USB CDC host: an OUT transfer with no host data waits (a NAK) instead of
+//    completing empty, which would storm the chip with interrupts;
+//  - USB start-of-frame interrupts in device mode (every 1 ms while the firmware enables
+//    them): MicroPython flushes what it printed before the host opened the port on the
+//    16th SOF after DTR, so without them the banner and boot output wait for host input;
+//  - HardFault on BKPT/UDF (rp2040js stops the simulation there); a fault inside the
+//    HardFault handler is a lockup: the CPU stops, the clock (and watchdog) runs on;
+//  - emulated time never runs ahead of wall time (idle waits are not skipped), so the
+//    watchdog bites no earlier than on hardware (--fast skips idle time instead).
+// The USB serial is bridged to stdin/stdout (raw bytes); runner events go to stderr
+// (or --log) as lines "[rp2040] ...", e.g. "[rp2040] boot 2 reason=force".
+//
+// Usage: node run.mjs FIRMWARE.uf2|.bin [--flash FILE] [--max-boots N] [--fast]
+//        [--log FILE] [--verbose] [--bootrom FILE] [--timeout SECONDS] [--control SOCKET]
+// --control: a Unix socket for a test harness (as QEMU's QMP is for the QEMU board), one
+// JSON object a line. Commands: {"cmd": "read", "addr": A, "size": N} (memory as a debug
+// probe reads it) -> {"reply": "read", "data": HEX}; {"cmd": "power_cycle", "max_boots": N}
+// (SRAM lost, flash kept); {"cmd": "status"}; {"cmd": "quit"}. Events to every client:
+// {"event": "boot", "boot": N, "reason": R}, {"event": "capped"}, {"event": "lockup"}.
+// rp2040js and the bootrom come from `make deps-rp2` ($FAILSTOP_CACHE/rp2), or from
+// FAILSTOP_RP2040JS (path of rp2040js's dist/esm/index.js) and --bootrom.
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+
+const FLASH_BASE = 0x10000000;
+const FLASH_SIZE = 2 * 1024 * 1024; // RPI_PICO: 2 MB (rp2040js models 16 MB)
+const EXC_HARDFAULT = 3;
+const WATCHDOG_BASE = 0x40058;
+const REASON_NAMES = { 0: 'power_on', 1: 'timer', 2: 'force' };
+
+const { values: opt, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    flash: { type: 'string' },
+    'max-boots': { type: 'string', default: '0' },
+    fast: { type: 'boolean', default: false },
+    log: { type: 'string' },
+    bootrom: { type: 'string' },
+    timeout: { type: 'string', default: '0' },
+    verbose: { type: 'boolean', default: false },
+    control: { type: 'string' },
+  },
+});
+if (positionals.length !== 1) {
+  process.stderr.write('usage: node run.mjs FIRMWARE.uf2|.bin [--flash FILE] [--max-boots N] [--fast] [--log FILE]\n');
+  process.exit(2);
+}
+
+const cache = process.env.FAILSTOP_CACHE || path.join(os.homedir(), '.cache', 'failstop');
+const rp2040jsPath =
+  process.env.FAILSTOP_RP2040JS || path.join(cache, 'rp2', 'node', 'node_modules', 'rp2040js', 'dist', 'esm', 'index.js');
+const { Simulator, USBCDC } = await import(pathToFileURL(rp2040jsPath).href);
+
+const logFd = opt.log ? fs.openSync(opt.log, 'a') : 2;
+const clients = new Set();
+function event(msg, obj) {
+  fs.writeSync(logFd, `[rp2040] ${msg}\n`);
+  if (obj) {
+    const line = JSON.stringify(obj) + '\n';
+    for (const c of clients) c.write(line);
+  }
+}
+// rp2040js's own messages (unimplemented registers, which the flash helpers touch on
+// every write, ...): to the log with --verbose, never to stdout.
+const logger = {
+  debug() {},
+  info() {},
+  warn(c, m) { if (opt.verbose) fs.writeSync(logFd, `[rp2040js] ${c}: ${m}\n`); },
+  error(c, m) { fs.writeSync(logFd, `[rp2040js] error ${c}: ${m}\n`); },
+};
+console.warn = (...a) => logger.warn('console', a.join(' ')); // sio.js writes there directly
+console.error = (...a) => logger.error('console', a.join(' '));
+
+// --- images ------------------------------------------------------------------------
+
+function loadImage(file, flash) {
+  const data = fs.readFileSync(file);
+  if (data.length >= 512 && data.readUInt32LE(0) === 0x0a324655 && data.readUInt32LE(4) === 0x9e5d5157) {
+    for (let off = 0; off + 512 <= data.length; off += 512) {
+      const flags = data.readUInt32LE(off + 8);
+      const addr = data.readUInt32LE(off + 12);
+      const size = data.readUInt32LE(off + 16);
+      if (flags & 1) continue; // "not main flash"
+      if (addr < FLASH_BASE || addr + size > FLASH_BASE + flash.length) continue;
+      flash.set(data.subarray(off + 32, off + 32 + size), addr - FLASH_BASE);
+    }
+  } else {
+    flash.set(data, 0);
+  }
+}
+
+const bootromFile = opt.bootrom || path.join(cache, 'rp2', 'bootrom-b1.bin');
+const bootromBytes = fs.readFileSync(bootromFile);
+const bootrom = new Uint32Array(bootromBytes.buffer, bootromBytes.byteOffset, bootromBytes.length / 4);
+
+// The ROM function table (bootrom 0x14: 16-bit pointer to {code, 16-bit address} pairs).
+function romFunc(c1, c2) {
+  const code = c1.charCodeAt(0) | (c2.charCodeAt(0) << 8);
+  for (let p = bootromBytes.readUInt16LE(0x14); ; p += 4) {
+    const c = bootromBytes.readUInt16LE(p);
+    if (c === 0) throw new Error(`bootrom: no function ${c1}${c2}`);
+    if (c === code) return bootromBytes.readUInt16LE(p + 2) & ~1;
+  }
+}
+const ROM_ERASE = romFunc('R', 'E');
+const ROM_PROGRAM = romFunc('R', 'P');
+
+// --- board state ---------------------------------------------------------------------
+
+// Flash as the board keeps it: the firmware image over the previous contents (--flash).
+const flash = new Uint8Array(16 * 1024 * 1024).fill(0xff);
+if (opt.flash && fs.existsSync(opt.flash)) {
+  flash.set(fs.readFileSync(opt.flash).subarray(0, FLASH_SIZE), 0);
+}
+loadImage(positionals[0], flash);
+function saveFlash() {
+  if (opt.flash) fs.writeFileSync(opt.flash, flash.subarray(0, FLASH_SIZE));
+}
+
+let sim, mcu, core, clock, cdc;
+let boots = 0;
+let lockedUp = false;
+let resetPending = false;
+let paused = false;
+let maxBoots = Number(opt['max-boots']);
+let bootWall = 0;
+let simBefore = 0; // emulated ns of the earlier boots
+const hostQueue = []; // host bytes not yet taken by the device
+const wallStart = performance.now();
+
+function boot(carry) {
+  if (maxBoots > 0 && boots >= maxBoots) {
+    paused = true;
+    event(`capped after ${boots} boots`, { event: 'capped', boots });
+    return;
+  }
+  boots++;
+  sim = new Simulator();
+  mcu = sim.rp2040;
+  core = mcu.core;
+  clock = sim.clock;
+  mcu.logger = logger;
+  mcu.loadBootrom(bootrom); // also "resets", which fills the flash with 0xff: copy after
+  mcu.flash.set(flash);
+  const wd = mcu.peripherals[WATCHDOG_BASE];
+  if (carry) {
+    mcu.sram.set(carry.sram);
+    wd.scratchData.set(carry.scratch);
+    wd.reason = carry.reason;
+  }
+  wd.onWatchdogTrigger = () => {
+    // Finish the current instruction, then reset (see run()).
+    wd.alarm.enable = wd.timer.enable = false;
+    resetPending = true;
+  };
+  mcu.onBreak = (code) => {
+    // BKPT/UDF: on a Cortex-M0+ without a debugger, a HardFault; in the HardFault
+    // handler (or NMI), a lockup.
+    if (core.IPSR === EXC_HARDFAULT || core.IPSR === 2) {
+      lockedUp = true;
+      event(`lockup at 0x${((core.PC - core.breakRewind) >>> 0).toString(16)} (bkpt/udf 0x${code.toString(16)} in handler ${core.IPSR})`, { event: 'lockup' });
+      return;
+    }
+    core.PC = (core.PC - core.breakRewind) >>> 0; // the stacked PC is the faulting instruction
+    core.exceptionEntry(EXC_HARDFAULT);
+  };
+  cdc = new USBCDC(mcu.usbCtrl);
+  quietCDC(cdc, mcu.usbCtrl);
+  deviceSOF(mcu.usbCtrl, clock);
+  cdc.onDeviceConnected = () => {
+    event(`usb connected (sim ${(clock.nanos / 1e6).toFixed(1)} ms)`);
+    feedHost();
+  };
+  cdc.onSerialData = (buf) => process.stdout.write(Buffer.from(buf));
+  lockedUp = false;
+  resetPending = false;
+  bootWall = performance.now();
+  core.PC = FLASH_BASE; // boot2 (the bootrom's flash-boot path needs a real SSI)
+  const reason = REASON_NAMES[wd.reason] ?? String(wd.reason);
+  event(`boot ${boots} reason=${reason}`, { event: 'boot', boot: boots, reason });
+}
+
+function chipReset() {
+  const wd = mcu.peripherals[WATCHDOG_BASE];
+  flash.set(mcu.flash.subarray(0, flash.length));
+  saveFlash();
+  simBefore += clock.nanos;
+  const carry = { sram: mcu.sram.slice(), scratch: wd.scratchData.slice(), reason: wd.reason };
+  event(`watchdog reset (REASON=${wd.reason}) after ${(clock.nanos / 1e6).toFixed(1)} ms`);
+  boot(carry);
+}
+
+// OUT transfers complete only when the host has data (as a real host NAKs).
+function quietCDC(cdc, usb) {
+  let pending = null;
+  usb.onEndpointRead = (endpoint, size) => {
+    if (endpoint !== cdc.outEndpoint) return;
+    pending = size;
+    feedHost();
+  };
+  cdc.flushHost = () => {
+    if (pending === null || cdc.txFIFO.itemCount === 0) return;
+    const buffer = new Uint8Array(Math.min(pending, cdc.txFIFO.itemCount));
+    for (let i = 0; i < buffer.length; i++) buffer[i] = cdc.txFIFO.pull();
+    pending = null;
+    usb.endpointReadDone(cdc.outEndpoint, buffer);
+  };
+}
+
+// rp2040js generates SOF only in host mode. Device mode: raise DEV_SOF every 1 ms
+// while enabled; reading SOF_RD clears it (RP2040 datasheet, USB INTR).
+function deviceSOF(usb, clock) {
+  const INTR_DEV_SOF = 1 << 17;
+  const SOF_RD = 0x48;
+  const read = usb.readUint32.bind(usb);
+  usb.readUint32 = (offset) => {
+    const value = read(offset);
+    if (offset === SOF_RD && usb.intRaw & INTR_DEV_SOF) {
+      usb.intRaw &= ~INTR_DEV_SOF;
+      usb.checkInterrupts();
+    }
+    return value;
+  };
+  const alarm = clock.createAlarm(() => {
+    if (usb.intEnable & INTR_DEV_SOF) {
+      usb.sofFrameNumber = (usb.sofFrameNumber + 1) & 0x7ff;
+      usb.intRaw |= INTR_DEV_SOF;
+      usb.checkInterrupts();
+    }
+    alarm.schedule(1e6);
+  });
+  alarm.schedule(1e6);
+}
+
+function feedHost() {
+  if (!cdc || !cdc.initialized) return;
+  while (hostQueue.length > 0 && !cdc.txFIFO.full) cdc.sendSerialByte(hostQueue.shift());
+  cdc.flushHost();
+}
+
+// --- flash programming glue ------------------------------------------------------
+
+function romHook() {
+  const pc = core.PC;
+  if (pc !== ROM_ERASE && pc !== ROM_PROGRAM) return;
+  const r = core.registers;
+  if (pc === ROM_ERASE) {
+    // flash_range_erase(addr, count, block_size, block_cmd)
+    const addr = r[0] >>> 0, count = r[1] >>> 0;
+    mcu.flash.fill(0xff, addr, Math.min(addr + count, mcu.flash.length));
+  } else {
+    // flash_range_program(addr, data, count): NOR flash only clears bits
+    const addr = r[0] >>> 0, data = r[1] >>> 0, count = r[2] >>> 0;
+    for (let i = 0; i < count && addr + i < mcu.flash.length; i++) {
+      mcu.flash[addr + i] &= mcu.readUint8(data + i);
+    }
+  }
+  core.PC = core.LR & ~1; // return to the caller
+}
+
+// --- main loop ---------------------------------------------------------------------
+
+const CYCLE_NS = 1e9 / 125000000;
+
+function run() {
+  if (paused) return;
+  const sliceEnd = performance.now() + 20;
+  for (let n = 1; ; n++) {
+    if (resetPending) {
+      chipReset();
+      if (paused) return;
+    }
+    if (lockedUp || core.waiting) {
+      let delta = clock.nanosToNextAlarm;
+      if (delta <= 0) {
+        setTimeout(run, 1); // nothing scheduled: wait for the host
+        return;
+      }
+      if (!opt.fast) {
+        const ahead = clock.nanos + delta - (performance.now() - bootWall) * 1e6;
+        if (ahead > 0) {
+          // Do not run ahead of wall time: advance as far as wall time allows, then wait.
+          delta -= ahead;
+          if (delta <= 0) {
+            setTimeout(run, Math.min(10, Math.max(1, ahead / 1e6)));
+            return;
+          }
+        }
+      }
+      clock.tick(delta);
+    } else {
+      romHook();
+      clock.tick(core.executeInstruction() * CYCLE_NS);
+    }
+    if ((n & 0xfff) === 0 && performance.now() > sliceEnd) break;
+  }
+  setImmediate(run);
+}
+
+process.stdin.on('data', (data) => {
+  for (const b of data) hostQueue.push(b);
+  feedHost();
+});
+
+// --- control socket ------------------------------------------------------------------
+
+function control(req) {
+  switch (req.cmd) {
+    case 'read': {
+      const out = Buffer.alloc(req.size);
+      for (let i = 0; i < req.size; i++) out[i] = mcu.readUint8(req.addr + i);
+      return { reply: 'read', data: out.toString('hex') };
+    }
+    case 'power_cycle': {
+      // Power off and on: SRAM and peripherals lost, flash kept, the boot count restarts.
+      flash.set(mcu.flash.subarray(0, flash.length));
+      saveFlash();
+      simBefore += clock.nanos;
+      boots = 0;
+      maxBoots = Number(req.max_boots ?? 0);
+      const stopped = paused; // else the loop is live and picks up the new chip itself
+      paused = false;
+      boot(null);
+      if (stopped) setImmediate(run);
+      return { reply: 'power_cycle' };
+    }
+    case 'status':
+      return { reply: 'status', boots, paused, lockedUp, sim_ms: (simBefore + clock.nanos) / 1e6 };
+    case 'quit':
+      setImmediate(() => finish(0));
+      return { reply: 'quit' };
+    default:
+      return { error: `unknown command ${req.cmd}` };
+  }
+}
+
+if (opt.control) {
+  if (fs.existsSync(opt.control)) fs.unlinkSync(opt.control);
+  net.createServer((sock) => {
+    clients.add(sock);
+    let pending = '';
+    sock.on('data', (d) => {
+      pending += d.toString();
+      let i;
+      while ((i = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, i);
+        pending = pending.slice(i + 1);
+        let reply;
+        try {
+          reply = control(JSON.parse(line));
+        } catch (e) {
+          reply = { error: String(e) };
+        }
+        sock.write(JSON.stringify(reply) + '\n');
+      }
+    });
+    sock.on('close', () => clients.delete(sock));
+    sock.on('error', () => clients.delete(sock));
+  }).listen(opt.control);
+}
+
+function finish(code) {
+  if (mcu) {
+    flash.set(mcu.flash.subarray(0, flash.length));
+    saveFlash();
+    event(`exit: boots=${boots} sim=${((simBefore + clock.nanos) / 1e6).toFixed(1)} ms wall=${(performance.now() - wallStart).toFixed(0)} ms`);
+  }
+  process.exit(code);
+}
+process.on('SIGTERM', () => finish(0));
+process.on('SIGINT', () => finish(0));
+if (Number(opt.timeout) > 0) setTimeout(() => { event('timeout'); finish(1); }, Number(opt.timeout) * 1000);
+
+boot(null);
+run();
