@@ -124,7 +124,7 @@ firmware-RPI_PICO: $(RP2_TREE)/.failstop-tree
 		|| { tail -n 40 $(RP2_BUILD)/cmake.log; echo "[firmware] RPI_PICO configure failed (log: $(RP2_BUILD)/cmake.log)"; exit 1; }
 	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) $(MAKE) --no-print-directory -C $(RP2_BUILD)/cmake -j$(JOBS) > $(RP2_BUILD)/build.log 2>&1 \
 		|| { grep -m 20 -B2 -A8 "error" $(RP2_BUILD)/build.log | head -60; echo "[firmware] RPI_PICO build failed (log: $(RP2_BUILD)/build.log)"; exit 1; }
-	@for s in m_malloc_fail mp_raise_recursion_depth pyexec_file_if_exists; do \
+	@for s in m_malloc_fail mp_raise_recursion_depth pyexec_file_if_exists watchdog_enable mp_usbd_init; do \
 		arm-none-eabi-nm $(RP2_BUILD)/cmake/firmware.elf | grep -q " T __wrap_$$s$$" \
 		|| { echo "[firmware] RPI_PICO: hook $$s missing"; exit 1; }; done
 	@cp $(RP2_BUILD)/cmake/firmware.uf2 $(RP2_BUILD)/cmake/firmware.elf $(RP2_BUILD)/cmake/firmware.bin $(RP2_BUILD)/

@@ -1,10 +1,11 @@
 """Shared fixtures: `board` is every backend that can run the device-script corpus.
 
 Backends: "unix" (the unix-port firmware), "qemu" (the MPS2_AN385 Cortex-M3 firmware in
-QEMU, through mpremote over a pty), "sim" (the CPython simulator). FAILSTOP_BACKENDS
-(comma-separated) narrows the set. A backend whose firmware is not built is skipped with
-the reason (backends.unavailable); `make test` builds them all and sets FAILSTOP_REQUIRE_ALL,
-which turns such a skip into a failure."""
+QEMU, through mpremote over a pty), "rp2" (the RPI_PICO firmware in rp2040js, the same
+way), "sim" (the CPython simulator). FAILSTOP_BACKENDS (comma-separated) narrows the set.
+A backend whose firmware is not built is skipped with the reason (backends.unavailable);
+`make test` builds them all and sets FAILSTOP_REQUIRE_ALL, which turns such a skip into a
+failure."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from backends import Board, UnixBackend, require_built
 ROOT = Path(__file__).parent.parent
 UNIX_FW = Path(os.environ.get("FAILSTOP_UNIX_FW", ROOT / "build/unix/micropython")).resolve()
 
-ALL_BACKENDS = ("unix", "qemu", "sim")
+ALL_BACKENDS = ("unix", "qemu", "rp2", "sim")
 # Backends that live in their own module here: name -> module with
 # `make_backend(tmp_path) -> Board` (it calls backends.unavailable when it cannot run).
-BACKEND_MODULES = {"qemu": "qemu_backend", "sim": "sim_backend"}
+BACKEND_MODULES = {"qemu": "qemu_backend", "rp2": "rp2_backend", "sim": "sim_backend"}
 
 
 def backends() -> list[str]:

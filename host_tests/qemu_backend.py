@@ -1,102 +1,22 @@
-"""The corpus backend for the MPS2_AN385 board in QEMU, driven the way a user drives a
-board: the script is copied to the board's flash as main.py with real mpremote over the
-UART's pseudo-terminal, the board is power-cycled, and the console shows every boot until
-the program ends at the REPL. The retained region is read from the emulator's RAM (as a
-debug probe reads it); `exec` runs code at the REPL through mpremote."""
+"""The corpus backend for the MPS2_AN385 board in QEMU (see emulated_backend)."""
 
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
-import time
 from pathlib import Path
-from typing import Optional
 
-from backends import ROOT, SCRIPTS, RunResult, require_built, unavailable
-from failstop_host import codec
-from failstop_host.emulator import PROMPT, EmulatorError, QemuBoard
+from backends import ROOT, require_built, unavailable
+from emulated_backend import EmulatedBackend, mpremote
+from failstop_host.emulator import EmulatorError, QemuBoard
+
+__all__ = ["QEMU_FW", "make_backend", "mpremote"]
 
 QEMU_FW = Path(os.environ.get("FAILSTOP_QEMU_FW", ROOT / "build/MPS2_AN385/firmware.elf")).resolve()
-HALT = re.compile(rb"failstop: \w+ -> HALT")
 
 
-def mpremote(port: str, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mpremote", "connect", port, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-class QemuBackend:
-    name = "qemu"
-
-    def __init__(self, firmware: Path, workdir: Path) -> None:
-        self.board = QemuBoard(firmware, flash=workdir / "flash.img")
-
-    def main_file(self, script: str) -> str:
-        return "main.py"
-
-    def install(self, script: str) -> None:
-        """Copy `script` to the board's flash as main.py (the board is on, at the REPL)."""
-        if not self.board.running:
-            self.board.start()
-        if self.board.wait_for(re.escape(PROMPT), timeout=20) is None:
-            raise AssertionError(f"no REPL prompt:\n{self.board.output().decode(errors='replace')}")
-        p = mpremote(self.board.port, "fs", "cp", str(SCRIPTS / script), ":main.py")
-        assert p.returncode == 0, f"mpremote fs cp failed: {p.stdout}{p.stderr}"
-
-    def run(
-        self, script: str, max_boots: int = 12, timeout: float = 60.0, halt_wait: float = 0.5
-    ) -> RunResult:
-        self.install(script)
-        self.board.power_cycle(max_boots=max_boots)  # RAM lost (a fresh region), flash kept
-        deadline = time.monotonic() + timeout
-        end: Optional[str] = None
-        halted_at: Optional[float] = None
-        resets = 0
-        while end is None:
-            if time.monotonic() > deadline:
-                out = self.board.output().decode(errors="replace")
-                self.board.stop()
-                raise TimeoutError(f"{script}: still running after {timeout} s:\n{out}")
-            out_b = self.board.output()
-            if self.board.capped:
-                end = "boot_limit"
-            elif halted_at is not None:
-                if time.monotonic() - halted_at > halt_wait:
-                    # Halted for a debugger: still on, and no reset since.
-                    if not self.board.running or self.board.resets != resets:
-                        raise AssertionError(f"{script}: not halted:\n{out_b.decode()}")
-                    end = "halt"
-            elif out_b.endswith(PROMPT):
-                end = "exit"  # the program ended; the board waits at the REPL
-            elif HALT.search(out_b):
-                halted_at, resets = time.monotonic(), self.board.resets
-            if end is None:
-                time.sleep(0.05)  # let output arrive
-        self.board.settle()
-        output = self.board.output().decode(errors="replace")
-        return RunResult(output, end, None, self.region())
-
-    def exec(self, code: str, timeout: float = 30.0) -> str:
-        p = mpremote(self.board.port, "exec", code, timeout=timeout)
-        return p.stdout + p.stderr
-
-    def region(self) -> codec.Region:
-        return codec.decode_region(self.board.retained())
-
-    def close(self) -> None:
-        self.board.close()
-
-
-def make_backend(tmp_path: Path) -> QemuBackend:
+def make_backend(tmp_path: Path) -> EmulatedBackend:
     require_built(QEMU_FW, "make firmware BOARD=MPS2_AN385")
     try:
-        return QemuBackend(QEMU_FW, tmp_path)
+        return EmulatedBackend("qemu", QemuBoard(QEMU_FW, flash=tmp_path / "flash.img"))
     except EmulatorError as e:
         unavailable(f"QEMU board unavailable: {e}")

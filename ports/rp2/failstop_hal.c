@@ -33,6 +33,9 @@
 // include paths, which the qstr pass over user modules does not have.
 mp_uint_t mp_usbd_cdc_tx_strn(const char *str, mp_uint_t len);
 bool tusb_inited(void);
+bool tud_cdc_n_connected(uint8_t itf);
+uint32_t tud_cdc_n_write_flush(uint8_t itf);
+uint32_t tud_cdc_n_write_available(uint8_t itf);
 void tusb_int_handler(uint8_t rhport, bool in_isr);
 void tud_task_ext(uint32_t timeout_ms, bool in_isr);
 #endif
@@ -97,12 +100,40 @@ uint32_t failstop_hal_uptime_ms(void) {
 static char fs_line[64];
 static size_t fs_line_len;
 
+// The boot banner is written from mp_init, before main.c starts USB (mp_usbd_init, after
+// boot.py), when the CDC write drops everything. Keep it until then: the CDC FIFO holds
+// what is written before a host opens the port, so the host sees it when it connects.
+static char fs_early[MICROPY_FAILSTOP_RP2_EARLY_BUF];
+static size_t fs_early_len;
+
 static void fs_line_flush(void) {
     // Not mp_hal_stdout_tx_strn: it may run dupterm (Python code). The CDC write
     // queues into tinyusb's FIFO; only a full FIFO with a host attached waits, and
     // that is bounded by MICROPY_HW_USB_CDC_TX_TIMEOUT.
-    mp_usbd_cdc_tx_strn(fs_line, fs_line_len);
+    if (!tusb_inited()) {
+        size_t n = MIN(fs_line_len, sizeof(fs_early) - fs_early_len);
+        memcpy(fs_early + fs_early_len, fs_line, n); // the rest is lost, as on a UART
+        fs_early_len += n;
+    } else {
+        mp_usbd_cdc_tx_strn(fs_line, fs_line_len);
+    }
     fs_line_len = 0;
+}
+
+// The CDC TX FIFO's size: what it has free when empty, right after USB starts.
+static uint32_t fs_cdc_tx_size;
+
+void __real_mp_usbd_init(void);
+void __wrap_mp_usbd_init(void) {
+    __real_mp_usbd_init();
+    if (!tusb_inited()) {
+        return;
+    }
+    fs_cdc_tx_size = MAX(fs_cdc_tx_size, tud_cdc_n_write_available(0));
+    if (fs_early_len) {
+        mp_usbd_cdc_tx_strn(fs_early, fs_early_len);
+        fs_early_len = 0;
+    }
 }
 #endif
 
@@ -141,6 +172,28 @@ static void fs_usb_poll(uint32_t us) {
     #endif
 }
 
+// Before a reset: what the host has not got yet (the fault banner, and output written
+// since boot, which MicroPython holds until a host opens the port) goes out, if a host
+// takes it within MICROPY_FAILSTOP_RP2_USB_DRAIN_MS: a host still enumerating the board
+// after its last reset gets that long to open the port. With nothing pending, or nobody
+// reading (e.g. a power bank), what is not sent is lost, as on a UART.
+static void fs_usb_drain(void) {
+    #if MICROPY_HW_ENABLE_USBDEV && MICROPY_HW_USB_CDC
+    if (!tusb_inited()) {
+        return;
+    }
+    uint32_t t0 = time_us_32();
+    while (tud_cdc_n_write_available(0) < fs_cdc_tx_size
+           && time_us_32() - t0 < MICROPY_FAILSTOP_RP2_USB_DRAIN_MS * 1000u) {
+        if (tud_cdc_n_connected(0)) {
+            tud_cdc_n_write_flush(0); // the host has the port open: no need to hold output
+        }
+        fs_usb_poll(500);
+    }
+    #endif
+    fs_usb_poll(2000); // the last transfer, taken by the host at its next poll
+}
+
 void failstop_hal_irq_disable(void) {
     __asm volatile ("cpsid i" : : : "memory");
 }
@@ -148,7 +201,7 @@ void failstop_hal_irq_disable(void) {
 void failstop_hal_reset(uint8_t cause) {
     failstop_hal_irq_disable();
     FS_SCRATCH = FS_SCRATCH_MAGIC | cause;
-    fs_usb_poll(5000); // the last banner line to the host
+    fs_usb_drain();
 
     watchdog_reboot(0, 0, 0); // TRIGGER: REASON reads FORCE after the reset
     for (;;) {

@@ -1,5 +1,5 @@
-"""Emulated boards: the MPS2_AN385 firmware in QEMU, for tests, demos and users without
-hardware.
+"""Emulated boards: what they share (``ConsoleBoard``) and the MPS2_AN385 firmware in QEMU
+(``QemuBoard``), for tests, demos and users without hardware. The Pico is in ``pico``.
 
 The board behaves like one on a desk: its UART is a pseudo-terminal that real mpremote and
 ``failstop log`` open (the same path across power cycles), its flash is a file on the host
@@ -29,12 +29,15 @@ import threading
 import time
 import tty
 from pathlib import Path
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO, Optional, TypeVar
 
 FLASH_SIZE = 16 * 1024 * 1024  # AN385's PSRAM at 0x21000000: the board's "flash"
 RETAINED_SECTION = ".failstop_retained"
 PROMPT = b'Type "help()" for more information.\r\n>>> '
 PTY_BACKLOG = 16 * 1024  # board output kept for a slow or absent terminal client
+
+
+_B = TypeVar("_B", bound="ConsoleBoard")
 
 
 class EmulatorError(Exception):
@@ -62,6 +65,28 @@ def elf_section(path: Path, name: str) -> tuple[int, int]:
         if data[str_off + sh_name : end].decode("ascii", "replace") == name:
             return addr, size
     raise EmulatorError(f"{path}: no section {name} (not a failstop firmware?)")
+
+
+def elf_symbol(path: Path, name: str) -> tuple[int, int]:
+    """Address and size of symbol ``name`` (local symbols too) in a 32-bit little-endian
+    ELF file."""
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 1 or data[5] != 1:
+        raise EmulatorError(f"{path}: not a 32-bit little-endian ELF file")
+    (shoff,) = struct.unpack_from("<I", data, 0x20)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x2E)
+    headers = [struct.unpack_from("<IIIIIIIIII", data, shoff + i * shentsize) for i in range(shnum)]
+    want = name.encode()
+    for _n, sh_type, _f, _a, off, size, link, _i, _al, entsize in headers:
+        if sh_type != 2 or entsize != 16:  # SHT_SYMTAB
+            continue
+        str_off = headers[link][4]
+        for p in range(off, off + size, 16):
+            st_name, value, st_size = struct.unpack_from("<III", data, p)
+            end = data.index(b"\0", str_off + st_name)
+            if data[str_off + st_name : end] == want:
+                return value, st_size
+    raise EmulatorError(f"{path}: no symbol {name} (not a failstop firmware, or stripped?)")
 
 
 class _Qmp:
@@ -130,36 +155,18 @@ class _Qmp:
             self.sock.close()
 
 
-class QemuBoard:
-    """The MPS2_AN385 firmware in ``qemu-system-arm``.
+class ConsoleBoard:
+    """What every emulated board shares: an emulator process whose stdin/stdout is the
+    board's serial console, copied to a pseudo-terminal of the runner's own (``port``: one
+    path for the board's whole life; the runner keeps the slave side open, so a client may
+    come and go) and to ``output()``, everything the board printed since power-on. The
+    flash is a file on the host. Subclasses start and stop the process (``_proc``) and
+    count the board's own resets (``resets``)."""
 
-    ``start()`` powers the board on, ``power_cycle()`` turns it off and on again (RAM lost,
-    flash kept), ``stop()`` turns it off. ``port`` is the pseudo-terminal of its UART.
-    Everything the board printed since power-on is in ``output()``; ``resets`` counts the
-    board's own resets since power-on.
-    """
-
-    machine = "mps2-an385"
-
-    def __init__(
-        self,
-        firmware: Path,
-        flash: Optional[Path] = None,
-        echo: Optional[BinaryIO] = None,
-        qemu: str = "qemu-system-arm",
-    ) -> None:
-        self.firmware = Path(firmware).resolve()
-        if not self.firmware.exists():
-            raise EmulatorError(f"firmware not found: {self.firmware}")
-        self.retained_addr, self.retained_size = elf_section(self.firmware, RETAINED_SECTION)
-        self.qemu = shutil.which(qemu)
-        if self.qemu is None:
-            raise EmulatorError(f"{qemu} not found (Debian: apt-get install qemu-system-arm)")
-        self._tmp = tempfile.TemporaryDirectory(prefix="failstop-qemu-")
+    def __init__(self, flash: Optional[Path], echo: Optional[BinaryIO], prefix: str) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix=prefix)
         self.flash = Path(flash) if flash is not None else Path(self._tmp.name) / "flash.img"
         self.echo = echo
-        # The UART's pseudo-terminal is ours: one path for the board's whole life. The
-        # runner keeps the slave side open, so a client may come and go.
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)
         attrs = termios.tcgetattr(self._slave)
@@ -170,77 +177,41 @@ class QemuBoard:
         self._out = bytearray()
         self._out_lock = threading.Condition()
         self._proc: Optional[subprocess.Popen[bytes]] = None
-        self._qmp: Optional[_Qmp] = None
         self._pump: Optional[threading.Thread] = None
         self._stop_pump = threading.Event()
-        self._max_boots = 0
         self._idle = 0  # pump rounds that found the console pipe empty
         self._stamps: list[tuple[int, float]] = []  # (output length, monotonic time) per chunk
 
-    # --- power ------------------------------------------------------------------------
+    # --- what each board provides ------------------------------------------------------
 
     def start(self, max_boots: int = 0, timeout: float = 10.0) -> None:
-        """Power on. With ``max_boots`` > 0 the board's reset after that many boots pauses
-        it instead (``capped`` then says so), so a boot loop cannot run forever."""
-        if self._proc is not None:
-            raise EmulatorError("the board is already on")
-        if not self.flash.exists() or self.flash.stat().st_size != FLASH_SIZE:
-            with open(self.flash, "wb") as f:
-                f.truncate(FLASH_SIZE)  # erased flash: the firmware formats it
-        qmp_path = Path(self._tmp.name) / "qmp.sock"
-        if qmp_path.exists():
-            qmp_path.unlink()
-        cmd = [
-            str(self.qemu),
-            "-machine", f"{self.machine},memory-backend=flash",
-            "-m", f"{FLASH_SIZE // (1024 * 1024)}M",
-            "-object",
-            f"memory-backend-file,id=flash,size={FLASH_SIZE},mem-path={self.flash},share=on",
-            "-display", "none",
-            "-monitor", "none",
-            "-semihosting",
-            "-chardev", "stdio,id=uart0,signal=off",
-            "-serial", "chardev:uart0",
-            "-qmp", f"unix:{qmp_path},server=on,wait=off",
-            "-S",
-            "-kernel", str(self.firmware),
-        ]  # fmt: skip
-        with self._out_lock:
-            self._out.clear()
-            self._stamps.clear()
-        self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        try:
-            self._qmp = _Qmp(qmp_path, timeout)
-        except EmulatorError:
-            err = self._stop_process()
-            raise EmulatorError(f"QEMU did not start: {err.strip() or 'no QMP socket'}") from None
-        self._stop_pump.clear()
-        self._pump = threading.Thread(target=self._run_pump, daemon=True, name="uart")
-        self._pump.start()
-        self._max_boots = max_boots
-        self._arm_cap()
-        self._qmp.command("cont")
+        """Power on; with ``max_boots`` > 0 a reset after that many boots stops the board."""
+        raise NotImplementedError
 
     def stop(self) -> None:
-        """Power off (QEMU ends; RAM is lost, the flash file stays)."""
-        self._stop_process()
-
-    def pause(self) -> None:
-        """Stop the CPU (as a debugger halts it); the board stays powered."""
-        if self._qmp is None:
-            raise EmulatorError("the board is off")
-        self._qmp.command("stop")
-
-    def resume(self) -> None:
-        if self._qmp is None:
-            raise EmulatorError("the board is off")
-        self._qmp.command("cont")
+        """Power off (RAM lost, the flash file stays)."""
+        raise NotImplementedError
 
     def power_cycle(self, max_boots: int = 0) -> None:
         self.stop()
         self.start(max_boots=max_boots)
+
+    @property
+    def resets(self) -> int:
+        """The board's own resets since power-on."""
+        raise NotImplementedError
+
+    @property
+    def capped(self) -> bool:
+        """The boot cap stopped the board at a reset."""
+        raise NotImplementedError
+
+    def retained(self) -> bytes:
+        """The failstop region, read from RAM as a debug probe would."""
+        raise NotImplementedError
+
+    def _resets_changed(self) -> None:
+        """Called by the console pump when ``resets`` changed."""
 
     def close(self) -> None:
         self.stop()
@@ -249,74 +220,31 @@ class QemuBoard:
                 os.close(fd)
         self._tmp.cleanup()
 
-    def __enter__(self) -> QemuBoard:
+    def __enter__(self: _B) -> _B:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _stop_process(self) -> str:
-        proc, self._proc = self._proc, None
-        if self._qmp is not None:
-            self._qmp.close()
-            self._qmp = None
-        err = ""
-        if proc is not None:
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-            if proc.stderr is not None:
-                err = proc.stderr.read().decode(errors="replace")
-        self._stop_pump.set()
-        if self._pump is not None:
-            self._pump.join(timeout=5)
-            self._pump = None
-        return err
-
-    # --- state ------------------------------------------------------------------------
-
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    @property
-    def resets(self) -> int:
-        """The board's own resets since power-on (watchdog, SYSRESETREQ)."""
-        return 0 if self._qmp is None else self._qmp.count("RESET")
+    def _clear_output(self) -> None:
+        with self._out_lock:
+            self._out.clear()
+            self._stamps.clear()
 
-    def events(self, name: str) -> list[dict[str, Any]]:
-        """QMP events of this power-on, e.g. "WATCHDOG" (the hardware watchdog reset the
-        board) or "RESET"."""
-        if self._qmp is None:
-            return []
-        with self._qmp.cond:
-            return [e for e in self._qmp.events if e["event"] == name]
+    def _start_pump(self) -> None:
+        self._stop_pump.clear()
+        self._pump = threading.Thread(target=self._run_pump, daemon=True, name="console")
+        self._pump.start()
 
-    @property
-    def capped(self) -> bool:
-        """The boot cap turned a reset into a pause."""
-        return self._qmp is not None and self._qmp.count("SHUTDOWN") > 0
-
-    def _arm_cap(self) -> None:
-        # A reset that would start boot max_boots + 1 pauses the board instead.
-        if self._qmp is not None and self._max_boots > 0 and self.resets + 1 >= self._max_boots:
-            self._qmp.command("set-action", reboot="shutdown", shutdown="pause")
-
-    def read_memory(self, addr: int, size: int) -> bytes:
-        """Read the board's memory through QEMU, as a debug probe would (no firmware code)."""
-        if self._qmp is None:
-            raise EmulatorError("the board is off")
-        fd, path = tempfile.mkstemp(dir=self._tmp.name, suffix=".mem")
-        os.close(fd)
-        try:
-            self._qmp.command("pmemsave", val=addr, size=size, filename=path)
-            return Path(path).read_bytes()
-        finally:
-            os.unlink(path)
-
-    def retained(self) -> bytes:
-        """The failstop region, read from RAM."""
-        return self.read_memory(self.retained_addr, self.retained_size)
+    def _stop_pump_thread(self) -> None:
+        self._stop_pump.set()
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+            self._pump = None
 
     # --- console ----------------------------------------------------------------------
 
@@ -412,6 +340,152 @@ class QemuBoard:
             if self.resets != resets_seen:
                 resets_seen = self.resets
                 try:
-                    self._arm_cap()
+                    self._resets_changed()
                 except EmulatorError:
                     break
+
+
+class QemuBoard(ConsoleBoard):
+    """The MPS2_AN385 firmware in ``qemu-system-arm``.
+
+    ``start()`` powers the board on, ``power_cycle()`` turns it off and on again (RAM lost,
+    flash kept), ``stop()`` turns it off. ``port`` is the pseudo-terminal of its UART.
+    Everything the board printed since power-on is in ``output()``; ``resets`` counts the
+    board's own resets since power-on.
+    """
+
+    machine = "mps2-an385"
+
+    def __init__(
+        self,
+        firmware: Path,
+        flash: Optional[Path] = None,
+        echo: Optional[BinaryIO] = None,
+        qemu: str = "qemu-system-arm",
+    ) -> None:
+        self.firmware = Path(firmware).resolve()
+        if not self.firmware.exists():
+            raise EmulatorError(f"firmware not found: {self.firmware}")
+        self.retained_addr, self.retained_size = elf_section(self.firmware, RETAINED_SECTION)
+        self.qemu = shutil.which(qemu)
+        if self.qemu is None:
+            raise EmulatorError(f"{qemu} not found (Debian: apt-get install qemu-system-arm)")
+        super().__init__(flash, echo, "failstop-qemu-")
+        self._qmp: Optional[_Qmp] = None
+        self._max_boots = 0
+
+    # --- power ------------------------------------------------------------------------
+
+    def start(self, max_boots: int = 0, timeout: float = 10.0) -> None:
+        """Power on. With ``max_boots`` > 0 the board's reset after that many boots pauses
+        it instead (``capped`` then says so), so a boot loop cannot run forever."""
+        if self._proc is not None:
+            raise EmulatorError("the board is already on")
+        if not self.flash.exists() or self.flash.stat().st_size != FLASH_SIZE:
+            with open(self.flash, "wb") as f:
+                f.truncate(FLASH_SIZE)  # erased flash: the firmware formats it
+        qmp_path = Path(self._tmp.name) / "qmp.sock"
+        if qmp_path.exists():
+            qmp_path.unlink()
+        cmd = [
+            str(self.qemu),
+            "-machine", f"{self.machine},memory-backend=flash",
+            "-m", f"{FLASH_SIZE // (1024 * 1024)}M",
+            "-object",
+            f"memory-backend-file,id=flash,size={FLASH_SIZE},mem-path={self.flash},share=on",
+            "-display", "none",
+            "-monitor", "none",
+            "-semihosting",
+            "-chardev", "stdio,id=uart0,signal=off",
+            "-serial", "chardev:uart0",
+            "-qmp", f"unix:{qmp_path},server=on,wait=off",
+            "-S",
+            "-kernel", str(self.firmware),
+        ]  # fmt: skip
+        self._clear_output()
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            self._qmp = _Qmp(qmp_path, timeout)
+        except EmulatorError:
+            err = self._stop_process()
+            raise EmulatorError(f"QEMU did not start: {err.strip() or 'no QMP socket'}") from None
+        self._start_pump()
+        self._max_boots = max_boots
+        self._arm_cap()
+        self._qmp.command("cont")
+
+    def stop(self) -> None:
+        """Power off (QEMU ends; RAM is lost, the flash file stays)."""
+        self._stop_process()
+
+    def pause(self) -> None:
+        """Stop the CPU (as a debugger halts it); the board stays powered."""
+        if self._qmp is None:
+            raise EmulatorError("the board is off")
+        self._qmp.command("stop")
+
+    def resume(self) -> None:
+        if self._qmp is None:
+            raise EmulatorError("the board is off")
+        self._qmp.command("cont")
+
+    def _stop_process(self) -> str:
+        proc, self._proc = self._proc, None
+        if self._qmp is not None:
+            self._qmp.close()
+            self._qmp = None
+        err = ""
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stderr is not None:
+                err = proc.stderr.read().decode(errors="replace")
+        self._stop_pump_thread()
+        return err
+
+    # --- state ------------------------------------------------------------------------
+
+    @property
+    def resets(self) -> int:
+        """The board's own resets since power-on (watchdog, SYSRESETREQ)."""
+        return 0 if self._qmp is None else self._qmp.count("RESET")
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """QMP events of this power-on, e.g. "WATCHDOG" (the hardware watchdog reset the
+        board) or "RESET"."""
+        if self._qmp is None:
+            return []
+        with self._qmp.cond:
+            return [e for e in self._qmp.events if e["event"] == name]
+
+    @property
+    def capped(self) -> bool:
+        """The boot cap turned a reset into a pause."""
+        return self._qmp is not None and self._qmp.count("SHUTDOWN") > 0
+
+    def _arm_cap(self) -> None:
+        # A reset that would start boot max_boots + 1 pauses the board instead.
+        if self._qmp is not None and self._max_boots > 0 and self.resets + 1 >= self._max_boots:
+            self._qmp.command("set-action", reboot="shutdown", shutdown="pause")
+
+    def read_memory(self, addr: int, size: int) -> bytes:
+        """Read the board's memory through QEMU, as a debug probe would (no firmware code)."""
+        if self._qmp is None:
+            raise EmulatorError("the board is off")
+        fd, path = tempfile.mkstemp(dir=self._tmp.name, suffix=".mem")
+        os.close(fd)
+        try:
+            self._qmp.command("pmemsave", val=addr, size=size, filename=path)
+            return Path(path).read_bytes()
+        finally:
+            os.unlink(path)
+
+    def retained(self) -> bytes:
+        """The failstop region, read from RAM."""
+        return self.read_memory(self.retained_addr, self.retained_size)
+
+    def _resets_changed(self) -> None:
+        self._arm_cap()

@@ -10,8 +10,10 @@
 //  - USB start-of-frame interrupts in device mode (every 1 ms while the firmware enables
 //    them): MicroPython flushes what it printed before the host opened the port on the
 //    16th SOF after DTR, so without them the banner and boot output wait for host input;
-//  - HardFault on BKPT/UDF (rp2040js stops the simulation there); a fault inside the
-//    HardFault handler is a lockup: the CPU stops, the clock (and watchdog) runs on;
+//  - HardFault on BKPT/UDF (rp2040js stops the simulation there) and on a bus error (a
+//    CPU access to an unmapped address; rp2040js reads 0xffffffff and drops writes); a
+//    fault inside the HardFault handler is a lockup: the CPU stops, the clock (and
+//    watchdog) runs on;
 //  - emulated time never runs ahead of wall time (idle waits are not skipped), so the
 //    watchdog bites no earlier than on hardware (--fast skips idle time instead).
 // The USB serial is bridged to stdin/stdout (raw bytes); runner events go to stderr
@@ -23,6 +25,7 @@
 // JSON object a line. Commands: {"cmd": "read", "addr": A, "size": N} (memory as a debug
 // probe reads it) -> {"reply": "read", "data": HEX}; {"cmd": "power_cycle", "max_boots": N}
 // (SRAM lost, flash kept); {"cmd": "status"}; {"cmd": "quit"}. Events to every client:
+// {"event": "boots", "reasons": [R, ...], "capped": B} first (the boots so far), then
 // {"event": "boot", "boot": N, "reason": R}, {"event": "capped"}, {"event": "lockup"}.
 // rp2040js and the bootrom come from `make deps-rp2` ($FAILSTOP_CACHE/rp2), or from
 // FAILSTOP_RP2040JS (path of rp2040js's dist/esm/index.js) and --bootrom.
@@ -73,10 +76,37 @@ function event(msg, obj) {
 }
 // rp2040js's own messages (unimplemented registers, which the flash helpers touch on
 // every write, ...): to the log with --verbose, never to stdout.
+// An access to an unmapped address by the CPU is a bus error, which a Cortex-M0+ takes
+// as a HardFault; rp2040js only warns about it (and reads 0xffffffff). Noted here while
+// the core executes an instruction, taken after it (see run()).
+let inCore = false;
+let busFaultPC = null;
+const BUS_ERROR = /^(?:Read from invalid memory address|Write to undefined address): ([0-9a-f]+)/;
+// The RP2040's address map, by 256 MB block, generously: rp2040js leaves some real
+// registers unmodelled (e.g. XIP_CTRL at 0x14000000), which must not fault.
+function mapped(addr) {
+  switch (addr >>> 28) {
+    case 0x0: return addr < 0x4000; // ROM
+    case 0x1: // XIP, XIP_CTRL, SSI
+    case 0x4: // APB peripherals
+    case 0x5: // AHB-Lite: DMA, USB, PIO
+    case 0xd: return true; // SIO
+    case 0x2: return addr < 0x22000000; // SRAM and its aliases
+    case 0xe: return addr < 0xe0100000; // the Cortex-M0+ private peripheral bus
+    default: return false;
+  }
+}
 const logger = {
   debug() {},
   info() {},
-  warn(c, m) { if (opt.verbose) fs.writeSync(logFd, `[rp2040js] ${c}: ${m}\n`); },
+  warn(c, m) {
+    const bad = inCore && busFaultPC === null && BUS_ERROR.exec(m);
+    if (bad && !mapped(parseInt(bad[1], 16) >>> 0)) {
+      busFaultPC = (core.PC - 2) >>> 0; // loads and stores are 16-bit: PC was advanced by 2
+      event(`bus error at pc 0x${busFaultPC.toString(16)}: ${m}`);
+    }
+    if (opt.verbose) fs.writeSync(logFd, `[rp2040js] ${c}: ${m}\n`);
+  },
   error(c, m) { fs.writeSync(logFd, `[rp2040js] error ${c}: ${m}\n`); },
 };
 console.warn = (...a) => logger.warn('console', a.join(' ')); // sio.js writes there directly
@@ -130,6 +160,7 @@ function saveFlash() {
 
 let sim, mcu, core, clock, cdc;
 let boots = 0;
+let bootReasons = []; // since power-on, for a client that connects late
 let lockedUp = false;
 let resetPending = false;
 let paused = false;
@@ -165,15 +196,8 @@ function boot(carry) {
     resetPending = true;
   };
   mcu.onBreak = (code) => {
-    // BKPT/UDF: on a Cortex-M0+ without a debugger, a HardFault; in the HardFault
-    // handler (or NMI), a lockup.
-    if (core.IPSR === EXC_HARDFAULT || core.IPSR === 2) {
-      lockedUp = true;
-      event(`lockup at 0x${((core.PC - core.breakRewind) >>> 0).toString(16)} (bkpt/udf 0x${code.toString(16)} in handler ${core.IPSR})`, { event: 'lockup' });
-      return;
-    }
-    core.PC = (core.PC - core.breakRewind) >>> 0; // the stacked PC is the faulting instruction
-    core.exceptionEntry(EXC_HARDFAULT);
+    // BKPT/UDF: on a Cortex-M0+ without a debugger, a HardFault.
+    hardFault((core.PC - core.breakRewind) >>> 0, `bkpt/udf 0x${code.toString(16)}`);
   };
   cdc = new USBCDC(mcu.usbCtrl);
   quietCDC(cdc, mcu.usbCtrl);
@@ -188,7 +212,20 @@ function boot(carry) {
   bootWall = performance.now();
   core.PC = FLASH_BASE; // boot2 (the bootrom's flash-boot path needs a real SSI)
   const reason = REASON_NAMES[wd.reason] ?? String(wd.reason);
+  bootReasons.push(reason);
   event(`boot ${boots} reason=${reason}`, { event: 'boot', boot: boots, reason });
+}
+
+// A HardFault with the stacked PC at the faulting instruction; in the HardFault handler
+// (or NMI), a lockup.
+function hardFault(pc, what) {
+  if (core.IPSR === EXC_HARDFAULT || core.IPSR === 2) {
+    lockedUp = true;
+    event(`lockup at 0x${pc.toString(16)} (${what} in handler ${core.IPSR})`, { event: 'lockup' });
+    return;
+  }
+  core.PC = pc;
+  core.exceptionEntry(EXC_HARDFAULT);
 }
 
 function chipReset() {
@@ -301,7 +338,15 @@ function run() {
       clock.tick(delta);
     } else {
       romHook();
-      clock.tick(core.executeInstruction() * CYCLE_NS);
+      inCore = true;
+      const cycles = core.executeInstruction();
+      inCore = false;
+      clock.tick(cycles * CYCLE_NS);
+      if (busFaultPC !== null) {
+        const pc = busFaultPC;
+        busFaultPC = null;
+        hardFault(pc, 'bus error');
+      }
     }
     if ((n & 0xfff) === 0 && performance.now() > sliceEnd) break;
   }
@@ -328,6 +373,7 @@ function control(req) {
       saveFlash();
       simBefore += clock.nanos;
       boots = 0;
+      bootReasons = [];
       maxBoots = Number(req.max_boots ?? 0);
       const stopped = paused; // else the loop is live and picks up the new chip itself
       paused = false;
@@ -349,6 +395,8 @@ if (opt.control) {
   if (fs.existsSync(opt.control)) fs.unlinkSync(opt.control);
   net.createServer((sock) => {
     clients.add(sock);
+    // What happened before this client came: every boot since power-on so far.
+    sock.write(JSON.stringify({ event: 'boots', reasons: bootReasons, capped: paused }) + '\n');
     let pending = '';
     sock.on('data', (d) => {
       pending += d.toString();

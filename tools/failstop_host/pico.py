@@ -1,0 +1,251 @@
+"""The emulated Raspberry Pi Pico: the RPI_PICO firmware in rp2040js (Node.js), for tests,
+demos and users without a Pico.
+
+The board behaves like one on a desk: its USB serial is a pseudo-terminal that real
+mpremote and ``failstop log`` open (the same path across resets and power cycles), its
+flash is a file on the host, its SRAM survives the board's own (watchdog) resets and is
+lost at power-off. The runner (``rp2040/run.mjs``, next to this module) does the chip:
+watchdog resets, flash programming, the USB host side. This class talks to the runner
+over its control socket, as the QEMU board talks to QEMU over QMP: boot events, memory
+reads as a debug probe does them, and a boot cap that stops the board instead of letting
+a boot loop run forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, BinaryIO, Optional
+
+from .emulator import ConsoleBoard, EmulatorError, elf_symbol
+
+RUNNER = Path(__file__).parent / "rp2040" / "run.mjs"
+RETAINED_SYMBOL = "fs_retained"  # ports/rp2/failstop_hal.c
+CACHE = Path(os.environ.get("FAILSTOP_CACHE", Path.home() / ".cache" / "failstop"))
+
+
+class _Control:
+    """The runner's control socket: JSON lines, replies to commands and board events."""
+
+    def __init__(self, path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(str(path))
+                break
+            except OSError as exc:
+                self.sock.close()
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise EmulatorError(f"the rp2040 runner did not start: {exc}") from exc
+                time.sleep(0.02)
+        self.file = self.sock.makefile("rb")
+        self.cond = threading.Condition()
+        self.replies: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.closed = False
+        self.thread = threading.Thread(target=self._read, daemon=True, name="rp2040-control")
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for line in self.file:
+                msg = json.loads(line)
+                with self.cond:
+                    if "event" in msg:
+                        self.events.append(msg)
+                    else:
+                        self.replies.append(msg)
+                    self.cond.notify_all()
+        except (OSError, ValueError):
+            pass
+        with self.cond:
+            self.closed = True
+            self.cond.notify_all()
+
+    def command(self, cmd: str, timeout: float = 10.0, **arguments: Any) -> dict[str, Any]:
+        with self.cond:
+            self.replies.clear()
+            self.sock.sendall(json.dumps({"cmd": cmd, **arguments}).encode() + b"\n")
+            if not self.cond.wait_for(lambda: self.replies or self.closed, timeout):
+                raise EmulatorError(f"rp2040 runner: no answer to {cmd} within {timeout} s")
+            if not self.replies:
+                raise EmulatorError(f"rp2040 runner: went away during {cmd}")
+            reply = self.replies.pop(0)
+        if "error" in reply:
+            raise EmulatorError(f"rp2040 runner: {cmd}: {reply['error']}")
+        return reply
+
+    def count(self, event: str) -> int:
+        with self.cond:
+            return sum(1 for e in self.events if e["event"] == event)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class PicoBoard(ConsoleBoard):
+    """The RPI_PICO firmware (``firmware.uf2``, with ``firmware.elf`` next to it for the
+    retained region's address) in rp2040js.
+
+    ``start()`` powers the board on, ``power_cycle()`` turns it off and on again (SRAM
+    lost, flash kept), ``stop()`` turns it off. ``port`` is the pseudo-terminal of its USB
+    serial; ``output()`` is everything the board sent since power-on; ``resets`` counts its
+    own resets since power-on; ``boot_reasons()`` says what started each boot."""
+
+    def __init__(
+        self,
+        firmware: Path,
+        flash: Optional[Path] = None,
+        echo: Optional[BinaryIO] = None,
+        node: str = "node",
+        fast: bool = False,
+    ) -> None:
+        fw = Path(firmware).resolve()
+        self.firmware = fw.with_suffix(".uf2") if fw.suffix == ".elf" else fw
+        self.elf = self.firmware.with_suffix(".elf")
+        for f in (self.firmware, self.elf):
+            if not f.exists():
+                raise EmulatorError(f"firmware not found: {f}")
+        self.retained_addr, self.retained_size = elf_symbol(self.elf, RETAINED_SYMBOL)
+        self.node = shutil.which(node)
+        if self.node is None:
+            raise EmulatorError(f"{node} not found (Debian: apt-get install nodejs)")
+        rp2040js = Path(
+            os.environ.get(
+                "FAILSTOP_RP2040JS",
+                CACHE / "rp2" / "node" / "node_modules" / "rp2040js" / "dist" / "esm" / "index.js",
+            )
+        )
+        if not rp2040js.exists():
+            raise EmulatorError(f"rp2040js not found ({rp2040js}): run `make deps-rp2`")
+        self.bootrom = CACHE / "rp2" / "bootrom-b1.bin"
+        if not self.bootrom.exists():
+            raise EmulatorError(f"RP2040 bootrom not found ({self.bootrom}): run `make deps-rp2`")
+        super().__init__(flash, echo, "failstop-pico-")
+        self.log = Path(self._tmp.name) / "runner.log"
+        self.fast = fast
+        self._control: Optional[_Control] = None
+        self._log_file: Optional[BinaryIO] = None
+
+    # --- power ------------------------------------------------------------------------
+
+    def start(self, max_boots: int = 0, timeout: float = 20.0) -> None:
+        """Power on. With ``max_boots`` > 0 the board's reset after that many boots stops
+        it instead (``capped`` then says so), so a boot loop cannot run forever."""
+        if self._proc is not None:
+            raise EmulatorError("the board is already on")
+        sock = Path(self._tmp.name) / "control.sock"
+        cmd = [
+            str(self.node),
+            str(RUNNER),
+            str(self.firmware),
+            "--flash", str(self.flash),
+            "--bootrom", str(self.bootrom),
+            "--control", str(sock),
+            "--log", str(self.log),
+            "--max-boots", str(max_boots),
+        ]  # fmt: skip
+        if self.fast:
+            cmd.append("--fast")
+        self._clear_output()
+        self._log_file = open(self.log, "ab")  # noqa: SIM115 (lives as long as the process)
+        self._proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_file
+        )
+        try:
+            self._control = _Control(sock, self._proc, timeout)
+        except EmulatorError:
+            self._stop_process()
+            raise EmulatorError(f"the rp2040 runner did not start:\n{self.runner_log()}") from None
+        self._start_pump()
+
+    def stop(self) -> None:
+        """Power off (the runner saves the flash file and ends; SRAM is lost)."""
+        self._stop_process()
+
+    def _stop_process(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # the runner writes the flash file back
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            for f in (proc.stdin, proc.stdout):
+                if f is not None:
+                    with contextlib.suppress(OSError):
+                        f.close()
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        self._stop_pump_thread()
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    # --- state ------------------------------------------------------------------------
+
+    def _events(self, name: str) -> list[dict[str, Any]]:
+        if self._control is None:
+            return []
+        with self._control.cond:
+            return [e for e in self._control.events if e["event"] == name]
+
+    @property
+    def resets(self) -> int:
+        """The board's own resets since power-on (watchdog TRIGGER or expiry)."""
+        return max(0, len(self.boot_reasons()) - 1) + (1 if self.capped else 0)
+
+    def boot_reasons(self) -> list[str]:
+        """What started each boot since power-on: "power_on", "force" (the watchdog's
+        TRIGGER: failstop's reset, machine.reset()) or "timer" (the watchdog expired)."""
+        reasons: list[str] = []
+        for e in self._events("boots"):  # the runner's first message: the boots so far
+            reasons = [str(r) for r in e["reasons"]]
+        return reasons + [str(e["reason"]) for e in self._events("boot")]
+
+    @property
+    def capped(self) -> bool:
+        """The boot cap stopped the board at a reset."""
+        return any(e.get("capped") for e in self._events("boots")) or bool(self._events("capped"))
+
+    @property
+    def locked_up(self) -> bool:
+        """The CPU stopped on a fault inside the fault handler (a Cortex-M lockup)."""
+        return bool(self._events("lockup"))
+
+    def read_memory(self, addr: int, size: int) -> bytes:
+        """Read the board's memory through the runner, as a debug probe would."""
+        if self._control is None:
+            raise EmulatorError("the board is off")
+        reply = self._control.command("read", addr=addr, size=size)
+        return bytes.fromhex(str(reply["data"]))
+
+    def retained(self) -> bytes:
+        """The failstop region, read from SRAM."""
+        return self.read_memory(self.retained_addr, self.retained_size)
+
+    def status(self) -> dict[str, Any]:
+        """The runner's view: boots, paused (capped), lockedUp, sim_ms (emulated time)."""
+        if self._control is None:
+            raise EmulatorError("the board is off")
+        return self._control.command("status")
+
+    def runner_log(self) -> str:
+        """The runner's event log ("[rp2040] boot 2 reason=force", ...)."""
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
