@@ -27,7 +27,7 @@ QEMU_FLAGS := BOARD=MPS2_AN385 BOARD_DIR=$(ROOT)/boards/MPS2_AN385 MICROPY_VFS_L
 # rp2 port, board RPI_PICO (RP2040): configured with cmake directly, in a private copy
 # of the MicroPython tree whose lib/pico-sdk, lib/tinyusb and lib/mbedtls point at the
 # Debian sources that `make deps-rp2` caches; our own frozen manifest; picotool (built
-# by deps-rp2) for the UF2.  Not part of `make test` yet.
+# by deps-rp2) for the UF2.
 RP2_DEPS := $(FAILSTOP_CACHE)/rp2
 RP2_BUILD := $(BUILD)/RPI_PICO
 RP2_TREE := $(RP2_BUILD)/micropython
@@ -149,12 +149,13 @@ $(BUILD):
 
 firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-MPS2_AN385-sizes $(MPY_CROSS) firmware-RPI_PICO: | $(BUILD)
 
-TEST_ENV := FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) FAILSTOP_QEMU_FW=$(QEMU_FW)
+TEST_ENV := FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) FAILSTOP_QEMU_FW=$(QEMU_FW) \
+	FAILSTOP_PICO_FW=$(RP2_FW)
 
-test: deps
-	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock firmware-MPS2_AN385
+test: deps-rp2
+	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-RPI_PICO
 	@$(MAKE) --no-print-directory lint
-	@echo "[test] pytest host_tests (backends: unix, qemu MPS2_AN385, simulator)"
+	@echo "[test] pytest host_tests (backends: unix, qemu MPS2_AN385, rp2 RPI_PICO in rp2040js, simulator)"
 	@$(TEST_ENV) FAILSTOP_REQUIRE_ALL=1 $(PY) -m pytest host_tests -q -rs
 
 lint:

@@ -173,6 +173,16 @@ rp2_deps() {
     say "rp2 dependencies ready in $R ($((SECONDS - t0)) s)"
 }
 if [ "${FAILSTOP_RP2:-0}" = 1 ]; then
+    # Node.js and npm run the emulated Pico: the machine's own if it has them (18+),
+    # else Debian's.
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        say "installing Debian packages: nodejs npm"
+        SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+        $SUDO apt-get update -q >/dev/null || die "apt-get update failed"
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q nodejs npm >/dev/null \
+            || die "apt-get install nodejs npm failed"
+    fi
+    [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 18 ] || die "rp2: Node.js 18 or newer needed"
     rp2_deps
 fi
 say "done"
