@@ -91,4 +91,3 @@ class EmulatedBackend:
 
     def close(self) -> None:
         self.board.close()
-

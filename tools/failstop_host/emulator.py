@@ -210,6 +210,17 @@ class ConsoleBoard:
         """The failstop region, read from RAM as a debug probe would."""
         raise NotImplementedError
 
+    def pause(self) -> None:
+        """Stop the CPU (as a debugger halts it); the board stays powered."""
+        raise NotImplementedError
+
+    def resume(self) -> None:
+        raise NotImplementedError
+
+    def watchdog_resets(self) -> int:
+        """The board's resets through its hardware watchdog since power-on."""
+        raise NotImplementedError
+
     def _resets_changed(self) -> None:
         """Called by the console pump when ``resets`` changed."""
 
@@ -460,6 +471,10 @@ class QemuBoard(ConsoleBoard):
             return []
         with self._qmp.cond:
             return [e for e in self._qmp.events if e["event"] == name]
+
+    def watchdog_resets(self) -> int:
+        """QEMU's WATCHDOG events (QMP sends at most one a second: a lower bound)."""
+        return len(self.events("WATCHDOG"))
 
     @property
     def capped(self) -> bool:

@@ -173,6 +173,21 @@ class PicoBoard(ConsoleBoard):
         """Power off (the runner saves the flash file and ends; SRAM is lost)."""
         self._stop_process()
 
+    def pause(self) -> None:
+        """Halt the CPU (as a debugger does); the board stays powered and on the bus."""
+        if self._control is None:
+            raise EmulatorError("the board is off")
+        self._control.command("halt")
+
+    def resume(self) -> None:
+        if self._control is None:
+            raise EmulatorError("the board is off")
+        self._control.command("resume")
+
+    def watchdog_resets(self) -> int:
+        """Resets through the watchdog since power-on (its TRIGGER, or its expiry)."""
+        return sum(1 for r in self.boot_reasons()[1:] if r in ("force", "timer"))
+
     def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:

@@ -24,7 +24,8 @@
 // --control: a Unix socket for a test harness (as QEMU's QMP is for the QEMU board), one
 // JSON object a line. Commands: {"cmd": "read", "addr": A, "size": N} (memory as a debug
 // probe reads it) -> {"reply": "read", "data": HEX}; {"cmd": "power_cycle", "max_boots": N}
-// (SRAM lost, flash kept); {"cmd": "status"}; {"cmd": "quit"}. Events to every client:
+// (SRAM lost, flash kept); {"cmd": "halt"} / {"cmd": "resume"} (a debugger's halt);
+// {"cmd": "status"}; {"cmd": "quit"}. Events to every client:
 // {"event": "boots", "reasons": [R, ...], "capped": B} first (the boots so far), then
 // {"event": "boot", "boot": N, "reason": R}, {"event": "capped"}, {"event": "lockup"}.
 // rp2040js and the bootrom come from `make deps-rp2` ($FAILSTOP_CACHE/rp2), or from
@@ -163,7 +164,8 @@ let boots = 0;
 let bootReasons = []; // since power-on, for a client that connects late
 let lockedUp = false;
 let resetPending = false;
-let paused = false;
+let paused = false; // the boot cap stopped the board
+let halted = false; // a debugger halted the CPU (control: halt/resume)
 let maxBoots = Number(opt['max-boots']);
 let bootWall = 0;
 let simBefore = 0; // emulated ns of the earlier boots
@@ -311,7 +313,7 @@ function romHook() {
 const CYCLE_NS = 1e9 / 125000000;
 
 function run() {
-  if (paused) return;
+  if (paused || halted) return;
   const sliceEnd = performance.now() + 20;
   for (let n = 1; ; n++) {
     if (resetPending) {
@@ -381,8 +383,19 @@ function control(req) {
       if (stopped) setImmediate(run);
       return { reply: 'power_cycle' };
     }
+    case 'halt':
+      // As a debugger halts the core: nothing runs, not even the clock (the watchdog
+      // stops too, as pico-sdk's watchdog_enable(..., pause_on_debug=true) asks).
+      halted = true;
+      return { reply: 'halt' };
+    case 'resume':
+      if (halted) {
+        halted = false;
+        setImmediate(run);
+      }
+      return { reply: 'resume' };
     case 'status':
-      return { reply: 'status', boots, paused, lockedUp, sim_ms: (simBefore + clock.nanos) / 1e6 };
+      return { reply: 'status', boots, paused, halted, lockedUp, sim_ms: (simBefore + clock.nanos) / 1e6 };
     case 'quit':
       setImmediate(() => finish(0));
       return { reply: 'quit' };

@@ -1,7 +1,8 @@
-"""The `failstop` command end to end against the emulated MPS2_AN385 board: `log` (text,
---json, --all, --clear) and `watch` through the UART's pseudo-terminal with real mpremote,
-and the bounded-time error when the board stops answering. What the command reports is
-checked against the region read straight from the board's RAM."""
+"""The `failstop` command end to end against the emulated boards (MPS2_AN385 in QEMU, its
+console a UART; the Pico in rp2040js, its console USB CDC): `log` (text, --json, --all,
+--clear) and `watch` through the console's pseudo-terminal with real mpremote, and the
+bounded-time error when the board stops answering. What the command reports is checked
+against the region read straight from the board's RAM."""
 
 from __future__ import annotations
 
@@ -16,30 +17,42 @@ from pathlib import Path
 
 import pytest
 
-from backends import SCRIPTS, fault_line, require_built
+from backends import SCRIPTS, fault_line, require_built, unavailable
+from emulated_backend import mpremote
 from failstop_host import codec
-from failstop_host.emulator import PROMPT, QemuBoard
-from qemu_backend import QEMU_FW, mpremote
+from failstop_host.emulator import PROMPT, ConsoleBoard, EmulatorError, QemuBoard
+from failstop_host.pico import PicoBoard
+from qemu_backend import QEMU_FW
+from rp2_backend import PICO_FW
 
 FAILSTOP = [sys.executable, "-m", "failstop_host"]
 
 
-@pytest.fixture
-def board(tmp_path: Path) -> Iterator[QemuBoard]:
-    require_built(QEMU_FW, "make firmware BOARD=MPS2_AN385")
-    with QemuBoard(QEMU_FW, flash=tmp_path / "flash.img") as b:
+@pytest.fixture(params=["qemu", "rp2"])
+def board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ConsoleBoard]:
+    b: ConsoleBoard
+    try:
+        if request.param == "qemu":
+            require_built(QEMU_FW, "make firmware BOARD=MPS2_AN385")
+            b = QemuBoard(QEMU_FW, flash=tmp_path / "flash.img")
+        else:
+            require_built(PICO_FW, "make firmware BOARD=RPI_PICO")
+            b = PicoBoard(PICO_FW, flash=tmp_path / "flash.img")
+    except EmulatorError as e:
+        unavailable(f"{request.param} board unavailable: {e}")
+    with b:
         b.start()
         assert b.wait_for(re.escape(PROMPT), timeout=20), b.output()
         yield b
 
 
-def faulted(board: QemuBoard, script: str) -> None:
+def faulted(board: ConsoleBoard, script: str) -> None:
     """Install `script` as main.py, power-cycle, wait until it ended at the REPL."""
     p = mpremote(board.port, "fs", "cp", str(SCRIPTS / script), ":main.py")
     assert p.returncode == 0, p.stdout + p.stderr
     board.power_cycle()
     assert board.wait_for(re.escape(PROMPT), timeout=30), board.output()
-    assert board.events("WATCHDOG"), "the board did not reset through its watchdog"
+    assert board.watchdog_resets(), "the board did not reset through its watchdog"
 
 
 def failstop(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -48,7 +61,7 @@ def failstop(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str
     )
 
 
-def test_log_reports_the_record_the_board_holds(board: QemuBoard) -> None:
+def test_log_reports_the_record_the_board_holds(board: ConsoleBoard) -> None:
     faulted(board, "purse.py")
     line = fault_line("purse.py")
     p = failstop("log", "-p", board.port)
@@ -66,7 +79,7 @@ def test_log_reports_the_record_the_board_holds(board: QemuBoard) -> None:
     assert rec["location"] == {"file": "main.py", "line": line, "function": "deposit"}
 
 
-def test_log_all_and_clear(board: QemuBoard) -> None:
+def test_log_all_and_clear(board: ConsoleBoard) -> None:
     faulted(board, "panic_reasons.py")  # six panics; the ring keeps the newest three
     p = failstop("log", "-p", board.port, "--all", "--json", "--clear")
     assert p.returncode == 0, p.stderr
@@ -77,7 +90,7 @@ def test_log_all_and_clear(board: QemuBoard) -> None:
     assert again.returncode == 1 and "no fault records" in again.stderr
 
 
-def test_watch_sees_fault_reboot_and_reads_the_record(board: QemuBoard) -> None:
+def test_watch_sees_fault_reboot_and_reads_the_record(board: ConsoleBoard) -> None:
     w = subprocess.Popen(
         [*FAILSTOP, "watch", board.port, "--json", "--read", "--timeout", "20"],
         stdout=subprocess.PIPE,
@@ -111,7 +124,7 @@ def test_watch_sees_fault_reboot_and_reads_the_record(board: QemuBoard) -> None:
     assert (rec["kind"], rec["message"], rec["reset_cause"]) == ("PANIC", "valve stuck", "power_on")
 
 
-def test_log_gives_up_in_bounded_time_when_the_board_stops(board: QemuBoard) -> None:
+def test_log_gives_up_in_bounded_time_when_the_board_stops(board: ConsoleBoard) -> None:
     board.pause()  # the CPU stops: the UART is open but nothing answers
     t0 = time.monotonic()
     p = failstop("log", "-p", board.port, "--timeout", "2")
@@ -121,7 +134,7 @@ def test_log_gives_up_in_bounded_time_when_the_board_stops(board: QemuBoard) -> 
     assert took < 15, took
 
 
-def test_log_gives_up_in_bounded_time_when_the_board_keeps_resetting(board: QemuBoard) -> None:
+def test_log_gives_up_in_bounded_time_when_the_board_keeps_resetting(board: ConsoleBoard) -> None:
     p = mpremote(board.port, "fs", "cp", str(SCRIPTS / "reset_loop.py"), ":main.py")
     assert p.returncode == 0, p.stdout + p.stderr
     board.power_cycle()
