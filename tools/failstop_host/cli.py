@@ -8,6 +8,7 @@ import json
 import string
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Optional, TextIO
 
 from . import __version__
@@ -113,21 +114,34 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     )
 
 
+BOARDS = ("MPS2_AN385", "RPI_PICO")
+
+
 def cmd_emulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import signal
     import threading
 
-    from .emulator import EmulatorError, QemuBoard
+    from .emulator import ConsoleBoard, EmulatorError, QemuBoard
+    from .pico import PicoBoard
 
+    name = args.board or ("RPI_PICO" if Path(args.firmware).suffix == ".uf2" else "MPS2_AN385")
+    flash = args.flash or f"{name}-flash.img"
+    board: ConsoleBoard
     try:
-        board = QemuBoard(args.firmware, flash=args.flash, echo=sys.stdout.buffer)
+        if name == "RPI_PICO":
+            board = PicoBoard(args.firmware, flash=Path(flash), echo=sys.stdout.buffer)
+            what, console = "rp2040js", "USB serial"
+        else:
+            board = QemuBoard(args.firmware, flash=Path(flash), echo=sys.stdout.buffer)
+            what, console = f"QEMU {QemuBoard.machine}", "UART"
         board.start()
     except EmulatorError as exc:
         err.write(f"failstop emulate: {exc}\n")
         return EXIT_ERROR
     err.write(
-        f"failstop emulate: board {args.board} (QEMU {board.machine}) is on.\n"
-        f"  UART:  {board.port}   (mpremote connect {board.port} / failstop log -p {board.port})\n"
+        f"failstop emulate: board {name} ({what}) is on.\n"
+        f"  {console}:  {board.port}"
+        f"   (mpremote connect {board.port} / failstop log -p {board.port})\n"
         f"  flash: {board.flash}   (kept across resets and runs)\n"
         "  Ctrl-C powers it off.\n"
     )
@@ -194,15 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_watch)
 
     e = sub.add_parser(
-        "emulate", help="run a board's firmware in an emulator, its UART on a pseudo-terminal"
+        "emulate",
+        help="run a board's firmware in an emulator, its console on a pseudo-terminal",
     )
-    e.add_argument("firmware", metavar="FIRMWARE", help="firmware.elf (MPS2_AN385 build)")
-    e.add_argument("--board", choices=["MPS2_AN385"], default="MPS2_AN385")
+    e.add_argument(
+        "firmware",
+        metavar="FIRMWARE",
+        help="firmware.elf (MPS2_AN385, in QEMU) or firmware.uf2 (RPI_PICO, in rp2040js)",
+    )
+    e.add_argument("--board", choices=BOARDS, help="default: from the firmware file")
     e.add_argument(
         "--flash",
-        default="MPS2_AN385-flash.img",
         metavar="FILE",
-        help="the board's flash (created erased if missing; default %(default)s)",
+        help="the board's flash (created erased if missing; default BOARD-flash.img)",
     )
     e.set_defaults(func=cmd_emulate)
     return p
