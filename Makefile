@@ -33,7 +33,7 @@ RP2_BUILD := $(BUILD)/RPI_PICO
 RP2_TREE := $(RP2_BUILD)/micropython
 RP2_FW := $(RP2_BUILD)/firmware.uf2
 
-.PHONY: deps-rp2 firmware-RPI_PICO firmware-RPI_PICO-stock
+.PHONY: deps-rp2 firmware-RPI_PICO firmware-RPI_PICO-stock flash
 .PHONY: demo-unix all deps firmware firmware-unix firmware-unix-stock firmware-MPS2_AN385 test test-host lint demo bench clean help
 
 all: firmware
@@ -45,6 +45,7 @@ help:
 	@echo "make demo                 build, boot, fault, reboot, read the record back (QEMU board)"
 	@echo "make firmware BOARD=MPS2_AN385   the Cortex-M3 firmware for QEMU"
 	@echo "make firmware BOARD=RPI_PICO     the RP2040 firmware (UF2) for a Raspberry Pi Pico"
+	@echo "make flash BOARD=RPI_PICO        copy it to a Pico in its bootloader (RPI-RP2 drive)"
 	@echo "make bench                fault-path cost, hot-path cost, sizes (figures in docs/)"
 
 deps:
@@ -162,6 +163,15 @@ lint:
 	@echo "[lint] ruff + mypy"
 	@$(VENV)/bin/ruff check tools host_tests
 	@$(VENV)/bin/mypy tools/failstop_host
+
+# Flash a Raspberry Pi Pico: the UF2 onto its RPI-RP2 drive (found among the mounted file
+# systems, or DRIVE=dir). BOOTLOADER=1 first restarts a board running MicroPython into its
+# bootloader (mpremote bootloader; PORT=/dev/ttyACM0 to choose the board).
+flash:
+	@[ "$(BOARD)" = RPI_PICO ] || { echo "make flash: BOARD=RPI_PICO (the MPS2_AN385 board runs in QEMU: make demo)"; exit 2; }
+	@$(MAKE) --no-print-directory firmware BOARD=RPI_PICO
+	@$(PY) -m failstop_host flash $(RP2_FW) $(if $(DRIVE),--drive "$(DRIVE)") \
+		$(if $(filter 1,$(BOOTLOADER)),--bootloader) $(if $(PORT),--port "$(PORT)")
 
 # The main job on the default emulated board (QEMU MPS2_AN385), through mpremote.
 demo: deps

@@ -1,4 +1,4 @@
-"""The ``failstop`` command: decode, log, watch."""
+"""The ``failstop`` command: decode, log, watch, emulate, flash."""
 
 from __future__ import annotations
 
@@ -143,7 +143,13 @@ def cmd_emulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         f"  {console}:  {board.port}"
         f"   (mpremote connect {board.port} / failstop log -p {board.port})\n"
         f"  flash: {board.flash}   (kept across resets and runs)\n"
-        "  Ctrl-C powers it off.\n"
+        + (
+            f"  bootloader drive: {board.drive}   (there after machine.bootloader():"
+            f" failstop flash --drive {board.drive} FIRMWARE.uf2)\n"
+            if isinstance(board, PicoBoard)
+            else ""
+        )
+        + "  Ctrl-C powers it off.\n"
     )
     err.flush()
     stop = threading.Event()
@@ -156,6 +162,25 @@ def cmd_emulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         board.close()
     err.write("\nfailstop emulate: powered off\n")
+    return EXIT_OK
+
+
+def cmd_flash(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .flash import FlashError, flash
+
+    try:
+        flash(
+            Path(args.firmware),
+            Path(args.drive) if args.drive else None,
+            args.bootloader,
+            args.port,
+            args.wait,
+            out,
+            err,
+        )
+    except FlashError as exc:
+        err.write(f"failstop flash: {exc}\n")
+        return EXIT_ERROR
     return EXIT_OK
 
 
@@ -223,6 +248,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="the board's flash (created erased if missing; default BOARD-flash.img)",
     )
     e.set_defaults(func=cmd_emulate)
+
+    f = sub.add_parser("flash", help="copy a UF2 firmware to a Raspberry Pi Pico (RPI-RP2 drive)")
+    f.add_argument("firmware", metavar="FIRMWARE", help="firmware.uf2 (RPI_PICO build)")
+    f.add_argument("--drive", metavar="DIR", help="the mounted RPI-RP2 drive (default: find it)")
+    f.add_argument(
+        "--bootloader",
+        action="store_true",
+        help="no drive yet: restart a running MicroPython board into its bootloader first",
+    )
+    f.add_argument("--port", "-p", help="the board's serial port for --bootloader")
+    f.add_argument(
+        "--wait",
+        type=_positive,
+        default=15.0,
+        metavar="S",
+        help="how long to wait for the drive after --bootloader (default %(default)s)",
+    )
+    f.set_defaults(func=cmd_flash)
     return p
 
 

@@ -133,9 +133,14 @@ class PicoBoard(ConsoleBoard):
             raise EmulatorError(f"RP2040 bootrom not found ({self.bootrom}): run `make deps-rp2`")
         super().__init__(flash, echo, "failstop-pico-")
         self.log = Path(self._tmp.name) / "runner.log"
+        # The bootloader's RPI-RP2 drive: there while the chip is in USB boot mode.
+        self.drive = Path(self._tmp.name) / "RPI-RP2"
         self.fast = fast
         self._control: Optional[_Control] = None
         self._log_file: Optional[BinaryIO] = None
+        # The first power-on writes `firmware` into the flash (as flashing a board does);
+        # later ones keep the flash as the board left it (it may have been reflashed).
+        self._flashed_once = False
 
     # --- power ------------------------------------------------------------------------
 
@@ -154,9 +159,12 @@ class PicoBoard(ConsoleBoard):
             "--control", str(sock),
             "--log", str(self.log),
             "--max-boots", str(max_boots),
+            "--drive", str(self.drive),
         ]  # fmt: skip
         if self.fast:
             cmd.append("--fast")
+        if self._flashed_once:
+            cmd.append("--keep")  # a power cycle: the flash holds what the board has
         self._clear_output()
         self._log_file = open(self.log, "ab")  # noqa: SIM115 (lives as long as the process)
         self._proc = subprocess.Popen(
@@ -168,6 +176,7 @@ class PicoBoard(ConsoleBoard):
             self._stop_process()
             raise EmulatorError(f"the rp2040 runner did not start:\n{self.runner_log()}") from None
         self._start_pump()
+        self._flashed_once = True
 
     def stop(self) -> None:
         """Power off (the runner saves the flash file and ends; SRAM is lost)."""
@@ -235,6 +244,10 @@ class PicoBoard(ConsoleBoard):
     def capped(self) -> bool:
         """The boot cap stopped the board at a reset."""
         return any(e.get("capped") for e in self._events("boots")) or bool(self._events("capped"))
+
+    def flashed(self) -> list[int]:
+        """UF2 files the bootloader took since power-on: the blocks of each."""
+        return [int(e["blocks"]) for e in self._events("flashed")]
 
     @property
     def locked_up(self) -> bool:

@@ -21,6 +21,9 @@
 //
 // Usage: node run.mjs FIRMWARE.uf2|.bin [--flash FILE] [--max-boots N] [--fast]
 //        [--log FILE] [--verbose] [--bootrom FILE] [--timeout SECONDS] [--control SOCKET]
+//        [--drive DIR] [--keep]
+// --drive: where the bootloader's RPI-RP2 drive appears while the chip is in USB boot mode
+// (machine.bootloader(), `mpremote bootloader`); a UF2 file copied there is flashed.
 // --control: a Unix socket for a test harness (as QEMU's QMP is for the QEMU board), one
 // JSON object a line. Commands: {"cmd": "read", "addr": A, "size": N} (memory as a debug
 // probe reads it) -> {"reply": "read", "data": HEX}; {"cmd": "power_cycle", "max_boots": N}
@@ -54,6 +57,8 @@ const { values: opt, positionals } = parseArgs({
     timeout: { type: 'string', default: '0' },
     verbose: { type: 'boolean', default: false },
     control: { type: 'string' },
+    drive: { type: 'string' },
+    keep: { type: 'boolean', default: false },
   },
 });
 if (positionals.length !== 1) {
@@ -146,15 +151,19 @@ function romFunc(c1, c2) {
 }
 const ROM_ERASE = romFunc('R', 'E');
 const ROM_PROGRAM = romFunc('R', 'P');
+const ROM_USB_BOOT = romFunc('U', 'B'); // reset_usb_boot: machine.bootloader(), BOOTSEL
 
 // --- board state ---------------------------------------------------------------------
 
 // Flash as the board keeps it: the firmware image over the previous contents (--flash).
+// With --keep, an existing flash file is the board's flash as it is (a board flashed
+// before, e.g. through its bootloader, keeps that firmware); FIRMWARE fills a new one.
 const flash = new Uint8Array(16 * 1024 * 1024).fill(0xff);
-if (opt.flash && fs.existsSync(opt.flash)) {
+const flashExists = opt.flash && fs.existsSync(opt.flash);
+if (flashExists) {
   flash.set(fs.readFileSync(opt.flash).subarray(0, FLASH_SIZE), 0);
 }
-loadImage(positionals[0], flash);
+if (!(opt.keep && flashExists)) loadImage(positionals[0], flash);
 function saveFlash() {
   if (opt.flash) fs.writeFileSync(opt.flash, flash.subarray(0, FLASH_SIZE));
 }
@@ -292,6 +301,10 @@ function feedHost() {
 
 function romHook() {
   const pc = core.PC;
+  if (pc === ROM_USB_BOOT) {
+    enterBootloader();
+    return;
+  }
   if (pc !== ROM_ERASE && pc !== ROM_PROGRAM) return;
   const r = core.registers;
   if (pc === ROM_ERASE) {
@@ -308,12 +321,73 @@ function romHook() {
   core.PC = core.LR & ~1; // return to the caller
 }
 
+// --- the bootloader's USB drive -------------------------------------------------------
+// In USB boot mode the bootrom is a mass-storage device, the RPI-RP2 drive: a UF2 file
+// copied onto it is written to flash, then the chip restarts into it. Here the drive is
+// the directory --drive, which exists only while the chip is in the bootloader.
+
+const INFO_UF2 = 'UF2 Bootloader v3.0\r\nModel: Raspberry Pi RP2\r\nBoard-ID: RPI-RP2\r\n';
+let inBootloader = false;
+let drivePoll = null;
+
+function leaveBootloader() {
+  if (drivePoll !== null) clearInterval(drivePoll);
+  drivePoll = null;
+  if (inBootloader && opt.drive) fs.rmSync(opt.drive, { recursive: true, force: true });
+  inBootloader = false;
+}
+
+function enterBootloader() {
+  flash.set(mcu.flash.subarray(0, flash.length));
+  saveFlash();
+  inBootloader = true;
+  if (!opt.drive) {
+    event('bootloader (no --drive: the RPI-RP2 drive is not emulated; power-cycle to leave)', { event: 'bootloader' });
+    return;
+  }
+  fs.mkdirSync(opt.drive, { recursive: true });
+  fs.writeFileSync(path.join(opt.drive, 'INFO_UF2.TXT'), INFO_UF2);
+  event(`bootloader: drive RPI-RP2 at ${opt.drive}`, { event: 'bootloader', drive: opt.drive });
+  drivePoll = setInterval(() => {
+    const blocks = completeUF2(opt.drive);
+    if (!blocks) return;
+    leaveBootloader(); // the drive goes away
+    for (const b of blocks) flash.set(b.data, b.addr - FLASH_BASE);
+    saveFlash();
+    event(`bootloader: ${blocks.length} UF2 blocks written, restarting`, { event: 'flashed', blocks: blocks.length });
+    simBefore += clock.nanos;
+    boot(null); // the bootrom used the SRAM: nothing of it is kept
+    if (!paused) setImmediate(run);
+  }, 100);
+}
+
+// The blocks of a .uf2 file on the drive once all of them have arrived (null before).
+function completeUF2(dir) {
+  for (const name of fs.readdirSync(dir)) {
+    if (!name.toLowerCase().endsWith('.uf2')) continue;
+    const data = fs.readFileSync(path.join(dir, name));
+    const blocks = [];
+    let total = -1;
+    for (let off = 0; off + 512 <= data.length; off += 512) {
+      if (data.readUInt32LE(off) !== 0x0a324655 || data.readUInt32LE(off + 4) !== 0x9e5d5157) return null;
+      const flags = data.readUInt32LE(off + 8);
+      const addr = data.readUInt32LE(off + 12);
+      const size = data.readUInt32LE(off + 16);
+      total = data.readUInt32LE(off + 24);
+      if (flags & 1 || addr < FLASH_BASE || addr + size > FLASH_BASE + FLASH_SIZE) continue;
+      blocks.push({ addr, data: data.subarray(off + 32, off + 32 + size) });
+    }
+    if (total > 0 && data.length / 512 >= total) return blocks;
+  }
+  return null;
+}
+
 // --- main loop ---------------------------------------------------------------------
 
 const CYCLE_NS = 1e9 / 125000000;
 
 function run() {
-  if (paused || halted) return;
+  if (paused || halted || inBootloader) return;
   const sliceEnd = performance.now() + 20;
   for (let n = 1; ; n++) {
     if (resetPending) {
@@ -340,6 +414,7 @@ function run() {
       clock.tick(delta);
     } else {
       romHook();
+      if (inBootloader) return; // the chip is the RPI-RP2 drive now (see enterBootloader)
       inCore = true;
       const cycles = core.executeInstruction();
       inCore = false;
@@ -377,8 +452,9 @@ function control(req) {
       boots = 0;
       bootReasons = [];
       maxBoots = Number(req.max_boots ?? 0);
-      const stopped = paused; // else the loop is live and picks up the new chip itself
+      const stopped = paused || inBootloader; // else the live loop picks up the new chip
       paused = false;
+      leaveBootloader();
       boot(null);
       if (stopped) setImmediate(run);
       return { reply: 'power_cycle' };
@@ -395,7 +471,7 @@ function control(req) {
       }
       return { reply: 'resume' };
     case 'status':
-      return { reply: 'status', boots, paused, halted, lockedUp, sim_ms: (simBefore + clock.nanos) / 1e6 };
+      return { reply: 'status', boots, paused, halted, bootloader: inBootloader, lockedUp, sim_ms: (simBefore + clock.nanos) / 1e6 };
     case 'quit':
       setImmediate(() => finish(0));
       return { reply: 'quit' };
@@ -432,6 +508,7 @@ if (opt.control) {
 }
 
 function finish(code) {
+  leaveBootloader();
   if (mcu) {
     flash.set(mcu.flash.subarray(0, flash.length));
     saveFlash();
