@@ -183,15 +183,17 @@ demo-unix: deps
 	@$(MAKE) --no-print-directory firmware-unix
 	@FAILSTOP_UNIX_FW=$(UNIX_FW) $(PY) firmware/demo_unix.py
 
-bench: deps
+bench: deps-rp2
 	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock firmware-MPS2_AN385 \
-		firmware-MPS2_AN385-sizes
+		firmware-MPS2_AN385-sizes firmware-RPI_PICO firmware-RPI_PICO-stock
 	@FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) MICROPY_DIR=$(MICROPY_DIR) \
 		$(PY) firmware/bench.py
 	@echo "[bench] simulator: boots per second, OOM sweeps (docs/bench-sim.md)"
 	@$(PY) firmware/bench_sim.py > /dev/null
 	@echo "[bench] Cortex-M: module size, panic-to-reboot time (QEMU MPS2_AN385)"
 	@FAILSTOP_BUILD=$(BUILD) $(PY) firmware/bench_qemu.py > /dev/null
+	@echo "[bench] RP2040: module size, panic-to-REPL time (emulated Pico)"
+	@FAILSTOP_BUILD=$(BUILD) $(PY) firmware/bench_rp2.py > /dev/null
 	@echo "[bench] host decoder: 1,000,000 random and mutated regions"
 	@$(PY) -m failstop_host.fuzz 1000000
 

@@ -265,8 +265,14 @@ class PicoBoard(ConsoleBoard):
         """The failstop region, read from SRAM."""
         return self.read_memory(self.retained_addr, self.retained_size)
 
+    def boot_sim_ms(self) -> dict[int, float]:
+        """When each boot after the first started: boot number -> emulated ms since power-on."""
+        return {int(e["boot"]): float(e["sim_ms"]) for e in self._events("boot")}
+
     def status(self) -> dict[str, Any]:
-        """The runner's view: boots, paused (capped), lockedUp, sim_ms (emulated time)."""
+        """The runner's view: boots, paused (capped), halted, bootloader, lockedUp; emulated
+        ms since power-on (sim_ms), and when the device last took bytes from the host
+        (in_sim_ms) and last sent bytes to it (out_sim_ms)."""
         if self._control is None:
             raise EmulatorError("the board is off")
         return self._control.command("status")

@@ -28,7 +28,8 @@
 // JSON object a line. Commands: {"cmd": "read", "addr": A, "size": N} (memory as a debug
 // probe reads it) -> {"reply": "read", "data": HEX}; {"cmd": "power_cycle", "max_boots": N}
 // (SRAM lost, flash kept); {"cmd": "halt"} / {"cmd": "resume"} (a debugger's halt);
-// {"cmd": "status"}; {"cmd": "quit"}. Events to every client:
+// {"cmd": "status"} (boots, states, emulated ms since power-on: sim_ms, and when the
+// device last took host bytes / sent bytes to the host: in_sim_ms / out_sim_ms); {"cmd": "quit"}. Events to every client:
 // {"event": "boots", "reasons": [R, ...], "capped": B} first (the boots so far), then
 // {"event": "boot", "boot": N, "reason": R}, {"event": "capped"}, {"event": "lockup"}.
 // rp2040js and the bootrom come from `make deps-rp2` ($FAILSTOP_CACHE/rp2), or from
@@ -178,6 +179,9 @@ let halted = false; // a debugger halted the CPU (control: halt/resume)
 let maxBoots = Number(opt['max-boots']);
 let bootWall = 0;
 let simBefore = 0; // emulated ns of the earlier boots
+const simMs = () => (simBefore + (clock ? clock.nanos : 0)) / 1e6; // since power-on
+let inSimMs = 0; // when the device last took host bytes (emulated ms since power-on)
+let outSimMs = 0; // when the device last sent bytes to the host
 const hostQueue = []; // host bytes not yet taken by the device
 const wallStart = performance.now();
 
@@ -217,14 +221,17 @@ function boot(carry) {
     event(`usb connected (sim ${(clock.nanos / 1e6).toFixed(1)} ms)`);
     feedHost();
   };
-  cdc.onSerialData = (buf) => process.stdout.write(Buffer.from(buf));
+  cdc.onSerialData = (buf) => {
+    outSimMs = simMs();
+    process.stdout.write(Buffer.from(buf));
+  };
   lockedUp = false;
   resetPending = false;
   bootWall = performance.now();
   core.PC = FLASH_BASE; // boot2 (the bootrom's flash-boot path needs a real SSI)
   const reason = REASON_NAMES[wd.reason] ?? String(wd.reason);
   bootReasons.push(reason);
-  event(`boot ${boots} reason=${reason}`, { event: 'boot', boot: boots, reason });
+  event(`boot ${boots} reason=${reason}`, { event: 'boot', boot: boots, reason, sim_ms: simMs() });
 }
 
 // A HardFault with the stacked PC at the faulting instruction; in the HardFault handler
@@ -294,7 +301,9 @@ function deviceSOF(usb, clock) {
 function feedHost() {
   if (!cdc || !cdc.initialized) return;
   while (hostQueue.length > 0 && !cdc.txFIFO.full) cdc.sendSerialByte(hostQueue.shift());
+  const before = cdc.txFIFO.itemCount;
   cdc.flushHost();
+  if (cdc.txFIFO.itemCount < before) inSimMs = simMs();
 }
 
 // --- flash programming glue ------------------------------------------------------
@@ -471,7 +480,10 @@ function control(req) {
       }
       return { reply: 'resume' };
     case 'status':
-      return { reply: 'status', boots, paused, halted, bootloader: inBootloader, lockedUp, sim_ms: (simBefore + clock.nanos) / 1e6 };
+      return {
+        reply: 'status', boots, paused, halted, bootloader: inBootloader, lockedUp,
+        sim_ms: simMs(), in_sim_ms: inSimMs, out_sim_ms: outSimMs,
+      };
     case 'quit':
       setImmediate(() => finish(0));
       return { reply: 'quit' };
