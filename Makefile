@@ -34,7 +34,7 @@ RP2_TREE := $(RP2_BUILD)/micropython
 RP2_FW := $(RP2_BUILD)/firmware.uf2
 
 .PHONY: deps-rp2 firmware-RPI_PICO firmware-RPI_PICO-stock flash
-.PHONY: demo-unix all deps firmware firmware-unix firmware-unix-stock firmware-MPS2_AN385 test test-host lint demo bench clean help
+.PHONY: demo-unix demo-pico all deps firmware firmware-unix firmware-unix-stock firmware-MPS2_AN385 test test-host lint demo bench clean help
 
 all: firmware
 
@@ -43,6 +43,7 @@ help:
 	@echo "make firmware BOARD=unix  build the firmware with the failstop module"
 	@echo "make test                 everything, from a fresh machine"
 	@echo "make demo                 build, boot, fault, reboot, read the record back (QEMU board)"
+	@echo "make demo-pico            the same on the emulated Raspberry Pi Pico (rp2040js)"
 	@echo "make firmware BOARD=MPS2_AN385   the Cortex-M3 firmware for QEMU"
 	@echo "make firmware BOARD=RPI_PICO     the RP2040 firmware (UF2) for a Raspberry Pi Pico"
 	@echo "make flash BOARD=RPI_PICO        copy it to a Pico in its bootloader (RPI-RP2 drive)"
@@ -177,6 +178,11 @@ flash:
 demo: deps
 	@$(MAKE) --no-print-directory firmware-MPS2_AN385
 	@FAILSTOP_QEMU_FW=$(QEMU_FW) $(PY) firmware/demo.py
+
+# The same on the emulated Raspberry Pi Pico (rp2040js), through its USB serial.
+demo-pico: deps-rp2
+	@$(MAKE) --no-print-directory firmware-RPI_PICO
+	@FAILSTOP_PICO_FW=$(RP2_FW) $(PY) firmware/demo.py RPI_PICO
 
 # The same on the unix port (retained RAM is a file).
 demo-unix: deps

@@ -1,6 +1,7 @@
 """make demo: the product's main job on the default emulated board, narrated.
 
-Board MPS2_AN385 (Cortex-M3) in QEMU: power on, copy the seed's Purse example to the
+Board MPS2_AN385 (Cortex-M3) in QEMU (`make demo-pico`: the Raspberry Pi Pico in
+rp2040js, its console USB serial): power on, copy the seed's Purse example to the
 board's flash as main.py with mpremote, power-cycle, watch its commit phase fault inside
 failstop.fragile() while a broad `except` waits to swallow it, see the board reboot
 through its hardware watchdog, and read the record back with `failstop log` (mpremote's
@@ -19,9 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
-from failstop_host.emulator import PROMPT, QemuBoard  # noqa: E402
+from failstop_host.emulator import PROMPT, ConsoleBoard, QemuBoard  # noqa: E402
+from failstop_host.pico import PicoBoard  # noqa: E402
 
-FW = Path(os.environ.get("FAILSTOP_QEMU_FW", ROOT / "build/MPS2_AN385/firmware.elf")).resolve()
+PICO = sys.argv[1:] == ["RPI_PICO"]
+if PICO:
+    FW = Path(os.environ.get("FAILSTOP_PICO_FW", ROOT / "build/RPI_PICO/firmware.uf2")).resolve()
+else:
+    FW = Path(os.environ.get("FAILSTOP_QEMU_FW", ROOT / "build/MPS2_AN385/firmware.elf")).resolve()
 SCRIPT = ROOT / "host_tests/scripts/purse.py"
 BIN = Path(sys.executable).parent
 T0 = time.monotonic()
@@ -44,18 +50,21 @@ def run(*cmd: str, timeout: float = 60) -> str:
 
 
 def main() -> int:
-    size = run("arm-none-eabi-size", str(FW)).splitlines()[1].split()
+    size = run("arm-none-eabi-size", str(FW.with_suffix(".elf"))).splitlines()[1].split()
+    port = "rp2 port, RPI_PICO" if PICO else "qemu port"
     step(
         1,
-        f"firmware: {FW.relative_to(ROOT)} (MicroPython 1.25.0 qemu port + failstop; "
+        f"firmware: {FW.relative_to(ROOT)} (MicroPython 1.25.0 {port} + failstop; "
         f"text {int(size[0]):,} B, bss {int(size[2]):,} B)",
     )
     flash = Path(tempfile.mkdtemp(prefix="failstop-demo-")) / "flash.img"
-    with QemuBoard(FW, flash=flash) as board:
+    board: ConsoleBoard = PicoBoard(FW, flash=flash) if PICO else QemuBoard(FW, flash=flash)
+    with board:
         board.start()
         if board.wait_for(re.escape(PROMPT), timeout=20) is None:
             sys.exit("demo failed: the board did not boot:\n" + board.output().decode())
-        step(2, f"power on: QEMU mps2-an385, UART on {board.port}, flash in {flash}")
+        where = "rp2040js Raspberry Pi Pico, USB serial" if PICO else "QEMU mps2-an385, UART"
+        step(2, f"power on: {where} on {board.port}, flash in {flash}")
         show(board.output().decode(errors="replace"))
 
         step(3, f"install: mpremote connect {board.port} fs cp purse.py :main.py")
@@ -73,14 +82,18 @@ def main() -> int:
         show(console)
         if "ZALGO" in console:
             sys.exit("demo failed: the except clause swallowed the fault")
-        wd = board.events("WATCHDOG")
+        if isinstance(board, PicoBoard):
+            seen = f"rp2040js: boot reasons {', '.join(board.boot_reasons())}"
+        else:
+            wd = board.events("WATCHDOG")
+            action = wd[0]["data"]["action"] if wd else "?"
+            seen = f"QEMU: {len(wd)} WATCHDOG event, action {action}"
         step(
             5,
-            f"the except clause never ran; the board reset through its watchdog "
-            f"(QEMU: {len(wd)} WATCHDOG event, action {wd[0]['data']['action'] if wd else '?'})"
+            f"the except clause never ran; the board reset through its watchdog ({seen})"
             f" and boot 2 read failstop.last()",
         )
-        if not wd:
+        if not board.watchdog_resets():
             sys.exit("demo failed: no watchdog reset seen")
 
         step(6, f"host: failstop log -p {board.port}   (then --json, for a log pipeline)")
