@@ -286,15 +286,16 @@ class ConsoleBoard:
         return None
 
     def settle(self, timeout: float = 5.0) -> None:
-        """Wait until everything QEMU has written to the console is in ``output()``: QMP
-        events and console bytes travel on different channels, so after an event (a
-        reset, the boot cap's pause) the bytes printed before it may still be in transit."""
+        """Wait until everything the emulator has written to the console is in ``output()``:
+        its events (QMP, the Pico runner's control socket) and console bytes travel on
+        different channels, so after an event (a reset, the boot cap's pause) the bytes
+        printed before it may still be in transit."""
         with self._out_lock:
             target = self._idle + 2
             self._out_lock.wait_for(lambda: self._idle >= target or self._pump is None, timeout)
 
     def write(self, data: bytes) -> None:
-        """Type into the board's UART (as a client of the pseudo-terminal would)."""
+        """Type into the board's console (as a client of the pseudo-terminal would)."""
         if self._proc is None or self._proc.stdin is None:
             raise EmulatorError("the board is off")
         self._proc.stdin.write(data)
