@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
@@ -677,6 +678,55 @@ def test_watch_read_after_reboot(pty: Pty) -> None:
     assert [e["event"] for e in events] == ["reboot", "record"], err
     assert events[1]["seq"] == 6 and events[1]["kind"] == "STACK"
     assert code == 1
+
+
+def test_watch_follows_a_usb_board_through_its_reset(tmp_path: Path) -> None:
+    # A USB serial board (a Pico) leaves the bus at every reset and comes back as a new
+    # device; udev's /dev/serial/by-id link is the stable name. Here: a link to one pty,
+    # removed at the "reset", then made again to a new pty that carries the reboot banner.
+    link = tmp_path / "usb-MicroPython_Board_in_FS_mode-if00"
+    first = Pty()
+    link.symlink_to(first.name)
+    out, err = io.StringIO(), io.StringIO()
+    opened = threading.Event()
+
+    def opener(port: str, baud: int) -> object:
+        ser = open_serial(port, baud)
+        opened.set()
+        return ser
+
+    result: list[int] = []
+    t = threading.Thread(
+        target=lambda: result.append(
+            watch(str(link), out=out, err=err, opener=opener, reconnect=5, timeout=5)
+        ),
+        daemon=True,
+    )
+    t.start()
+    assert opened.wait(10)
+    first.send(b"hello\r\nfailstop: PANIC -> REBOOT\r\n")
+    time.sleep(0.5)
+    opened.clear()
+    link.unlink()
+    unplug(first)
+    time.sleep(0.5)  # the host enumerates the board again
+    second = Pty()
+    link.symlink_to(second.name)
+    assert opened.wait(10), err.getvalue()
+    second.send(b"failstop: reboot after PANIC (seq 1, boot 1): valve\r\nMicroPython v1.25.0\r\n")
+    time.sleep(0.8)
+    link.unlink()
+    unplug(second)  # gone for good this time: watch gives up after `reconnect`
+    t.join(15)
+    assert result == [1], err.getvalue()
+    lines = out.getvalue().splitlines()
+    assert "[failstop] fault PANIC, action REBOOT" in lines
+    assert any(ln.startswith("[failstop] port gone") for ln in lines)
+    assert "[failstop] port back" in lines
+    assert any(ln.startswith("[failstop] board rebooted after PANIC (record #1") for ln in lines)
+    assert "not back in 5 s" in err.getvalue()
+    for p in (first, second):
+        p.close()
 
 
 def test_watch_missing_port() -> None:

@@ -111,6 +111,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         out=out,
         err=err,
         timeout=args.timeout,
+        reconnect=args.reconnect,
     )
 
 
@@ -230,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--read", action="store_true", help="after a fault reboot, read and print the record"
     )
     w.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT, metavar="S")
+    w.add_argument(
+        "--reconnect",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="a port that goes away (a USB board resets) is reopened when it is back within "
+        "S seconds (default %(default)s; 0: stop watching)",
+    )
     w.set_defaults(func=cmd_watch)
 
     e = sub.add_parser(

@@ -154,13 +154,16 @@ def watch(
     timeout: float = DEFAULT_TIMEOUT,
     opener: Opener = open_serial,
     idle_flush: float = 0.3,
+    reconnect: float = 0.0,
 ) -> int:
     """Monitor ``port`` until Ctrl-C (exit 0) or until the port fails or vanishes (exit 1).
 
     Board output is passed through line by line, escaped; recognised lines also print an
     event. With ``as_json`` only events are printed, one JSON object per line. With ``read``,
     after a reboot-after-fault banner the record is read through the REPL (this interrupts
-    the program the board just started) and printed.
+    the program the board just started) and printed. With ``reconnect`` > 0, a port that
+    vanishes (a USB board's serial goes away at every reset, e.g. a Pico's) is reopened as
+    soon as it is back, for up to ``reconnect`` seconds, and watching goes on.
     """
     out = out or sys.stdout
     err = err or sys.stderr
@@ -184,8 +187,33 @@ def watch(
             try:
                 data = ser.read(max(1, ser.in_waiting))
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
-                err.write(f"failstop watch: port {escape(port)} lost: {escape(str(exc))}\n")
-                return 1
+                if reconnect <= 0:
+                    err.write(f"failstop watch: port {escape(port)} lost: {escape(str(exc))}\n")
+                    return 1
+                with contextlib.suppress(Exception):
+                    ser.close()
+                if as_json:
+                    emit_json({"event": "disconnected", "port": port})
+                else:
+                    out.write(
+                        f"[failstop] port gone (reset or unplugged), waiting {reconnect:g} s\n"
+                    )
+                    out.flush()
+                back = _reopen(port, baud, opener, reconnect)
+                if back is None:
+                    err.write(
+                        f"failstop watch: port {escape(port)} gone, not back in {reconnect:g} s\n"
+                    )
+                    return 1
+                ser = back
+                if as_json:
+                    emit_json({"event": "reconnected", "port": port})
+                else:
+                    out.write("[failstop] port back\n")
+                    out.flush()
+                splitter = LineSplitter()
+                shown_partial = 0
+                continue
             now = time.monotonic()
             if not data:
                 if not as_json and now - last_data > idle_flush:
@@ -227,6 +255,18 @@ def watch(
     finally:
         with contextlib.suppress(Exception):  # closing a vanished port may fail
             ser.close()
+
+
+def _reopen(port: str, baud: int, opener: Opener, within: float) -> Optional[Any]:
+    """Open ``port`` again as soon as it is back (a USB serial device re-enumerating)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return opener(port, baud)
+        except (serial.SerialException, OSError, ValueError):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
 
 
 def _read_and_show(port: str, as_json: bool, out: TextIO, err: TextIO, timeout: float) -> None:
