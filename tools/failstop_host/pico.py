@@ -22,6 +22,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
@@ -109,6 +110,8 @@ class PicoBoard(ConsoleBoard):
         echo: Optional[BinaryIO] = None,
         node: str = "node",
         fast: bool = False,
+        probe: Sequence[str] = (),
+        probe_end: Optional[str] = None,
     ) -> None:
         fw = Path(firmware).resolve()
         self.firmware = fw.with_suffix(".uf2") if fw.suffix == ".elf" else fw
@@ -117,6 +120,9 @@ class PicoBoard(ConsoleBoard):
             if not f.exists():
                 raise EmulatorError(f"firmware not found: {f}")
         self.retained_addr, self.retained_size = elf_symbol(self.elf, RETAINED_SYMBOL)
+        # Fault-path measurement (see probes()): functions by name, from the ELF.
+        self._probe = [elf_symbol(self.elf, name)[0] for name in probe]
+        self._probe_end = elf_symbol(self.elf, probe_end)[0] if probe_end else None
         self.node = shutil.which(node)
         if self.node is None:
             raise EmulatorError(f"{node} not found (Debian: apt-get install nodejs)")
@@ -163,6 +169,10 @@ class PicoBoard(ConsoleBoard):
         ]  # fmt: skip
         if self.fast:
             cmd.append("--fast")
+        if self._probe:
+            cmd += ["--probe", ",".join(str(a) for a in self._probe)]
+            if self._probe_end is not None:
+                cmd += ["--probe-end", str(self._probe_end)]
         if self._flashed_once:
             cmd.append("--keep")  # a power cycle: the flash holds what the board has
         self._clear_output()
@@ -264,6 +274,13 @@ class PicoBoard(ConsoleBoard):
     def retained(self) -> bytes:
         """The failstop region, read from SRAM."""
         return self.read_memory(self.retained_addr, self.retained_size)
+
+    def probes(self) -> list[dict[str, Any]]:
+        """Fault paths measured since power-on (``probe=`` names the entry functions): per
+        reset, ``stack`` (bytes below the SP at entry, at most, until the reset), ``ns``
+        (emulated time to the reset) and, with ``probe_end``, ``end_stack``/``end_ns`` up
+        to that function's entry."""
+        return self._events("probe")
 
     def boot_sim_ms(self) -> dict[int, float]:
         """When each boot after the first started: boot number -> emulated ms since power-on."""

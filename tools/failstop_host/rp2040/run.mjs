@@ -21,7 +21,12 @@
 //
 // Usage: node run.mjs FIRMWARE.uf2|.bin [--flash FILE] [--max-boots N] [--fast]
 //        [--log FILE] [--verbose] [--bootrom FILE] [--timeout SECONDS] [--control SOCKET]
-//        [--drive DIR] [--keep]
+//        [--drive DIR] [--keep] [--probe ADDR,... [--probe-end ADDR]]
+// --probe: measure a fault path, as a debugger with a watchpoint on SP would: from the
+// first time the CPU reaches one of these addresses (e.g. __wrap_m_malloc_fail) to the
+// chip reset, the deepest stack below the SP at entry and the emulated time; with
+// --probe-end, also up to that address (e.g. failstop_hal_reset: the record is written).
+// Reported as a "probe" event.
 // --drive: where the bootloader's RPI-RP2 drive appears while the chip is in USB boot mode
 // (machine.bootloader(), `mpremote bootloader`); a UF2 file copied there is flashed.
 // --control: a Unix socket for a test harness (as QEMU's QMP is for the QEMU board), one
@@ -60,6 +65,8 @@ const { values: opt, positionals } = parseArgs({
     control: { type: 'string' },
     drive: { type: 'string' },
     keep: { type: 'boolean', default: false },
+    probe: { type: 'string' },
+    'probe-end': { type: 'string' },
   },
 });
 if (positionals.length !== 1) {
@@ -247,6 +254,7 @@ function hardFault(pc, what) {
 }
 
 function chipReset() {
+  probeReport();
   const wd = mcu.peripherals[WATCHDOG_BASE];
   flash.set(mcu.flash.subarray(0, flash.length));
   saveFlash();
@@ -391,6 +399,34 @@ function completeUF2(dir) {
   return null;
 }
 
+// --- fault-path probe (--probe) ---------------------------------------------------
+
+const probeAt = new Set((opt.probe || '').split(',').filter(Boolean).map((a) => Number(a) & ~1));
+const probeEnd = opt['probe-end'] ? Number(opt['probe-end']) & ~1 : -1;
+let probe = null;
+
+function probeStep() {
+  const pc = core.PC;
+  if (probe === null) {
+    if (probeAt.has(pc)) probe = { at: pc, sp: core.SP, min: core.SP, t0: clock.nanos, end: null };
+    return;
+  }
+  const sp = core.SP;
+  if (sp < probe.min) probe.min = sp;
+  if (pc === probeEnd && probe.end === null) probe.end = { ns: clock.nanos - probe.t0, min: probe.min };
+}
+
+function probeReport() {
+  if (probe === null) return;
+  const p = probe;
+  probe = null;
+  const r = {
+    event: 'probe', at: p.at, stack: p.sp - p.min, ns: clock.nanos - p.t0,
+    end_stack: p.end ? p.sp - p.end.min : null, end_ns: p.end ? p.end.ns : null,
+  };
+  event(`probe 0x${p.at.toString(16)}: ${r.stack} B of stack, ${(r.ns / 1e3).toFixed(1)} us to the reset`, r);
+}
+
 // --- main loop ---------------------------------------------------------------------
 
 const CYCLE_NS = 1e9 / 125000000;
@@ -424,6 +460,7 @@ function run() {
     } else {
       romHook();
       if (inBootloader) return; // the chip is the RPI-RP2 drive now (see enterBootloader)
+      if (probeAt.size) probeStep();
       inCore = true;
       const cycles = core.executeInstruction();
       inCore = false;
