@@ -145,3 +145,25 @@ def test_log_gives_up_in_bounded_time_when_the_board_keeps_resetting(board: Cons
     assert log.returncode == 2, log.stdout + log.stderr
     assert log.stderr.startswith("failstop log: ") and log.stdout == ""
     assert took < 20, took
+
+
+def test_pico_fault_path_probe(tmp_path: Path) -> None:
+    """The emulated Pico measures a fault path as a debugger would (make bench uses it):
+    the stack below the hook's entry and the emulated time, to the record and the reset."""
+    require_built(PICO_FW, "make firmware BOARD=RPI_PICO")
+    try:
+        b = PicoBoard(PICO_FW, probe=["failstop_fault"], probe_end="failstop_hal_reset")
+    except EmulatorError as e:
+        unavailable(f"rp2 board unavailable: {e}")
+    with b:
+        b.start()
+        assert b.wait_for(re.escape(PROMPT), timeout=20), b.output()
+        assert b.probes() == []
+        b.write(b"import machine; machine.panic('probe')\r")
+        assert b.wait_for(rb"reboot after PANIC", timeout=20), b.output()
+        b.settle()
+        (p,) = b.probes()
+        # Some stack, far less than the stack-check margin (256 + 512 B on rp2); the
+        # record is written before the reset, which waits for the USB drain.
+        assert 0 < p["end_stack"] <= p["stack"] < 768, p
+        assert 0 < p["end_ns"] < p["ns"] < 60_000_000, p
