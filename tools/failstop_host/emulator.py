@@ -20,6 +20,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -38,6 +39,22 @@ PTY_BACKLOG = 16 * 1024  # board output kept for a slow or absent terminal clien
 
 
 _B = TypeVar("_B", bound="ConsoleBoard")
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the emulator's process, before exec: Linux sends it SIGTERM when the process that
+    started it ends, so an emulator never outlives a harness that died (QEMU busy-polls an
+    idle UART: an orphan costs a CPU)."""
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start an emulator process that ends with this one."""
+    return subprocess.Popen(cmd, preexec_fn=_die_with_parent, **kwargs)
 
 
 class EmulatorError(Exception):
@@ -415,7 +432,7 @@ class QemuBoard(ConsoleBoard):
             "-kernel", str(self.firmware),
         ]  # fmt: skip
         self._clear_output()
-        self._proc = subprocess.Popen(
+        self._proc = spawn(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
         try:

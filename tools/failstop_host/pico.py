@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
-from .emulator import ConsoleBoard, EmulatorError, elf_symbol
+from .emulator import ConsoleBoard, EmulatorError, elf_symbol, spawn
 
 RUNNER = Path(__file__).parent / "rp2040" / "run.mjs"
 RETAINED_SYMBOL = "fs_retained"  # ports/rp2/failstop_hal.c
@@ -177,7 +177,7 @@ class PicoBoard(ConsoleBoard):
             cmd.append("--keep")  # a power cycle: the flash holds what the board has
         self._clear_output()
         self._log_file = open(self.log, "ab")  # noqa: SIM115 (lives as long as the process)
-        self._proc = subprocess.Popen(
+        self._proc = spawn(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_file
         )
         try:

@@ -16,7 +16,8 @@
 //    watchdog) runs on;
 //  - emulated time never runs ahead of wall time (idle waits are not skipped), so the
 //    watchdog bites no earlier than on hardware (--fast skips idle time instead).
-// The USB serial is bridged to stdin/stdout (raw bytes); runner events go to stderr
+// The USB serial is bridged to stdin/stdout (raw bytes; the board powers off when stdin
+// closes); runner events go to stderr
 // (or --log) as lines "[rp2040] ...", e.g. "[rp2040] boot 2 reason=force".
 //
 // Usage: node run.mjs FIRMWARE.uf2|.bin [--flash FILE] [--max-boots N] [--fast]
@@ -448,12 +449,11 @@ function run() {
       if (!opt.fast) {
         const ahead = clock.nanos + delta - (performance.now() - bootWall) * 1e6;
         if (ahead > 0) {
-          // Do not run ahead of wall time: advance as far as wall time allows, then wait.
-          delta -= ahead;
-          if (delta <= 0) {
-            setTimeout(run, Math.min(10, Math.max(1, ahead / 1e6)));
-            return;
-          }
+          // Do not run ahead of wall time: advance as far as wall time allows, then sleep
+          // until the next alarm is due (an idle chip costs the host next to nothing).
+          if (delta > ahead) clock.tick(delta - ahead);
+          setTimeout(run, Math.min(10, Math.max(1, ahead / 1e6)));
+          return;
         }
       }
       clock.tick(delta);
@@ -480,6 +480,9 @@ process.stdin.on('data', (data) => {
   for (const b of data) hostQueue.push(b);
   feedHost();
 });
+// The host side went away (its end of stdin closed, e.g. the harness died): power off,
+// rather than run on unattended.
+process.stdin.on('end', () => finish(0));
 
 // --- control socket ------------------------------------------------------------------
 
