@@ -3,7 +3,8 @@
 //  - boot: the frozen _boot.py mounts the flash filesystem, then boot.py and main.py
 //    run (main.py only from the friendly REPL, and not in failstop's safe mode);
 //  - a `time` module (ticks, sleep) on the failstop HAL's SysTick clock;
-//  - machine.reset() resets the board (the stock port exits QEMU).
+//  - machine.reset() resets the board (the stock port exits QEMU);
+//  - the REPL sleeps while it waits for input (the stock port polls the UART).
 #include "py/runtime.h"
 #include "py/builtin.h"
 #include "py/mphal.h"
@@ -59,6 +60,43 @@ int __wrap_pyexec_raw_repl(void) {
 void __wrap_exit(int status) {
     (void)status;
     failstop_soft_reset();
+}
+
+// --- console input ---------------------------------------------------------------
+
+// The CMSDK UART the port uses (0x40004000) and its RX interrupt, IRQ 0 on AN385.
+#define BOARD_UART_STATE (*(volatile uint32_t *)0x40004004)
+#define BOARD_UART_CTRL (*(volatile uint32_t *)0x40004008)
+#define BOARD_UART_INTCLEAR (*(volatile uint32_t *)0x4000400c)
+#define BOARD_UART_RXFULL (1u << 1)
+#define BOARD_UART_RX_INTEN (1u << 3)
+#define BOARD_UART_RX_INT (1u << 1)
+#define BOARD_NVIC_ISER0 (*(volatile uint32_t *)0xe000e100)
+#define BOARD_NVIC_ICER0 (*(volatile uint32_t *)0xe000e180)
+#define BOARD_NVIC_ICPR0 (*(volatile uint32_t *)0xe000e280)
+#define BOARD_UART_RX_IRQ (1u << 0)
+
+// The stock port spins on the UART while the REPL waits: a whole host CPU for an idle
+// board. Sleep in WFI until a character arrives instead. The RX interrupt only wakes the
+// core: it is enabled in the NVIC just around the WFI, with interrupts masked, and never
+// taken (the port's vector table has no IRQ entries). SysTick wakes it too: then the
+// mask opens for a moment, so the clock and the watchdog's early warning keep running.
+int __real_mp_hal_stdin_rx_chr(void);
+int __wrap_mp_hal_stdin_rx_chr(void) {
+    for (;;) {
+        __asm volatile ("cpsid i" : : : "memory");
+        if (BOARD_UART_STATE & BOARD_UART_RXFULL) {
+            __asm volatile ("cpsie i" : : : "memory");
+            return __real_mp_hal_stdin_rx_chr();
+        }
+        BOARD_UART_CTRL |= BOARD_UART_RX_INTEN;
+        BOARD_NVIC_ISER0 = BOARD_UART_RX_IRQ;
+        __asm volatile ("dsb\n wfi" : : : "memory");
+        BOARD_NVIC_ICER0 = BOARD_UART_RX_IRQ;
+        BOARD_UART_INTCLEAR = BOARD_UART_RX_INT;
+        BOARD_NVIC_ICPR0 = BOARD_UART_RX_IRQ;
+        __asm volatile ("cpsie i" : : : "memory");
+    }
 }
 
 // --- time ------------------------------------------------------------------------
