@@ -154,11 +154,12 @@ firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-MPS2_AN385-sizes 
 TEST_ENV := FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) FAILSTOP_QEMU_FW=$(QEMU_FW) \
 	FAILSTOP_PICO_FW=$(RP2_FW)
 
+# A test that hangs fails after 5 minutes (pytest-timeout) instead of holding CI.
 test: deps-rp2
 	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-RPI_PICO
 	@$(MAKE) --no-print-directory lint
 	@echo "[test] pytest host_tests (backends: unix, qemu MPS2_AN385, rp2 RPI_PICO in rp2040js, simulator)"
-	@$(TEST_ENV) FAILSTOP_REQUIRE_ALL=1 $(PY) -m pytest host_tests -q -rs
+	@$(TEST_ENV) FAILSTOP_REQUIRE_ALL=1 $(PY) -m pytest host_tests -q -rs --timeout=300
 
 lint:
 	@echo "[lint] ruff + mypy"

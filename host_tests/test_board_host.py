@@ -7,10 +7,12 @@ against the region read straight from the board's RAM."""
 from __future__ import annotations
 
 import json
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,12 +106,15 @@ def test_watch_sees_fault_reboot_and_reads_the_record(board: ConsoleBoard) -> No
         assert board.wait_for(rb"reboot after PANIC", timeout=20, start=start)
         events: list[dict[str, object]] = []
         assert w.stdout is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(e["event"] == "record" for e in events):
-            ln = w.stdout.readline()
-            if not ln:
+        lines: queue.Queue[str] = queue.Queue()
+        stdout = w.stdout
+        threading.Thread(target=lambda: [lines.put(ln) for ln in stdout], daemon=True).start()
+        deadline = time.monotonic() + 30  # a watch that says nothing more must not hang us
+        while not any(e["event"] == "record" for e in events):
+            try:
+                events.append(json.loads(lines.get(timeout=max(0.1, deadline - time.monotonic()))))
+            except queue.Empty:
                 break
-            events.append(json.loads(ln))
     finally:
         w.send_signal(signal.SIGINT)
         try:
