@@ -146,6 +146,20 @@ def test_unhandled_exception_escaping_main(board: Board) -> None:
     assert tb[1][2] == "<module>"
 
 
+def test_watchdog_hang_with_interrupts_off(board: Board) -> None:
+    res = board.run("watchdog_irqoff.py")
+    assert_clean_fault(res)
+    assert res.last() == [
+        (
+            1,
+            "WATCHDOG",
+            "irq-off",
+            (board.main_file("watchdog_irqoff.py"), fault_line("watchdog_irqoff.py"), "critical"),
+        )
+    ]
+    assert res.region.header is not None and res.region.header.boot_cause == "watchdog"
+
+
 def test_watchdog_hang_records_mark(board: Board) -> None:
     res = board.run("watchdog_hang.py")
     assert_clean_fault(res)

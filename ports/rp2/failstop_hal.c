@@ -6,7 +6,8 @@
 //  - reset cause: the watchdog's REASON register, SCRATCH0 and the chip-reset
 //    register, fused with the record by the core;
 //  - watchdog: the RP2040 watchdog has no interrupt, so a timer alarm armed shortly
-//    before the timeout is the early warning that records WATCHDOG if not fed;
+//    before the timeout, routed to the NMI, is the early warning that records WATCHDOG
+//    if not fed (with interrupts off too);
 //  - hard faults: isr_hardfault (a weak pico-sdk symbol) records the stacked PC/LR;
 //  - main.py: pyexec_file_if_exists("main.py") from main.c is wrapped to mark the
 //    main program (UNHANDLED faults, healthy runs) and to skip it in safe mode.
@@ -19,6 +20,9 @@
 #include "shared/runtime/pyexec.h"
 #include "failstop.h"
 
+#include "hardware/irq.h"
+#include "hardware/structs/syscfg.h"
+#include "hardware/structs/timer.h"
 #include "hardware/structs/vreg_and_chip_reset.h"
 #include "hardware/structs/watchdog.h"
 #include "hardware/sync.h"
@@ -49,6 +53,10 @@ void tud_task_ext(uint32_t timeout_ms, bool in_isr);
 // pico-sdk: the largest watchdog_enable() delay (24-bit counter at 2 ticks/us, RP2040-E1).
 #define FS_WDT_MAX_MS (8388u)
 
+// The watchdog's early warning (see below): 0, or how long after feeding it fires.
+static volatile uint32_t fs_warn_us;
+void __real_watchdog_enable(uint32_t delay_ms, bool pause_on_debug);
+
 __attribute__((section(".uninitialized_data.failstop"), aligned(8)))
 static failstop_region_t fs_retained;
 
@@ -66,11 +74,12 @@ uint8_t failstop_hal_reset_cause(void) {
     uint32_t scratch = FS_SCRATCH;
     uint32_t chip = vreg_and_chip_reset_hw->chip_reset;
     FS_SCRATCH = 0; // read once: the next reset states its own cause
+    if ((reason & (WATCHDOG_REASON_FORCE_BITS | WATCHDOG_REASON_TIMER_BITS))
+        && (scratch & FS_SCRATCH_MAGIC_MASK) == FS_SCRATCH_MAGIC && (scratch & 0xff) != 0
+        && (scratch & 0xff) <= FAILSTOP_RC_MAX) {
+        return scratch & 0xff; // failstop's own reset (or its backstop), with its cause
+    }
     if (reason & WATCHDOG_REASON_FORCE_BITS) {
-        if ((scratch & FS_SCRATCH_MAGIC_MASK) == FS_SCRATCH_MAGIC && (scratch & 0xff) != 0
-            && (scratch & 0xff) <= FAILSTOP_RC_MAX) {
-            return scratch & 0xff; // failstop's own reset, with its cause
-        }
         return FAILSTOP_RC_SOFT; // machine.reset(), or another watchdog_reboot()
     }
     if (reason & WATCHDOG_REASON_TIMER_BITS) {
@@ -196,11 +205,16 @@ static void fs_usb_drain(void) {
 
 void failstop_hal_irq_disable(void) {
     __asm volatile ("cpsid i" : : : "memory");
+    syscfg_hw->proc0_nmi_mask = 0; // and no early-warning NMI in the fault path
 }
 
 void failstop_hal_reset(uint8_t cause) {
     failstop_hal_irq_disable();
     FS_SCRATCH = FS_SCRATCH_MAGIC | cause;
+    // The program's watchdog must not bite during the drain (its cause would hide ours);
+    // a fresh timeout still resets if the drain itself hangs.
+    fs_warn_us = 0;
+    __real_watchdog_enable(MICROPY_FAILSTOP_RP2_USB_DRAIN_MS + 100u, true);
     fs_usb_drain();
 
     watchdog_reboot(0, 0, 0); // TRIGGER: REASON reads FORCE after the reset
@@ -217,27 +231,36 @@ void failstop_hal_halt(void) {
     }
 }
 
-// --- watchdog with a soft early warning --------------------------------------------
+// --- watchdog with an early warning -----------------------------------------------
+// The RP2040 watchdog has no interrupt: a timer alarm, armed a little before the
+// watchdog would bite, is the early warning. Its interrupt is routed to the NMI
+// (SYSCFG PROC0_NMI_MASK) and kept out of the NVIC, so a hang with interrupts off
+// (machine.disable_irq(), a spin in a critical section) is recorded too.
 
 static int fs_alarm = -1;
-static volatile uint64_t fs_fed_us;
-static volatile uint32_t fs_warn_us; // 0: no early warning armed
+static uint32_t fs_alarm_bit;
+static volatile uint32_t fs_fed_us; // 32-bit: one store, so the NMI never reads it torn
 
 static void fs_alarm_set(void) {
-    if (hardware_alarm_set_target(fs_alarm, from_us_since_boot(fs_fed_us + fs_warn_us))) {
-        hardware_alarm_force_irq(fs_alarm); // the deadline has already passed
+    uint32_t target = fs_fed_us + fs_warn_us;
+    timer_hw->alarm[fs_alarm] = target; // arms the alarm
+    if ((int32_t)(time_us_32() - target) >= 0) {
+        hw_set_bits(&timer_hw->intf, fs_alarm_bit); // the deadline has already passed
     }
 }
 
-// Timer IRQ at the warning deadline: not fed since, the program hung. Record WATCHDOG
-// (with the mark and the interrupted Python location), then reset. The hardware
-// watchdog still bites if interrupts stay off.
-static void fs_alarm_callback(uint alarm_num) {
-    (void)alarm_num;
+// NMI (our alarm only): not fed since the deadline was set, the program hung. Record
+// WATCHDOG (with the mark and the interrupted Python location), then reset.
+void isr_nmi(void) {
+    if (fs_alarm < 0 || !(timer_hw->ints & fs_alarm_bit)) {
+        return;
+    }
+    hw_clear_bits(&timer_hw->intf, fs_alarm_bit);
+    timer_hw->intr = fs_alarm_bit;
     if (fs_warn_us == 0) {
         return;
     }
-    if (time_us_64() - fs_fed_us < fs_warn_us) {
+    if (time_us_32() - fs_fed_us < fs_warn_us) {
         fs_alarm_set(); // fed in the meantime: wait for the new deadline
         return;
     }
@@ -249,24 +272,28 @@ static void fs_alarm_callback(uint alarm_num) {
 // Every arming goes through here: failstop.watchdog() and machine.WDT (machine_wdt.c
 // calls watchdog_enable from another file, so --wrap reaches it), so a hang under
 // either leaves a WATCHDOG record.
-void __real_watchdog_enable(uint32_t delay_ms, bool pause_on_debug);
 void __wrap_watchdog_enable(uint32_t delay_ms, bool pause_on_debug) {
     uint32_t timeout_us = delay_ms * 1000u;
     // Warn a little before the hardware bites: 1/16 of the timeout, 1 to 50 ms. Recording
-    // takes microseconds; the slack covers interrupts held off (e.g. by flash writes).
+    // takes about a millisecond (bench-rp2.md); the slack covers flash writes, which
+    // stall the CPU.
     uint32_t slack = MIN(MAX(timeout_us / 16u, 1000u), 50000u);
     __real_watchdog_enable(delay_ms, pause_on_debug);
-    fs_fed_us = time_us_64();
+    fs_fed_us = time_us_32();
     if (timeout_us <= slack) {
         fs_warn_us = 0; // too short to warn: the hardware resets (cause: watchdog)
         return;
     }
     if (fs_alarm < 0) {
-        fs_alarm = hardware_alarm_claim_unused(false);
-        if (fs_alarm < 0) {
+        int alarm = hardware_alarm_claim_unused(false);
+        if (alarm < 0) {
             return; // no alarm free: no early warning, the hardware still resets
         }
-        hardware_alarm_set_callback(fs_alarm, fs_alarm_callback);
+        fs_alarm_bit = 1u << alarm;
+        irq_set_enabled(TIMER_IRQ_0 + alarm, false); // NMI only
+        hw_set_bits(&timer_hw->inte, fs_alarm_bit);
+        fs_alarm = alarm;
+        hw_set_bits(&syscfg_hw->proc0_nmi_mask, 1u << (TIMER_IRQ_0 + alarm));
     }
     fs_warn_us = timeout_us - slack;
     fs_alarm_set();
@@ -276,7 +303,7 @@ void __wrap_watchdog_enable(uint32_t delay_ms, bool pause_on_debug) {
 void __real_watchdog_update(void);
 void __wrap_watchdog_update(void) {
     __real_watchdog_update();
-    fs_fed_us = time_us_64();
+    fs_fed_us = time_us_32();
 }
 
 void failstop_hal_wdt_arm(uint32_t timeout_ms) {

@@ -10,6 +10,7 @@
 //  - USB start-of-frame interrupts in device mode (every 1 ms while the firmware enables
 //    them): MicroPython flushes what it printed before the host opened the port on the
 //    16th SOF after DTR, so without them the banner and boot output wait for host input;
+//  - the NMI from IRQs in SYSCFG PROC0_NMI_MASK (rp2040js keeps the mask, unused);
 //  - HardFault on BKPT/UDF (rp2040js stops the simulation there) and on a bus error (a
 //    CPU access to an unmapped address; rp2040js reads 0xffffffff and drops writes); a
 //    fault inside the HardFault handler is a lockup: the CPU stops, the clock (and
@@ -218,6 +219,7 @@ function boot(carry) {
     wd.alarm.enable = wd.timer.enable = false;
     resetPending = true;
   };
+  routeNMI(core);
   mcu.onBreak = (code) => {
     // BKPT/UDF: on a Cortex-M0+ without a debugger, a HardFault.
     hardFault((core.PC - core.breakRewind) >>> 0, `bkpt/udf 0x${code.toString(16)}`);
@@ -240,6 +242,21 @@ function boot(carry) {
   const reason = REASON_NAMES[wd.reason] ?? String(wd.reason);
   bootReasons.push(reason);
   event(`boot ${boots} reason=${reason}`, { event: 'boot', boot: boots, reason, sim_ms: simMs() });
+}
+
+// SYSCFG PROC0_NMI_MASK: IRQs set there raise the NMI (rp2040js keeps the mask but does
+// not route them). The NMI is taken when the OR of the masked IRQs rises.
+function routeNMI(core) {
+  const setInterrupt = core.setInterrupt.bind(core);
+  core.setInterrupt = (irq, value) => {
+    const before = core.pendingInterrupts & core.interruptNMIMask;
+    setInterrupt(irq, value);
+    if (!before && (core.pendingInterrupts & core.interruptNMIMask)) {
+      core.pendingNMI = true;
+      core.interruptsUpdated = true;
+      core.waiting = false;
+    }
+  };
 }
 
 // A HardFault with the stacked PC at the faulting instruction; in the HardFault handler
