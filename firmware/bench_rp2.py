@@ -94,7 +94,7 @@ FAULTS = [
         "__wrap_mp_raise_recursion_depth",
     ),
     ("purse.py", "PANIC (exception escaping fragile())", "failstop_fault"),
-    ("watchdog_hang.py", "WATCHDOG (timer-alarm early warning)", "failstop_fault"),
+    ("watchdog_hang.py", "WATCHDOG (early warning: timer alarm as NMI)", "failstop_fault"),
     ("hardfault.py", "HARDFAULT (bus error, from isr_hardfault)", "failstop_fault"),
     ("purse.py", "... PANIC, from the free-heap scan on", "fs_heap_free"),
 ]
