@@ -32,6 +32,12 @@ RP2_DEPS := $(FAILSTOP_CACHE)/rp2
 RP2_BUILD := $(BUILD)/RPI_PICO
 RP2_TREE := $(RP2_BUILD)/micropython
 RP2_FW := $(RP2_BUILD)/firmware.uf2
+# Configuring the port, with and without the module (-B and -DUSER_C_MODULES added).
+RP2_CMAKE = GIT_CEILING_DIRECTORIES=$(RP2_BUILD) cmake -S $(RP2_TREE)/ports/rp2 -DMICROPY_BOARD=RPI_PICO \
+	-DMICROPY_BOARD_DIR=$(RP2_TREE)/ports/rp2/boards/RPI_PICO -DPICO_BUILD_DOCS=0 \
+	-Dpicotool_DIR=$(RP2_DEPS)/picotool/lib/cmake/picotool \
+	-DMICROPY_FROZEN_MANIFEST=$(ROOT)/boards/RPI_PICO/manifest.py \
+	-DMICROPY_LIB_DIR=$(BUILD)/no-micropython-lib
 
 .PHONY: deps-rp2 firmware-RPI_PICO firmware-RPI_PICO-stock flash
 .PHONY: demo-unix demo-pico all deps firmware firmware-unix firmware-unix-stock firmware-MPS2_AN385 test test-host lint demo bench clean help
@@ -117,12 +123,7 @@ $(RP2_TREE)/.failstop-tree:
 firmware-RPI_PICO: $(RP2_TREE)/.failstop-tree
 	@echo "[firmware] rp2 port, board RPI_PICO + failstop -> $(RP2_FW)"
 	@mkdir -p $(BUILD)/no-micropython-lib && touch $(BUILD)/no-micropython-lib/README.md
-	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) cmake -S $(RP2_TREE)/ports/rp2 -B $(RP2_BUILD)/cmake -DMICROPY_BOARD=RPI_PICO \
-		-DMICROPY_BOARD_DIR=$(RP2_TREE)/ports/rp2/boards/RPI_PICO -DPICO_BUILD_DOCS=0 \
-		-Dpicotool_DIR=$(RP2_DEPS)/picotool/lib/cmake/picotool \
-		-DMICROPY_FROZEN_MANIFEST=$(ROOT)/boards/RPI_PICO/manifest.py \
-		-DMICROPY_LIB_DIR=$(BUILD)/no-micropython-lib \
-		-DUSER_C_MODULES=$(ROOT)/modules/failstop/micropython.cmake > $(RP2_BUILD)/cmake.log 2>&1 \
+	@$(RP2_CMAKE) -B $(RP2_BUILD)/cmake -DUSER_C_MODULES=$(ROOT)/modules/failstop/micropython.cmake > $(RP2_BUILD)/cmake.log 2>&1 \
 		|| { tail -n 40 $(RP2_BUILD)/cmake.log; echo "[firmware] RPI_PICO configure failed (log: $(RP2_BUILD)/cmake.log)"; exit 1; }
 	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) $(MAKE) --no-print-directory -C $(RP2_BUILD)/cmake -j$(JOBS) > $(RP2_BUILD)/build.log 2>&1 \
 		|| { grep -m 20 -B2 -A8 "error" $(RP2_BUILD)/build.log | head -60; echo "[firmware] RPI_PICO build failed (log: $(RP2_BUILD)/build.log)"; exit 1; }
@@ -136,11 +137,7 @@ firmware-RPI_PICO: $(RP2_TREE)/.failstop-tree
 firmware-RPI_PICO-stock: $(RP2_TREE)/.failstop-tree
 	@echo "[firmware] stock RPI_PICO (no failstop) -> $(RP2_BUILD)/stock"
 	@mkdir -p $(BUILD)/no-micropython-lib && touch $(BUILD)/no-micropython-lib/README.md
-	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) cmake -S $(RP2_TREE)/ports/rp2 -B $(RP2_BUILD)/stock -DMICROPY_BOARD=RPI_PICO \
-		-DMICROPY_BOARD_DIR=$(RP2_TREE)/ports/rp2/boards/RPI_PICO -DPICO_BUILD_DOCS=0 \
-		-Dpicotool_DIR=$(RP2_DEPS)/picotool/lib/cmake/picotool \
-		-DMICROPY_FROZEN_MANIFEST=$(ROOT)/boards/RPI_PICO/manifest.py \
-		-DMICROPY_LIB_DIR=$(BUILD)/no-micropython-lib > $(RP2_BUILD)/stock.log 2>&1 \
+	@$(RP2_CMAKE) -B $(RP2_BUILD)/stock > $(RP2_BUILD)/stock.log 2>&1 \
 		|| { tail -n 40 $(RP2_BUILD)/stock.log; exit 1; }
 	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) $(MAKE) --no-print-directory -C $(RP2_BUILD)/stock -j$(JOBS) >> $(RP2_BUILD)/stock.log 2>&1 \
 		|| { tail -n 40 $(RP2_BUILD)/stock.log; exit 1; }

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+
+from benchdoc import ms, write_doc  # noqa: E402
 
 from failstop_host.emulator import PROMPT, QemuBoard  # noqa: E402
 
@@ -102,10 +103,6 @@ def main() -> int:
     objs, retained = objects()
     typed, printed = panic_to_banner()
 
-    def ms(xs: list[float]) -> str:
-        q = statistics.quantiles(xs, n=10)
-        return f"median {statistics.median(xs):.1f} ms, p90 {q[-1]:.1f} ms, min {min(xs):.1f} ms"
-
     lines = [
         "# Cortex-M figures (MPS2_AN385, QEMU)",
         "",
@@ -161,9 +158,7 @@ def main() -> int:
         + ms(printed),
         "",
     ]
-    OUT.write_text("\n".join(lines))
-    print("\n".join(lines))
-    print(f"[bench] wrote {OUT.relative_to(ROOT)}")
+    write_doc(OUT, lines, ROOT)
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+
+from benchdoc import ms, write_doc  # noqa: E402
 
 from failstop_host.emulator import PROMPT, elf_symbol  # noqa: E402
 from failstop_host.pico import RETAINED_SYMBOL, PicoBoard  # noqa: E402
@@ -139,10 +140,6 @@ def main() -> int:
     to_reset, to_prompt, total, wall = panic_to_prompt()
     paths = fault_paths()
 
-    def ms(xs: list[float]) -> str:
-        q = statistics.quantiles(xs, n=10)
-        return f"median {statistics.median(xs):.1f} ms, p90 {q[-1]:.1f} ms, min {min(xs):.1f} ms"
-
     d_ram = h_stock - h_mod
     lines = [
         "# RP2040 figures (RPI_PICO, rp2040js)",
@@ -222,9 +219,7 @@ def main() -> int:
         "top of the reset-to-prompt time here, where the emulated host enumerates at once.",
         "",
     ]
-    OUT.write_text("\n".join(lines))
-    print("\n".join(lines))
-    print(f"[bench] wrote {OUT.relative_to(ROOT)}")
+    write_doc(OUT, lines, ROOT)
     return 0
 
 

@@ -7,17 +7,29 @@ mpremote."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
 import time
-from typing import Optional
+from collections.abc import Iterator
+from typing import Optional, TypeVar
 
 from backends import SCRIPTS, RunResult
 from failstop_host import codec
 from failstop_host.emulator import PROMPT, ConsoleBoard
 
 HALT = re.compile(rb"failstop: \w+ -> HALT")
+B = TypeVar("B", bound=ConsoleBoard)
+
+
+@contextlib.contextmanager
+def at_repl(board: B) -> Iterator[B]:
+    """`board` powered on and waiting at its REPL; off (and closed) afterwards."""
+    with board:
+        board.start()
+        assert board.wait_for(re.escape(PROMPT), timeout=20), board.output()
+        yield board
 
 
 def mpremote(port: str, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

@@ -19,32 +19,20 @@ from pathlib import Path
 
 import pytest
 
-from backends import SCRIPTS, fault_line, require_built, unavailable
-from emulated_backend import mpremote
+from backends import SCRIPTS, fault_line
+from emulated_backend import at_repl, mpremote
 from failstop_host import codec
-from failstop_host.emulator import PROMPT, ConsoleBoard, EmulatorError, QemuBoard
-from failstop_host.pico import PicoBoard
-from qemu_backend import QEMU_FW
-from rp2_backend import PICO_FW
+from failstop_host.emulator import PROMPT, ConsoleBoard
+from qemu_backend import qemu_board
+from rp2_backend import pico_board
 
 FAILSTOP = [sys.executable, "-m", "failstop_host"]
 
 
 @pytest.fixture(params=["qemu", "rp2"])
 def board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ConsoleBoard]:
-    b: ConsoleBoard
-    try:
-        if request.param == "qemu":
-            require_built(QEMU_FW, "make firmware BOARD=MPS2_AN385")
-            b = QemuBoard(QEMU_FW, flash=tmp_path / "flash.img")
-        else:
-            require_built(PICO_FW, "make firmware BOARD=RPI_PICO")
-            b = PicoBoard(PICO_FW, flash=tmp_path / "flash.img")
-    except EmulatorError as e:
-        unavailable(f"{request.param} board unavailable: {e}")
-    with b:
-        b.start()
-        assert b.wait_for(re.escape(PROMPT), timeout=20), b.output()
+    b: ConsoleBoard = qemu_board(tmp_path) if request.param == "qemu" else pico_board(tmp_path)
+    with at_repl(b):
         yield b
 
 
@@ -155,14 +143,8 @@ def test_log_gives_up_in_bounded_time_when_the_board_keeps_resetting(board: Cons
 def test_pico_fault_path_probe(tmp_path: Path) -> None:
     """The emulated Pico measures a fault path as a debugger would (make bench uses it):
     the stack below the hook's entry and the emulated time, to the record and the reset."""
-    require_built(PICO_FW, "make firmware BOARD=RPI_PICO")
-    try:
-        b = PicoBoard(PICO_FW, probe=["failstop_fault"], probe_end="failstop_hal_reset")
-    except EmulatorError as e:
-        unavailable(f"rp2 board unavailable: {e}")
-    with b:
-        b.start()
-        assert b.wait_for(re.escape(PROMPT), timeout=20), b.output()
+    pico = pico_board(tmp_path, probe=["failstop_fault"], probe_end="failstop_hal_reset")
+    with at_repl(pico) as b:
         assert b.probes() == []
         b.write(b"import machine; machine.panic('probe')\r")
         assert b.wait_for(rb"reboot after PANIC", timeout=20), b.output()

@@ -8,7 +8,6 @@ fakes, the copying and checking are the real code."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from backends import require_built, unavailable
-from failstop_host.emulator import PROMPT, EmulatorError
+from backends import require_built
+from emulated_backend import at_repl
 from failstop_host.flash import INFO_UF2_NAME, FlashError, find_drives, flash
 from failstop_host.pico import PicoBoard
-from rp2_backend import PICO_FW
+from rp2_backend import PICO_FW, pico_board
 
 FAILSTOP = [sys.executable, "-m", "failstop_host"]
 INFO = "UF2 Bootloader v3.0\r\nModel: Raspberry Pi RP2\r\nBoard-ID: RPI-RP2\r\n"
@@ -46,14 +45,7 @@ def patched_uf2(src: Path, dst: Path, old: bytes, new: bytes) -> None:
 
 @pytest.fixture
 def pico(tmp_path: Path) -> Iterator[PicoBoard]:
-    require_built(PICO_FW, "make firmware BOARD=RPI_PICO")
-    try:
-        b = PicoBoard(PICO_FW, flash=tmp_path / "flash.img")
-    except EmulatorError as e:
-        unavailable(f"emulated Pico unavailable: {e}")
-    with b:
-        b.start()
-        assert b.wait_for(re.escape(PROMPT), timeout=20), b.output()
+    with at_repl(pico_board(tmp_path)) as b:
         yield b
 
 

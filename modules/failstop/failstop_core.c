@@ -316,6 +316,35 @@ void failstop_fault(const failstop_fault_t *f) {
     }
 }
 
+// The watchdog's early warning fired (from the port's handler): the program hung.
+void failstop_watchdog_timeout(void) {
+    static const char msg[] = "watchdog timeout";
+    failstop_fault_t f = { .kind = FAILSTOP_KIND_WATCHDOG, .msg = msg, .msg_len = sizeof(msg) - 1 };
+    failstop_fault(&f);
+}
+
+// A CPU fault, from a port's fault handler: "<what> 0x<value><suffix>" as the message,
+// the stacked PC and LR. HARDFAULT cannot RAISE: this never returns.
+NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *suffix, uint32_t pc, uint32_t lr) {
+    char msg[sizeof(((failstop_record_t *)0)->message)];
+    size_t n = 0;
+    for (const char *s = what; *s && n < sizeof(msg) - 10; ++s) {
+        msg[n++] = *s;
+    }
+    msg[n++] = '0';
+    msg[n++] = 'x';
+    for (int sh = 28; sh >= 0; sh -= 4) {
+        msg[n++] = "0123456789abcdef"[(value >> sh) & 0xf];
+    }
+    for (const char *s = suffix; *s && n < sizeof(msg); ++s) {
+        msg[n++] = *s;
+    }
+    failstop_fault_t f = { .kind = FAILSTOP_KIND_HARDFAULT, .msg = msg, .msg_len = n, .pc = pc, .lr = lr };
+    failstop_fault(&f);
+    for (;;) {
+    }
+}
+
 // Message of an exception without running Python code: its first argument when
 // that is a str or a small int.
 size_t failstop_exc_message(mp_obj_t exc, char *buf, size_t cap, const char **out) {

@@ -7,7 +7,6 @@
 //  - hard faults: HardFault/BusFault/UsageFault/MemManage record the stacked PC/LR;
 //  - uptime: SysTick at 1 kHz from the 25 MHz core clock;
 //  - reset cause: none in hardware; the core keeps it in the region.
-#include <string.h>
 
 #include "py/mphal.h"
 #include "py/runtime.h"
@@ -140,57 +139,33 @@ void __wrap_NMI_Handler(void) {
         }
     }
     if (WDOG_MIS & 1) {
-        static const char msg[] = "watchdog timeout";
-        failstop_fault_t f = { .kind = FAILSTOP_KIND_WATCHDOG, .msg = msg, .msg_len = sizeof(msg) - 1 };
-        failstop_fault(&f);
+        failstop_watchdog_timeout();
     }
     __real_NMI_Handler();
-}
-
-static char *fs_hex(char *p, uint32_t v) {
-    *p++ = '0';
-    *p++ = 'x';
-    for (int s = 28; s >= 0; s -= 4) {
-        *p++ = "0123456789abcdef"[(v >> s) & 0xf];
-    }
-    return p;
-}
-
-static char *fs_str(char *p, const char *s) {
-    while (*s) {
-        *p++ = *s++;
-    }
-    return p;
 }
 
 // Fault handlers: the CPU stacked r0-r3, r12, lr, pc, xpsr on the active stack.
 void failstop_qemu_cpu_fault(const uint32_t *frame, uint32_t exc);
 void failstop_qemu_cpu_fault(const uint32_t *frame, uint32_t exc) {
     uint32_t cfsr = SCB_CFSR;
-    char msg[64];
-    char *p = msg;
+    const char *what = "hard fault, HFSR ";
+    uint32_t value = SCB_HFSR;
     if (cfsr & (1u << 15)) { // BFARVALID
-        p = fs_hex(fs_str(p, "bus fault at "), SCB_BFAR);
+        what = "bus fault at ";
+        value = SCB_BFAR;
     } else if (cfsr & (1u << 7)) { // MMARVALID
-        p = fs_hex(fs_str(p, "memory fault at "), SCB_MMFAR);
+        what = "memory fault at ";
+        value = SCB_MMFAR;
     } else if (cfsr & 0xff00u) {
-        p = fs_hex(fs_str(p, "bus fault, CFSR "), cfsr);
+        what = "bus fault, CFSR ";
+        value = cfsr;
     } else if (cfsr & 0xffff0000u) {
-        p = fs_hex(fs_str(p, "usage fault, CFSR "), cfsr);
-    } else {
-        p = fs_hex(fs_str(p, "hard fault, HFSR "), SCB_HFSR);
+        what = "usage fault, CFSR ";
+        value = cfsr;
     }
-    p = fs_str(p, exc == 3 ? " (HardFault)" : exc == 4 ? " (MemManage)" : exc == 5 ? " (BusFault)" : " (UsageFault)");
-    failstop_fault_t f = {
-        .kind = FAILSTOP_KIND_HARDFAULT,
-        .msg = msg,
-        .msg_len = p - msg,
-        .pc = frame[6],
-        .lr = frame[5],
-    };
-    failstop_fault(&f);
-    for (;;) { // HARDFAULT cannot RAISE
-    }
+    failstop_cpu_fault(what, value,
+        exc == 3 ? " (HardFault)" : exc == 4 ? " (MemManage)" : exc == 5 ? " (BusFault)" : " (UsageFault)",
+        frame[6], frame[5]);
 }
 
 #define FS_FAULT_ENTRY(name, num) \

@@ -264,9 +264,7 @@ void isr_nmi(void) {
         fs_alarm_set(); // fed in the meantime: wait for the new deadline
         return;
     }
-    static const char msg[] = "watchdog timeout";
-    failstop_fault_t f = { .kind = FAILSTOP_KIND_WATCHDOG, .msg = msg, .msg_len = sizeof(msg) - 1 };
-    failstop_fault(&f);
+    failstop_watchdog_timeout();
 }
 
 // Every arming goes through here: failstop.watchdog() and machine.WDT (machine_wdt.c
@@ -320,33 +318,11 @@ uint32_t failstop_hal_wdt_max_ms(void) {
 
 // --- hard fault ------------------------------------------------------------------
 
-static char *fs_hex(char *p, uint32_t v) {
-    *p++ = '0';
-    *p++ = 'x';
-    for (int s = 28; s >= 0; s -= 4) {
-        *p++ = "0123456789abcdef"[(v >> s) & 0xf];
-    }
-    return p;
-}
-
 // Cortex-M0+ has one fault (HardFault) and no fault status registers: record the
 // stacked PC and LR (frame: r0-r3, r12, lr, pc, xpsr).
 void failstop_rp2_hardfault(const uint32_t *frame);
 void failstop_rp2_hardfault(const uint32_t *frame) {
-    static const char prefix[] = "hard fault at ";
-    char msg[sizeof(prefix) - 1 + 10];
-    memcpy(msg, prefix, sizeof(prefix) - 1);
-    char *p = fs_hex(msg + sizeof(prefix) - 1, frame[6]);
-    failstop_fault_t f = {
-        .kind = FAILSTOP_KIND_HARDFAULT,
-        .msg = msg,
-        .msg_len = p - msg,
-        .pc = frame[6],
-        .lr = frame[5],
-    };
-    failstop_fault(&f);
-    for (;;) { // HARDFAULT cannot RAISE
-    }
+    failstop_cpu_fault("hard fault at ", frame[6], "", frame[6], frame[5]);
 }
 
 // Overrides pico-sdk's weak isr_hardfault (which stops at a breakpoint). Thumb-1 only.

@@ -200,9 +200,7 @@ uint32_t failstop_hal_wdt_max_ms(void) {
 // Watchdog early warning: record where the program hung, then reset.
 static void fs_wdt_handler(int sig) {
     (void)sig;
-    static const char msg[] = "watchdog timeout";
-    failstop_fault_t f = { .kind = FAILSTOP_KIND_WATCHDOG, .msg = msg, .msg_len = sizeof(msg) - 1 };
-    failstop_fault(&f);
+    failstop_watchdog_timeout();
 }
 
 static void fs_hardfault_handler(int sig, siginfo_t *info, void *uctx) {

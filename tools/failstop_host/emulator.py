@@ -29,8 +29,9 @@ import termios
 import threading
 import time
 import tty
+from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, BinaryIO, Optional, TypeVar
+from typing import Any, BinaryIO, Callable, Optional, TypeVar
 
 FLASH_SIZE = 16 * 1024 * 1024  # AN385's PSRAM at 0x21000000: the board's "flash"
 RETAINED_SECTION = ".failstop_retained"
@@ -106,10 +107,20 @@ def elf_symbol(path: Path, name: str) -> tuple[int, int]:
     raise EmulatorError(f"{path}: no symbol {name} (not a failstop firmware, or stripped?)")
 
 
-class _Qmp:
-    """A minimal QMP client: commands and their answers, events counted by a reader thread."""
+class JsonLines:
+    """A client of a JSON-lines Unix socket, as QEMU's QMP and the Pico runner's control
+    socket both are: a command, then its answer; objects with an "event" key are events,
+    collected by a reader thread."""
 
-    def __init__(self, path: Path, timeout: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        timeout: float,
+        what: str,
+        alive: Callable[[], bool] = lambda: True,
+        greeting: bool = False,
+    ) -> None:
+        self.what = what
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -118,18 +129,18 @@ class _Qmp:
                 break
             except OSError as exc:
                 self.sock.close()
-                if time.monotonic() > deadline:
-                    raise EmulatorError(f"QEMU's QMP socket did not open: {exc}") from exc
+                if not alive() or time.monotonic() > deadline:
+                    raise EmulatorError(f"{what}: the socket did not open: {exc}") from exc
                 time.sleep(0.02)
         self.file = self.sock.makefile("rb")
         self.cond = threading.Condition()
         self.replies: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.closed = False
-        self._greeting = self.file.readline()
-        self.thread = threading.Thread(target=self._read, daemon=True, name="qmp")
+        if greeting:
+            self.file.readline()
+        self.thread = threading.Thread(target=self._read, daemon=True, name=what)
         self.thread.start()
-        self.command("qmp_capabilities")
 
     def _read(self) -> None:
         try:
@@ -147,32 +158,45 @@ class _Qmp:
             self.closed = True
             self.cond.notify_all()
 
-    def command(self, name: str, timeout: float = 10.0, **arguments: Any) -> Any:
-        msg: dict[str, Any] = {"execute": name}
-        if arguments:
-            msg["arguments"] = arguments
+    def request(self, msg: dict[str, Any], name: str, timeout: float) -> dict[str, Any]:
+        """Send ``msg``, return the answer (EmulatorError if none comes)."""
         with self.cond:
             self.replies.clear()
             self.sock.sendall(json.dumps(msg).encode() + b"\n")
             if not self.cond.wait_for(lambda: self.replies or self.closed, timeout):
-                raise EmulatorError(f"QMP {name}: no answer within {timeout} s")
+                raise EmulatorError(f"{self.what} {name}: no answer within {timeout} s")
             if not self.replies:
-                raise EmulatorError(f"QMP {name}: QEMU went away")
-            reply = self.replies.pop(0)
-        if "error" in reply:
-            raise EmulatorError(f"QMP {name}: {reply['error'].get('desc', reply['error'])}")
-        return reply.get("return")
+                raise EmulatorError(f"{self.what} {name}: the emulator went away")
+            return self.replies.pop(0)
 
-    def count(self, event: str) -> int:
+    def named(self, event: str) -> list[dict[str, Any]]:
+        """The events called ``event`` so far."""
         with self.cond:
-            return sum(1 for e in self.events if e["event"] == event)
+            return [e for e in self.events if e["event"] == event]
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
 
 
-class ConsoleBoard:
+class _Qmp(JsonLines):
+    """QEMU's QMP: {"execute": ...} commands, {"return": ...} or {"error": ...} answers."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__(path, timeout, "QMP", greeting=True)
+        self.command("qmp_capabilities")
+
+    def command(self, name: str, timeout: float = 10.0, **arguments: Any) -> Any:
+        msg: dict[str, Any] = {"execute": name}
+        if arguments:
+            msg["arguments"] = arguments
+        reply = self.request(msg, name, timeout)
+        if "error" in reply:
+            raise EmulatorError(f"QMP {name}: {reply['error'].get('desc', reply['error'])}")
+        return reply.get("return")
+
+
+class ConsoleBoard(ABC):
     """What every emulated board shares: an emulator process whose stdin/stdout is the
     board's serial console, copied to a pseudo-terminal of the runner's own (``port``: one
     path for the board's whole life; the runner keeps the slave side open, so a client may
@@ -201,44 +225,52 @@ class ConsoleBoard:
 
     # --- what each board provides ------------------------------------------------------
 
+    retained_addr: int  # the failstop region in the board's memory
+    retained_size: int
+
+    @abstractmethod
     def start(self, max_boots: int = 0, timeout: float = 10.0) -> None:
         """Power on; with ``max_boots`` > 0 a reset after that many boots stops the board."""
-        raise NotImplementedError
 
+    @abstractmethod
     def stop(self) -> None:
         """Power off (RAM lost, the flash file stays)."""
-        raise NotImplementedError
 
     def power_cycle(self, max_boots: int = 0) -> None:
         self.stop()
         self.start(max_boots=max_boots)
 
     @property
+    @abstractmethod
     def resets(self) -> int:
         """The board's own resets since power-on."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def capped(self) -> bool:
         """The boot cap stopped the board at a reset."""
-        raise NotImplementedError
+
+    @abstractmethod
+    def read_memory(self, addr: int, size: int) -> bytes:
+        """Read the board's memory, as a debug probe would (no firmware code runs)."""
 
     def retained(self) -> bytes:
-        """The failstop region, read from RAM as a debug probe would."""
-        raise NotImplementedError
+        """The failstop region, read from RAM."""
+        return self.read_memory(self.retained_addr, self.retained_size)
 
+    @abstractmethod
     def pause(self) -> None:
         """Stop the CPU (as a debugger halts it); the board stays powered."""
-        raise NotImplementedError
 
+    @abstractmethod
     def resume(self) -> None:
-        raise NotImplementedError
+        """Let a paused CPU run on."""
 
+    @abstractmethod
     def watchdog_resets(self) -> int:
         """The board's resets through its hardware watchdog since power-on."""
-        raise NotImplementedError
 
-    def _resets_changed(self) -> None:
+    def _resets_changed(self) -> None:  # noqa: B027 (a hook: a board may need nothing)
         """Called by the console pump when ``resets`` changed."""
 
     def close(self) -> None:
@@ -480,15 +512,14 @@ class QemuBoard(ConsoleBoard):
     @property
     def resets(self) -> int:
         """The board's own resets since power-on (watchdog, SYSRESETREQ)."""
-        return 0 if self._qmp is None else self._qmp.count("RESET")
+        return 0 if self._qmp is None else len(self._qmp.named("RESET"))
 
     def events(self, name: str) -> list[dict[str, Any]]:
         """QMP events of this power-on, e.g. "WATCHDOG" (the hardware watchdog reset the
         board) or "RESET"."""
         if self._qmp is None:
             return []
-        with self._qmp.cond:
-            return [e for e in self._qmp.events if e["event"] == name]
+        return self._qmp.named(name)
 
     def watchdog_resets(self) -> int:
         """QEMU's WATCHDOG events (QMP sends at most one a second: a lower bound)."""
@@ -497,7 +528,7 @@ class QemuBoard(ConsoleBoard):
     @property
     def capped(self) -> bool:
         """The boot cap turned a reset into a pause."""
-        return self._qmp is not None and self._qmp.count("SHUTDOWN") > 0
+        return self._qmp is not None and bool(self._qmp.named("SHUTDOWN"))
 
     def _arm_cap(self) -> None:
         # A reset that would start boot max_boots + 1 pauses the board instead.
@@ -515,10 +546,6 @@ class QemuBoard(ConsoleBoard):
             return Path(path).read_bytes()
         finally:
             os.unlink(path)
-
-    def retained(self) -> bytes:
-        """The failstop region, read from RAM."""
-        return self.read_memory(self.retained_addr, self.retained_size)
 
     def _resets_changed(self) -> None:
         self._arm_cap()

@@ -14,84 +14,32 @@ a boot loop run forever.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
-from .emulator import ConsoleBoard, EmulatorError, elf_symbol, spawn
+from .emulator import ConsoleBoard, EmulatorError, JsonLines, elf_symbol, spawn
 
 RUNNER = Path(__file__).parent / "rp2040" / "run.mjs"
 RETAINED_SYMBOL = "fs_retained"  # ports/rp2/failstop_hal.c
 CACHE = Path(os.environ.get("FAILSTOP_CACHE", Path.home() / ".cache" / "failstop"))
 
 
-class _Control:
-    """The runner's control socket: JSON lines, replies to commands and board events."""
+class _Control(JsonLines):
+    """The runner's control socket: {"cmd": ...} commands; answers, or {"error": ...}."""
 
     def __init__(self, path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(str(path))
-                break
-            except OSError as exc:
-                self.sock.close()
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise EmulatorError(f"the rp2040 runner did not start: {exc}") from exc
-                time.sleep(0.02)
-        self.file = self.sock.makefile("rb")
-        self.cond = threading.Condition()
-        self.replies: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
-        self.closed = False
-        self.thread = threading.Thread(target=self._read, daemon=True, name="rp2040-control")
-        self.thread.start()
-
-    def _read(self) -> None:
-        try:
-            for line in self.file:
-                msg = json.loads(line)
-                with self.cond:
-                    if "event" in msg:
-                        self.events.append(msg)
-                    else:
-                        self.replies.append(msg)
-                    self.cond.notify_all()
-        except (OSError, ValueError):
-            pass
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
+        super().__init__(path, timeout, "rp2040 runner", alive=lambda: proc.poll() is None)
 
     def command(self, cmd: str, timeout: float = 10.0, **arguments: Any) -> dict[str, Any]:
-        with self.cond:
-            self.replies.clear()
-            self.sock.sendall(json.dumps({"cmd": cmd, **arguments}).encode() + b"\n")
-            if not self.cond.wait_for(lambda: self.replies or self.closed, timeout):
-                raise EmulatorError(f"rp2040 runner: no answer to {cmd} within {timeout} s")
-            if not self.replies:
-                raise EmulatorError(f"rp2040 runner: went away during {cmd}")
-            reply = self.replies.pop(0)
+        reply = self.request({"cmd": cmd, **arguments}, cmd, timeout)
         if "error" in reply:
             raise EmulatorError(f"rp2040 runner: {cmd}: {reply['error']}")
         return reply
-
-    def count(self, event: str) -> int:
-        with self.cond:
-            return sum(1 for e in self.events if e["event"] == event)
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.close()
 
 
 class PicoBoard(ConsoleBoard):
@@ -232,10 +180,7 @@ class PicoBoard(ConsoleBoard):
     # --- state ------------------------------------------------------------------------
 
     def _events(self, name: str) -> list[dict[str, Any]]:
-        if self._control is None:
-            return []
-        with self._control.cond:
-            return [e for e in self._control.events if e["event"] == name]
+        return [] if self._control is None else self._control.named(name)
 
     @property
     def resets(self) -> int:
@@ -270,10 +215,6 @@ class PicoBoard(ConsoleBoard):
             raise EmulatorError("the board is off")
         reply = self._control.command("read", addr=addr, size=size)
         return bytes.fromhex(str(reply["data"]))
-
-    def retained(self) -> bytes:
-        """The failstop region, read from SRAM."""
-        return self.read_memory(self.retained_addr, self.retained_size)
 
     def probes(self) -> list[dict[str, Any]]:
         """Fault paths measured since power-on (``probe=`` names the entry functions): per
