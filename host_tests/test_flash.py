@@ -82,9 +82,9 @@ def test_flash_without_a_drive_says_how_to_get_one(tmp_path: Path) -> None:
 def test_flash_finds_the_mounted_drive(tmp_path: Path) -> None:
     require_built(PICO_FW, "make firmware BOARD=RPI_PICO")
     # Stand-ins for mounted drives: a USB stick, and the Pico's drive at a path with a
-    # blank, which /proc/mounts writes as \040.
+    # blank, which /proc/mounts writes as \040, and non-ASCII letters, which it does not.
     stick = tmp_path / "USBSTICK"
-    drive = tmp_path / "RPI RP2"
+    drive = tmp_path / "RPI RP2 Küche"
     for d in (stick, drive):
         d.mkdir()
     (stick / INFO_UF2_NAME).write_text("UF2 Bootloader v1.0\r\nBoard-ID: SAMD21\r\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,8 +78,8 @@ def find_drives(mounts: Path = Path("/proc/mounts")) -> list[Path]:
         fields = line.split()
         if len(fields) < 2:
             continue
-        # /proc/mounts escapes blanks in paths as octal (\040).
-        point = Path(fields[1].encode().decode("unicode_escape"))
+        # /proc/mounts writes blank, tab, newline and backslash in paths as octal (\040).
+        point = Path(re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[1]))
         if point not in found and is_pico_drive(point):
             found.append(point)
     return found
