@@ -121,11 +121,12 @@ rp2_deps() {
     uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
     [ -n "$uri" ] || uri=$(awk '$1 == "deb" {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
     [ -n "$uri" ] || die "no Debian mirror configured in /etc/apt: cannot fetch the rp2 packages"
-    printf 'deb [trusted=yes arch=amd64,all] %s trixie main\ndeb-src [trusted=yes] %s trixie main\n' \
+    printf 'deb [trusted=yes arch=amd64] %s trixie main\ndeb-src [trusted=yes] %s trixie main\n' \
         "$uri" "$uri" > "$APT/sources.list"
     local opts=(-o "Dir::Etc::SourceList=$APT/sources.list" -o Dir::Etc::SourceParts=/dev/null
           -o "Dir::State::Lists=$APT/lists" -o "Dir::Cache=$APT/cache"
-          -o "Dir::State::status=$APT/status" -o Debug::NoLocking=1 -o APT::Sandbox::User=root)
+          -o "Dir::State::status=$APT/status" -o Debug::NoLocking=1 -o APT::Sandbox::User=root
+          -o APT::Architectures=amd64)
     apt-get "${opts[@]}" -q update >/dev/null || die "private apt update (trixie) failed"
     (cd "$R/dl" && apt-get "${opts[@]}" -q download pico-sdk-source=2.1.1-1 tinyusb-source=0.18.0+dfsg-1 >/dev/null) \
         || die "apt-get download pico-sdk-source tinyusb-source failed"
