@@ -155,7 +155,12 @@ typedef struct _failstop_vmframe_t {
     mp_code_state_t *cs;
 } failstop_vmframe_t;
 
+#if FAILSTOP_NCORES > 1
+extern failstop_vmframe_t *failstop_vm_tops[FAILSTOP_NCORES];
+#define failstop_vm_top (failstop_vm_tops[FAILSTOP_CORE_ID()])
+#else
 extern FAILSTOP_TLS failstop_vmframe_t *failstop_vm_top;
+#endif
 // Set by port glue while the main program (main.py / the unix script) runs.
 extern bool failstop_main_active;
 

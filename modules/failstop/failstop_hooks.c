@@ -7,7 +7,11 @@
 #include "py/objfun.h"
 #include "failstop.h"
 
+#if FAILSTOP_NCORES > 1
+failstop_vmframe_t *failstop_vm_tops[FAILSTOP_NCORES];
+#else
 FAILSTOP_TLS failstop_vmframe_t *failstop_vm_top;
+#endif
 
 // Source line of a frame, decoded exactly as py/vm.c does for tracebacks.
 size_t failstop_frame_decode(const mp_code_state_t *cs, qstr *file, qstr *block) {
