@@ -190,8 +190,19 @@ def test_double_fault_keeps_first_record(board: Board) -> None:
     res = board.run("double_fault.py")
     assert_clean_fault(res)
     assert "double fault -> REBOOT" in res.output
-    assert res.last() == [(1, "UNHANDLED", "ValueError", 1)]
+    assert res.last() == [(1, "PANIC", "first", 1)]
     assert only_record(res).flag_names == ["DOUBLE_FAULT"]
+
+
+def test_unhandled_traceback_runs_no_program_code(board: Board) -> None:
+    """The UNHANDLED traceback comes from the record: the argument's __str__ never runs."""
+    res = board.run("unhandled_poisoned.py")
+    assert_clean_fault(res)
+    main = board.main_file("unhandled_poisoned.py")
+    loc = (main, fault_line("unhandled_poisoned.py"), "fail")
+    assert res.last() == [(1, "UNHANDLED", "ValueError", loc, 0)]
+    assert f'File "{main}", line {loc[1]}, in fail' in res.output
+    assert "\nValueError" in res.output.replace("\r", "")
 
 
 def test_fatal_nlr_jump_fail(board: Board) -> None:
@@ -221,8 +232,12 @@ def test_crash_loop_breaker_trips_and_clears(board: Board) -> None:
     assert res.lines("MAIN") == ["boot 1 safe False", "boot 2 safe False", "boot 3 safe False"]
     assert "safe mode (3 fail-stop reboots" in res.output
     assert res.region.header is not None and res.region.header.safe_mode
-    # Safe mode persists until cleared; the REPL still works in it.
-    assert board.exec("import failstop; print(failstop.safe_mode())").strip().endswith("True")
+    if board.name != "unix":
+        # Safe mode persists until cleared; the REPL still works in it; the keeper is
+        # skipped. (On unix every run is a power-on, which starts a fresh window.)
+        assert board.exec("import failstop; print(failstop.safe_mode())").strip().endswith("True")
+        out = board.exec("import failstop; print('KEEPER', failstop.keeper(lambda r: print('KEPT')))")
+        assert "KEEPER None" in out and "KEPT" not in out, out
     board.exec("import failstop; failstop.clear()")
     again = board.run("crash_loop.py", max_boots=1)
     assert again.end == "boot_limit" and "safe False" in again.lines("MAIN")[0]
@@ -235,6 +250,55 @@ def test_keeper_runs_once_after_fault(board: Board) -> None:
     assert res.lines("KEPT") == ["PANIC for the keeper 1"]
     assert res.lines("KEEPER AGAIN") == ["None", "None"]
     assert "DONE True" in res.output
+
+
+def test_keeper_that_faults_is_not_run_on_its_own_record(board: Board) -> None:
+    res = board.run("keeper_faults.py")
+    assert "ZALGO" not in res.output and res.end == "exit", res.output
+    assert res.boots == 3, res.output
+    assert res.lines("KEPT") == ["PANIC for the keeper 1"]
+    assert res.lines("KEEPER") == ["False", "False"]  # boot 2's keeper never returned
+    assert res.lines("DONE") == ["[(1, 'for the keeper', 0), (2, 'keeper bug', 1)]"]
+    assert [r.flag_names for r in res.region.records] == [[], ["IN_KEEPER"]]
+
+
+def test_raise_records_never_evict_the_evidence(board: Board) -> None:
+    res = board.run("raise_evidence.py")
+    assert res.end == "exit" and res.boots == 2, res.output
+    assert res.lines("probe") == [f"{i} caught" for i in range(4)]
+    assert res.lines("LAST") == ["(1, 'PANIC', 'the evidence')"]
+    assert res.lines("RECORDS") == ["[('PANIC', 'REBOOT', 1), ('OOM', 'RAISE', 2)]"]
+
+
+def test_fragile_lets_ctrl_c_and_generator_close_through(board: Board) -> None:
+    res = board.run("fragile_base.py")
+    assert "ZALGO" not in res.output and res.end == "exit", res.output
+    assert "passed KeyboardInterrupt" in res.output and "passed GeneratorExit" in res.output
+    main = board.main_file("fragile_base.py")
+    kinds = [(r.kind, r.exc_type) for r in res.region.records]
+    assert kinds[0] == ("PANIC", "SystemExit")
+    assert res.region.records[0].traceback[0].file == main
+    if "no asyncio" in res.output:
+        assert res.boots == 2 and len(kinds) == 1
+    else:
+        assert res.boots == 3 and kinds[1] == ("PANIC", "CancelledError")
+
+
+def test_recoverable_region_is_stock_inside_fail_stop_outside(board: Board) -> None:
+    res = board.run("recoverable.py")
+    assert "ZALGO" not in res.output and res.end == "exit" and res.boots == 3, res.output
+    assert "fell back to 16" in res.output and "caught deep recursion" in res.output
+    assert "records 0" in res.output
+    assert res.lines("LAST") == [
+        "(1, 'PANIC', 'ValueError', 'torn commit')",
+        f"(2, 'OOM', 'MemoryError', '{OOM_MSG}')",
+    ]
+
+
+def test_mark_allocates_nothing(board: Board) -> None:
+    res = board.run("mark_locked.py", max_boots=2)
+    assert res.end == "exit" and res.boots == 1, res.output
+    assert res.lines("MARK") == ["in-irq"]
 
 
 def test_bad_arguments_raise_clear_errors(board: Board) -> None:
@@ -259,6 +323,9 @@ def test_bad_arguments_raise_clear_errors(board: Board) -> None:
         "crash_loop('3')": "TypeError",
         "crash_loop(3, 0)": "ValueError",
         "_inject('OOM')": "ValueError",
+        "recoverable(1)": "TypeError",
+        "recoverable('NOPE')": "ValueError",
+        "recoverable('PANIC')": "ValueError",
     }
     got = {}
     for ln in errs:
@@ -271,7 +338,7 @@ def test_bad_arguments_raise_clear_errors(board: Board) -> None:
                 got[call] = typ
     assert got == expected_types
     assert "policy OOM REBOOT RAISE RAISE" in res.output
-    assert "mark '' 'xxxxxxxxxxxxxxxx' ''" in res.output
+    assert "mark 'xxxxxxxxxxxxxxxx' None ''" in res.output
     assert "crash_loop (3, 60000) (5, 1000)" in res.output
 
 
@@ -348,10 +415,6 @@ def test_raise_policy_is_stock_behaviour(board: Board) -> None:
     assert program_lines(res.output) == program_lines(ref_out)
     assert len(program_lines(ref_out)) == 5, ref_out
     assert "caught MemoryError" in res.output and "caught RuntimeError" in res.output
-    # RAISE still records (best effort): OOM, STACK, locked OOM, UNHANDLED -> the newest three.
-    assert [(r.kind, r.action) for r in res.region.records] == [
-        ("STACK", "RAISE"),
-        ("OOM", "RAISE"),
-        ("UNHANDLED", "RAISE"),
-    ]
+    # RAISE still records (best effort), once a boot: the first, OOM.
+    assert [(r.kind, r.action) for r in res.region.records] == [("OOM", "RAISE")]
     assert res.boots == 1

@@ -56,10 +56,20 @@ int __wrap_pyexec_raw_repl(void) {
     return ret;
 }
 
-// exit() would end QEMU through semihosting; on a board machine.reset() resets it.
+// exit() would end QEMU through semihosting; on a board machine.reset() (exit(0))
+// resets it, and any other exit is MicroPython giving up: FATAL.
 void __wrap_exit(int status) {
-    (void)status;
+    if (status != 0) {
+        static const char msg[] = "exit(nonzero)";
+        failstop_fatal(msg, sizeof(msg) - 1);
+    }
     failstop_soft_reset();
+}
+
+// A failed assert in a debug build (the port's own prints and exit(1)s).
+void __wrap___assert_func(const char *file, int line, const char *func, const char *expr) {
+    (void)func;
+    failstop_fatal_assert(file, line, expr);
 }
 
 // --- console input ---------------------------------------------------------------

@@ -20,5 +20,5 @@ MPY_CROSS_FLAGS += -march=armv7m
 # Board support: time module, flash filesystem, boot.py/main.py, machine.reset(), a REPL
 # that sleeps while it waits for input.
 SRC_C += $(BOARD_DIR)/board.c
-LDFLAGS += -Wl,--wrap=pyexec_friendly_repl -Wl,--wrap=pyexec_raw_repl -Wl,--wrap=exit \
+LDFLAGS += -Wl,--wrap=pyexec_friendly_repl -Wl,--wrap=pyexec_raw_repl -Wl,--wrap=exit -Wl,--wrap=__assert_func \
 	-Wl,--wrap=mp_hal_stdin_rx_chr

@@ -18,6 +18,9 @@ calls = [
     ("crash_loop('3')", lambda: failstop.crash_loop("3")),
     ("crash_loop(3, 0)", lambda: failstop.crash_loop(3, 0)),
     ("_inject('OOM')", lambda: failstop._inject("OOM")),
+    ("recoverable(1)", lambda: failstop.recoverable(1)),
+    ("recoverable('NOPE')", lambda: failstop.recoverable("NOPE")),
+    ("recoverable('PANIC')", lambda: failstop.recoverable("PANIC")),
 ]
 for name, call in calls:
     try:
@@ -26,6 +29,8 @@ for name, call in calls:
     except (TypeError, ValueError) as e:
         print("ERR", name, type(e).__name__, str(e))
 print("policy OOM", failstop.policy("OOM"), failstop.policy("OOM", "RAISE"), failstop.policy("OOM"))
-print("mark", repr(failstop.mark("x" * 16)), repr(failstop.mark(None)), repr(failstop.mark()))
+failstop.mark("x" * 16)
+tag = failstop.mark()
+print("mark", repr(tag), repr(failstop.mark(None)), repr(failstop.mark()))
 print("crash_loop", failstop.crash_loop(), failstop.crash_loop(5, 1000))
 print("END")

@@ -1,17 +1,17 @@
-# A fault while the first is handled: printing the unhandled exception runs its
-# argument's __str__, which raises with no handler left (FATAL). The first record
-# (UNHANDLED) is kept and flagged DOUBLE_FAULT.
+# A CPU fault inside the fault path (the test hook stores to an unmapped address while
+# the first record is being written): a double fault. The first record (PANIC) is kept,
+# flagged DOUBLE_FAULT, and the board resets at once.
 import failstop
+import sys
+
+ADDR = {"linux": 8}.get(sys.platform, 0xE0100000)
 
 r = failstop.last()
 if r:
-    print("LAST", repr((r.seq, r.kind, r.exc_type, r.flags & 1)))
+    print("LAST", repr((r.seq, r.kind, r.message, r.flags & 1)))
 else:
-    class Poisoned:
-        def __str__(self):
-            raise RuntimeError("poisoned __str__")
-
-    def fail():
-        raise ValueError(Poisoned())  # FAULT
-
-    fail()
+    failstop._inject("DOUBLE", ADDR)
+    try:
+        failstop.panic("first")  # FAULT
+    except BaseException:
+        print("ZALGO")

@@ -63,11 +63,13 @@ enum {
 #define FAILSTOP_FLAG_HEAP_LOCKED (1u << 5)
 #define FAILSTOP_FLAG_POSTHOC (1u << 6)
 #define FAILSTOP_FLAG_REASON_UNPRINTABLE (1u << 7)
+#define FAILSTOP_FLAG_IN_KEEPER (1u << 8) // written while the keeper ran: never given to it
 
 #define FAILSTOP_NFRAMES (3)
 #define FAILSTOP_SLOT_MAGIC (0x43525346u) // "FSRC"
 #define FAILSTOP_HDR_MAGIC (0x48525346u) // "FSRH"
-#define FAILSTOP_FORMAT_VERSION (1)
+#define FAILSTOP_FORMAT_VERSION (1) // slots
+#define FAILSTOP_HDR_VERSION (2) // 2: the mark in its own CRC'd block
 #define FAILSTOP_STATE_SAFE_MODE (1u << 0)
 
 typedef struct _failstop_frame_t {
@@ -117,10 +119,13 @@ typedef struct _failstop_header_t {
     uint8_t loop_limit;
     uint32_t loop_window_ms;
     uint32_t loop_uptime_ms;
-    char mark[16];
     uint8_t state;
-    uint8_t reserved[11];
-    uint32_t crc;
+    uint8_t reserved[7];
+    uint32_t crc; // over the bytes before it
+    // The breadcrumb block, CRC'd on its own: mark() never rewrites the header, and a
+    // torn mark update loses only the mark.
+    char mark[16];
+    uint32_t mark_crc;
 } failstop_header_t;
 
 typedef struct _failstop_region_t {
@@ -133,7 +138,8 @@ _Static_assert(sizeof(failstop_frame_t) == 48, "failstop record layout");
 _Static_assert(sizeof(failstop_record_t) == 320, "failstop record layout");
 _Static_assert(sizeof(failstop_header_t) == 64, "failstop record layout");
 _Static_assert(offsetof(failstop_record_t, frames) == 168, "failstop record layout");
-_Static_assert(offsetof(failstop_header_t, mark) == 32, "failstop record layout");
+_Static_assert(offsetof(failstop_header_t, crc) == 40, "failstop record layout");
+_Static_assert(offsetof(failstop_header_t, mark) == 44, "failstop record layout");
 _Static_assert(MP_ENDIANNESS_LITTLE, "failstop records are little-endian");
 
 // What a hook knows about a fault; everything else the core captures itself.
@@ -178,6 +184,8 @@ uint8_t failstop_record(const failstop_fault_t *f);
 NORETURN void failstop_stop(uint8_t kind, uint8_t action);
 void failstop_header_commit(void);
 void failstop_mark_set(const char *tag, size_t len);
+// The current mark (16 bytes, NUL-padded); all zero when its block is torn.
+void failstop_mark_get(char *out);
 bool failstop_slot_valid(const failstop_record_t *r);
 void failstop_clear(void);
 void failstop_healthy(void);
@@ -186,10 +194,21 @@ NORETURN void failstop_soft_reset(void);
 void failstop_watchdog_timeout(void);
 // A CPU fault from a port's handler: message "<what> 0x<value><suffix>", stacked PC/LR.
 NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *suffix, uint32_t pc, uint32_t lr);
+// FATAL from C (a failed assert, an SDK panic), with its text; never returns.
+NORETURN void failstop_fatal(const char *msg, size_t len);
+NORETURN void failstop_fatal_assert(const char *file, int line, const char *expr);
 uint32_t failstop_crc32(const void *data, size_t len);
 void failstop_print_banner(void);
 // Nonzero while panic() converts its reason: the OOM/stack hooks then raise as stock.
 extern volatile uint8_t failstop_converting;
+// Nesting depth of `with failstop.recoverable(kind)` per kind (OOM, STACK): stock behaviour.
+extern uint8_t failstop_recoverable[FAILSTOP_KIND_MAX + 1];
+// True while failstop.keeper() runs its callback: records get FAILSTOP_FLAG_IN_KEEPER.
+extern bool failstop_keeper_active;
+// Test hook (_inject('DOUBLE', addr)): the next fault path stores to addr mid-record.
+extern uintptr_t failstop_inject_addr;
+// An UNHANDLED traceback from the record of the fault being handled (raw output, no Python).
+void failstop_print_traceback(void);
 
 // Decimal digits of v, written backwards ending at `end` (no allocation, any context).
 char *failstop_utoa(char *end, mp_uint_t v);

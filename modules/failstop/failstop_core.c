@@ -9,8 +9,12 @@
 static failstop_region_t *fs_region;
 static uint8_t fs_policy[FAILSTOP_KIND_MAX + 1]; // 0: default (REBOOT)
 static failstop_record_t *fs_fault_rec; // record of the fault being handled
-static volatile uint8_t fs_in_fault;
+static volatile uint32_t fs_owner; // context that holds the fault path (0: free)
+static bool fs_raise_recorded; // one RAISE record per boot
 volatile uint8_t failstop_converting;
+uint8_t failstop_recoverable[FAILSTOP_KIND_MAX + 1];
+bool failstop_keeper_active;
+uintptr_t failstop_inject_addr;
 bool failstop_main_active;
 
 // CRC32 (IEEE, reflected) with a 16-entry table: 64 bytes of flash instead of 1 KiB.
@@ -48,6 +52,19 @@ bool failstop_slot_valid(const failstop_record_t *r) {
 void failstop_header_commit(void) {
     failstop_header_t *h = &fs_region->hdr;
     h->crc = failstop_crc32(h, offsetof(failstop_header_t, crc));
+}
+
+static bool fs_mark_valid(const failstop_header_t *h) {
+    return h->mark_crc == failstop_crc32(h->mark, sizeof(h->mark));
+}
+
+void failstop_mark_get(char *out) {
+    const failstop_header_t *h = &fs_region->hdr;
+    if (fs_mark_valid(h)) {
+        memcpy(out, h->mark, sizeof(h->mark));
+    } else {
+        memset(out, 0, sizeof(h->mark));
+    }
 }
 
 static void fs_write(const char *s) {
@@ -188,11 +205,39 @@ static void fs_capture_frames(failstop_record_t *r, mp_obj_t exc) {
     }
 }
 
-// Take the oldest slot, invalidate it and fill the common fields.
-static failstop_record_t *fs_record_begin(uint8_t kind, uint8_t action) {
+// The slot a new record takes: an invalid one, else the oldest. A RAISE record (best
+// effort) never evicts the evidence: only a RAISE record, or one the keeper has seen
+// that is not the newest fail-stop record. NULL: no slot for it.
+static failstop_record_t *fs_pick_slot(uint8_t action) {
+    const failstop_header_t *h = &fs_region->hdr;
+    bool raise = action == FAILSTOP_ACTION_RAISE;
+    const failstop_record_t *newest_stop = NULL;
+    failstop_record_t *best = NULL;
+    for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
+        failstop_record_t *r = &fs_region->slot[i];
+        if (!failstop_slot_valid(r)) {
+            return r;
+        }
+        if (r->action != FAILSTOP_ACTION_RAISE && (newest_stop == NULL || r->seq > newest_stop->seq)) {
+            newest_stop = r;
+        }
+    }
+    for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
+        failstop_record_t *r = &fs_region->slot[i];
+        if (raise && r->action != FAILSTOP_ACTION_RAISE && (r->seq > h->seen_seq || r == newest_stop)) {
+            continue;
+        }
+        if (best == NULL || r->seq < best->seq) {
+            best = r;
+        }
+    }
+    return best;
+}
+
+// Invalidate slot r and fill the common fields.
+static failstop_record_t *fs_record_begin(failstop_record_t *r, uint8_t kind, uint8_t action) {
     failstop_header_t *h = &fs_region->hdr;
     uint32_t seq = h->next_seq;
-    failstop_record_t *r = &fs_region->slot[seq % MICROPY_FAILSTOP_NSLOTS];
     r->magic = 0; // a torn write leaves this slot invalid
     FS_BARRIER();
     memset((uint8_t *)r + sizeof(r->magic), 0, sizeof(*r) - sizeof(r->magic));
@@ -205,7 +250,7 @@ static failstop_record_t *fs_record_begin(uint8_t kind, uint8_t action) {
     r->seq = seq;
     r->boot = h->boot_count;
     r->uptime_ms = failstop_hal_uptime_ms();
-    memcpy(r->mark, h->mark, sizeof(r->mark));
+    failstop_mark_get(r->mark);
     fs_text_head(r->firmware, sizeof(r->firmware), MICROPY_FAILSTOP_FIRMWARE_ID, strlen(MICROPY_FAILSTOP_FIRMWARE_ID));
     #if MICROPY_STACK_CHECK
     // 0 (unknown) when the fault is taken on another stack (signal or exception stack).
@@ -232,25 +277,24 @@ static void fs_record_commit(failstop_record_t *r) {
     r->magic = FAILSTOP_SLOT_MAGIC;
 }
 
-static NORETURN void fs_reset(uint8_t kind) {
+// Crash-loop breaker: count a fail-stop reboot after `up` ms of uptime. A boot that
+// ran longer than the window (or whose uptime saturated) starts a fresh count.
+static void fs_count_reboot(uint32_t up) {
     failstop_header_t *h = &fs_region->hdr;
-    uint32_t up = failstop_hal_uptime_ms();
-    // Crash-loop breaker: count fail-stop reboots within the uptime window.
-    if (h->loop_count == 0 || h->loop_uptime_ms + up > h->loop_window_ms || h->loop_uptime_ms + up < up) {
+    uint32_t total = h->loop_uptime_ms + up;
+    if (h->loop_count == 0 || total > h->loop_window_ms || total < up) {
         h->loop_count = 1;
         h->loop_uptime_ms = up;
     } else {
         if (h->loop_count < 255) {
             h->loop_count++;
         }
-        h->loop_uptime_ms += up;
+        h->loop_uptime_ms = total;
     }
-    h->pending_cause = kind == FAILSTOP_KIND_WATCHDOG ? FAILSTOP_RC_WATCHDOG : FAILSTOP_RC_FAULT;
-    failstop_header_commit();
-    failstop_hal_reset(h->pending_cause);
 }
 
-// A fault while handling a fault: keep the first record, flag it, reset at once.
+// A fault while handling a fault: keep the first record, flag it, reset at once (it
+// was counted when the first fault entered).
 static NORETURN void fs_double_fault(void) {
     failstop_record_t *r = fs_fault_rec;
     if (r != NULL) {
@@ -258,27 +302,65 @@ static NORETURN void fs_double_fault(void) {
         fs_record_commit(r);
     }
     fs_write("\r\nfailstop: double fault -> REBOOT\r\n");
-    fs_reset(fs_in_fault);
+    failstop_hal_reset(fs_region->hdr.pending_cause ? fs_region->hdr.pending_cause : FAILSTOP_RC_FAULT);
+}
+
+// Claim the fault path for this core/thread. Its own second claim is a double fault;
+// another core's fault waits here (interrupts off) for the owner's reset.
+static void fs_claim(void) {
+    uint32_t me = failstop_hal_context();
+    uint32_t prev = failstop_hal_cas(&fs_owner, 0, me);
+    if (prev == me) {
+        fs_double_fault();
+    }
+    while (prev != 0) {
+        prev = fs_owner;
+        if (prev == 0) {
+            // The owner went back to the program (a RAISE record): try again.
+            prev = failstop_hal_cas(&fs_owner, 0, me);
+        }
+    }
 }
 
 uint8_t failstop_record(const failstop_fault_t *f) {
-    uint8_t action = failstop_policy_get(f->kind);
-    if (failstop_converting && (f->kind == FAILSTOP_KIND_OOM || f->kind == FAILSTOP_KIND_STACK)) {
-        return 0; // panic() is converting its reason: let the error reach its handler
-    }
-    if (fs_in_fault) {
-        fs_double_fault();
+    uint8_t kind = f->kind;
+    if ((kind == FAILSTOP_KIND_OOM || kind == FAILSTOP_KIND_STACK)
+        && (failstop_converting || failstop_recoverable[kind])) {
+        return 0; // panic() converting its reason, or a recoverable() block: stock behaviour
     }
     if (fs_region == NULL) {
         failstop_boot(); // a fault before mp_init
     }
-    if (action != FAILSTOP_ACTION_RAISE) {
+    uint8_t action = failstop_policy_get(kind);
+    failstop_header_t *h = &fs_region->hdr;
+    failstop_record_t *r;
+    if (action == FAILSTOP_ACTION_RAISE) {
+        fs_claim();
+        r = fs_raise_recorded ? NULL : fs_pick_slot(action);
+        if (r == NULL) {
+            fs_owner = 0;
+            return action; // best effort: the evidence of earlier faults stays
+        }
+        fs_raise_recorded = true;
+    } else {
         failstop_hal_irq_disable();
-        fs_in_fault = f->kind;
+        fs_claim();
+        failstop_hal_wdt_budget(MICROPY_FAILSTOP_WDT_BUDGET_MS);
+        failstop_hal_stop_others();
+        if (action == FAILSTOP_ACTION_REBOOT) {
+            // Counted on entry, once: a double fault from here on resets directly.
+            fs_count_reboot(failstop_hal_uptime_ms());
+            h->pending_cause = kind == FAILSTOP_KIND_WATCHDOG ? FAILSTOP_RC_WATCHDOG : FAILSTOP_RC_FAULT;
+            failstop_header_commit();
+        }
+        r = fs_pick_slot(action);
     }
-    failstop_record_t *r = fs_record_begin(f->kind, action);
+    r = fs_record_begin(r, kind, action);
     fs_fault_rec = r;
     r->flags |= f->flags;
+    if (failstop_keeper_active) {
+        r->flags |= FAILSTOP_FLAG_IN_KEEPER;
+    }
     r->alloc_size = f->alloc_size;
     r->pc = f->pc;
     r->lr = f->lr;
@@ -289,11 +371,19 @@ uint8_t failstop_record(const failstop_fault_t *f) {
         r->flags |= FAILSTOP_FLAG_MSG_TRUNCATED;
     }
     fs_capture_frames(r, f->exc);
+    if (failstop_inject_addr != 0) {
+        // Test hook: a CPU fault in the middle of the fault path (a double fault).
+        volatile uint32_t *p = (volatile uint32_t *)failstop_inject_addr;
+        failstop_inject_addr = 0;
+        *p = 1;
+    }
     fs_record_commit(r);
     if (action == FAILSTOP_ACTION_RAISE) {
         fs_fault_rec = NULL;
+        FS_BARRIER();
+        fs_owner = 0;
     }
-    // Otherwise fs_fault_rec stays set: a fault from here on is a double fault of this record.
+    // Otherwise the fault path stays claimed: a fault from here on is a double fault.
     return action;
 }
 
@@ -306,7 +396,37 @@ void failstop_stop(uint8_t kind, uint8_t action) {
     if (action == FAILSTOP_ACTION_HALT) {
         failstop_hal_halt();
     }
-    fs_reset(kind);
+    (void)kind;
+    failstop_hal_reset(fs_region->hdr.pending_cause);
+}
+
+// "Traceback ..." of the fault being handled, from its record: printing the exception
+// itself could run Python (a __str__) or go through dupterm streams.
+void failstop_print_traceback(void) {
+    const failstop_record_t *r = fs_fault_rec;
+    if (r == NULL) {
+        return;
+    }
+    fs_write("Traceback (most recent call last):\r\n");
+    if (r->flags & FAILSTOP_FLAG_TB_TRUNCATED) {
+        fs_write("  ...\r\n");
+    }
+    for (size_t i = r->nframes; i-- > 0;) {
+        const failstop_frame_t *fr = &r->frames[i];
+        fs_write("  File \"");
+        fs_write_field(fr->file, sizeof(fr->file));
+        fs_write("\", line ");
+        fs_write_uint(fr->line);
+        fs_write(", in ");
+        fs_write_field(fr->func, sizeof(fr->func));
+        fs_write("\r\n");
+    }
+    fs_write_field(r->exc_type, sizeof(r->exc_type));
+    if (r->message[0]) {
+        fs_write(": ");
+        fs_write_field(r->message, sizeof(r->message));
+    }
+    fs_write("\r\n");
 }
 
 void failstop_fault(const failstop_fault_t *f) {
@@ -345,6 +465,44 @@ NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *s
     }
 }
 
+// A MicroPython or SDK internal failure from C (a failed assert, an SDK panic): FATAL
+// with its text. Never returns.
+NORETURN void failstop_fatal(const char *msg, size_t len) {
+    failstop_fault_t f = { .kind = FAILSTOP_KIND_FATAL, .msg = msg, .msg_len = len };
+    failstop_fault(&f);
+    for (;;) {
+    }
+}
+
+// A failed C assert: "assert <expr> at <file tail>:<line>" (no allocation, no printf).
+NORETURN void failstop_fatal_assert(const char *file, int line, const char *expr) {
+    char msg[sizeof(((failstop_record_t *)0)->message)];
+    size_t n = 0;
+    static const char pre[] = "assert ";
+    memcpy(msg, pre, sizeof(pre) - 1);
+    n = sizeof(pre) - 1;
+    size_t len = expr ? strlen(expr) : 0;
+    len = len > 28 ? 28 : len;
+    memcpy(msg + n, expr, len);
+    n += len;
+    memcpy(msg + n, " at ", 4);
+    n += 4;
+    len = file ? strlen(file) : 0;
+    size_t room = sizeof(msg) - n - 12;
+    if (len > room) {
+        file += len - room;
+        len = room;
+    }
+    memcpy(msg + n, file, len);
+    n += len;
+    msg[n++] = ':';
+    char num[11];
+    char *p = failstop_utoa(num + sizeof(num), line < 0 ? 0 : (mp_uint_t)line);
+    memcpy(msg + n, p, num + sizeof(num) - p);
+    n += num + sizeof(num) - p;
+    failstop_fatal(msg, n);
+}
+
 // Message of an exception without running Python code: its first argument when
 // that is a str or a small int.
 size_t failstop_exc_message(mp_obj_t exc, char *buf, size_t cap, const char **out) {
@@ -381,11 +539,13 @@ void failstop_policy_set(uint8_t kind, uint8_t action) {
     fs_policy[kind] = action;
 }
 
+// The mark block only (any context, hard IRQs included: nothing allocated, the header
+// untouched). Torn by a reset, it reads as no mark.
 void failstop_mark_set(const char *tag, size_t len) {
     failstop_header_t *h = &fs_region->hdr;
     memset(h->mark, 0, sizeof(h->mark));
     memcpy(h->mark, tag, len);
-    failstop_header_commit();
+    h->mark_crc = failstop_crc32(h->mark, sizeof(h->mark));
 }
 
 void failstop_clear(void) {
@@ -407,6 +567,7 @@ void failstop_soft_reset(void) {
         failstop_boot();
     }
     failstop_hal_irq_disable();
+    fs_claim();
     fs_region->hdr.pending_cause = FAILSTOP_RC_SOFT;
     failstop_header_commit();
     failstop_hal_reset(FAILSTOP_RC_SOFT);
@@ -465,13 +626,27 @@ void failstop_print_banner(void) {
     }
 }
 
+static void fs_posthoc_watchdog(void) {
+    static const char msg[] = "watchdog reset, no early warning";
+    failstop_header_t *h = &fs_region->hdr;
+    failstop_record_t *r = fs_record_begin(fs_pick_slot(FAILSTOP_ACTION_REBOOT), FAILSTOP_KIND_WATCHDOG, FAILSTOP_ACTION_REBOOT);
+    r->boot = h->boot_count - 1; // the boot that hung (its cause is still in boot_cause)
+    r->uptime_ms = 0;
+    r->heap_free = 0xffffffff;
+    r->stack_used = 0;
+    r->flags = FAILSTOP_FLAG_POSTHOC | FAILSTOP_FLAG_NO_PYTHON_FRAME;
+    memcpy(r->message, msg, sizeof(msg) - 1);
+    fs_record_commit(r);
+    fs_count_reboot(0);
+}
+
 // Once per boot (real reset), before any Python code.
 void failstop_boot(void) {
     size_t len;
     fs_region = (failstop_region_t *)failstop_hal_retained(&len);
     failstop_header_t *h = &fs_region->hdr;
     bool hdr_ok = len >= sizeof(failstop_region_t) && h->magic == FAILSTOP_HDR_MAGIC
-        && h->version == FAILSTOP_FORMAT_VERSION && h->nslots == MICROPY_FAILSTOP_NSLOTS
+        && h->version == FAILSTOP_HDR_VERSION && h->nslots == MICROPY_FAILSTOP_NSLOTS
         && h->slot_size == sizeof(failstop_record_t)
         && h->crc == failstop_crc32(h, offsetof(failstop_header_t, crc));
     uint32_t max_seq = 0, max_boot = 0;
@@ -483,14 +658,14 @@ void failstop_boot(void) {
         }
     }
     if (!hdr_ok) {
-        // Rebuild the header only; valid slots stay as they are.
-        memset(h, 0, sizeof(*h));
+        // Rebuild the header only; valid slots and the mark block stay as they are.
+        // Nothing is known to be seen: a keeper gets the newest record (at least once).
+        memset(h, 0, offsetof(failstop_header_t, mark));
         h->magic = FAILSTOP_HDR_MAGIC;
-        h->version = FAILSTOP_FORMAT_VERSION;
+        h->version = FAILSTOP_HDR_VERSION;
         h->nslots = MICROPY_FAILSTOP_NSLOTS;
         h->slot_size = sizeof(failstop_record_t);
         h->boot_count = max_boot;
-        h->seen_seq = max_seq;
         h->loop_limit = MICROPY_FAILSTOP_LOOP_LIMIT;
         h->loop_window_ms = MICROPY_FAILSTOP_LOOP_WINDOW_MS;
     }
@@ -509,6 +684,15 @@ void failstop_boot(void) {
         cause = hw;
     } else {
         cause = hdr_ok ? FAILSTOP_RC_SOFT : FAILSTOP_RC_POWER_ON;
+    }
+    if (cause == FAILSTOP_RC_POWER_ON || cause == FAILSTOP_RC_PIN) {
+        // A person (or a power cut) restarted the board: a fresh crash-loop window.
+        h->loop_count = 0;
+        h->loop_uptime_ms = 0;
+    } else if (cause == FAILSTOP_RC_WATCHDOG && h->pending_cause == 0 && hdr_ok) {
+        // The hardware watchdog bit with no early warning: record it now, from what
+        // survived (the mark), as the boot that hung, and count it.
+        fs_posthoc_watchdog();
     }
     h->boot_cause = cause;
     h->pending_cause = 0;

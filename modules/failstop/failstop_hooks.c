@@ -7,6 +7,14 @@
 #include "py/objfun.h"
 #include "failstop.h"
 
+// The shadow frame stack follows bytecode calls through mp_execute_bytecode's C frames.
+#if MICROPY_STACKLESS
+#error "failstop: MICROPY_STACKLESS runs Python calls inside one mp_execute_bytecode: the shadow frame stack cannot follow them"
+#endif
+#if MICROPY_ENABLE_PYSTACK
+#error "failstop: MICROPY_ENABLE_PYSTACK exhaustion is raised in py/pystack.c, outside the hooked stack check"
+#endif
+
 #if FAILSTOP_NCORES > 1
 failstop_vmframe_t *failstop_vm_tops[FAILSTOP_NCORES];
 #else
@@ -114,8 +122,9 @@ void __wrap_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc) {
         f.msg_len = failstop_exc_message(exc, num, sizeof(num), &f.msg);
         uint8_t action = failstop_record(&f);
         if (action != 0 && action != FAILSTOP_ACTION_RAISE) {
-            // Recorded; show the traceback as stock does, then the board goes down.
-            __real_mp_obj_print_exception(print, exc);
+            // Recorded; the traceback from the record (the exception's own printing
+            // could run Python code), then the board goes down.
+            failstop_print_traceback();
             failstop_stop(FAILSTOP_KIND_UNHANDLED, action);
         }
     }

@@ -267,7 +267,11 @@ static MP_DEFINE_CONST_FUN_OBJ_1(failstop_fragile_enter_obj, failstop_fragile_en
 
 static mp_obj_t failstop_fragile_exit(size_t n_args, const mp_obj_t *args) {
     mp_obj_t exc = args[2];
-    if (args[1] == mp_const_none || !mp_obj_is_exception_instance(exc)) {
+    if (args[1] == mp_const_none || !mp_obj_is_exception_instance(exc)
+        // A person stopping the program (the host's Ctrl-C) and a generator being
+        // closed are not faults of the commit: they pass unchanged.
+        || mp_obj_is_subclass_fast(args[1], MP_OBJ_FROM_PTR(&mp_type_KeyboardInterrupt))
+        || mp_obj_is_subclass_fast(args[1], MP_OBJ_FROM_PTR(&mp_type_GeneratorExit))) {
         return mp_const_false;
     }
     char num[24];
@@ -298,6 +302,64 @@ static mp_obj_t failstop_fragile(void) {
     return MP_OBJ_FROM_PTR(&failstop_fragile_singleton);
 }
 static MP_DEFINE_CONST_FUN_OBJ_0(failstop_fragile_obj, failstop_fragile);
+
+/******************************************************************************/
+// with failstop.recoverable(kind): inside, OOM (or STACK) behaves as stock MicroPython
+// and writes no record. One constant object per kind; the depth counts nesting.
+
+typedef struct _fs_recoverable_obj_t {
+    mp_obj_base_t base;
+    uint8_t kind;
+} fs_recoverable_obj_t;
+
+static mp_obj_t failstop_recoverable_enter(mp_obj_t self_in) {
+    uint8_t *d = &failstop_recoverable[((fs_recoverable_obj_t *)MP_OBJ_TO_PTR(self_in))->kind];
+    if (*d == 255) {
+        mp_raise_ValueError(MP_ERROR_TEXT("recoverable() nested too deep"));
+    }
+    ++*d;
+    return self_in;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(failstop_recoverable_enter_obj, failstop_recoverable_enter);
+
+static mp_obj_t failstop_recoverable_exit(size_t n_args, const mp_obj_t *args) {
+    (void)n_args;
+    uint8_t *d = &failstop_recoverable[((fs_recoverable_obj_t *)MP_OBJ_TO_PTR(args[0]))->kind];
+    if (*d > 0) {
+        --*d;
+    }
+    return mp_const_false;
+}
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_recoverable_exit_obj, 4, 4, failstop_recoverable_exit);
+
+static const mp_rom_map_elem_t failstop_recoverable_locals_table[] = {
+    { MP_ROM_QSTR(MP_QSTR___enter__), MP_ROM_PTR(&failstop_recoverable_enter_obj) },
+    { MP_ROM_QSTR(MP_QSTR___exit__), MP_ROM_PTR(&failstop_recoverable_exit_obj) },
+};
+static MP_DEFINE_CONST_DICT(failstop_recoverable_locals, failstop_recoverable_locals_table);
+
+static MP_DEFINE_CONST_OBJ_TYPE(
+    failstop_recoverable_type,
+    MP_QSTR_recoverable,
+    MP_TYPE_FLAG_NONE,
+    locals_dict, &failstop_recoverable_locals
+    );
+
+static const fs_recoverable_obj_t fs_recoverable_objs[] = {
+    { { &failstop_recoverable_type }, FAILSTOP_KIND_OOM },
+    { { &failstop_recoverable_type }, FAILSTOP_KIND_STACK },
+};
+
+static mp_obj_t failstop_recoverable_(mp_obj_t kind_in) {
+    uint8_t kind = fs_lookup(kind_in, fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), "fault kind");
+    for (size_t i = 0; i < MP_ARRAY_SIZE(fs_recoverable_objs); ++i) {
+        if (fs_recoverable_objs[i].kind == kind) {
+            return MP_OBJ_FROM_PTR(&fs_recoverable_objs[i]);
+        }
+    }
+    mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("%q cannot be recoverable: only OOM and STACK"), fs_kind_qstrs[kind]);
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(failstop_recoverable_obj, failstop_recoverable_);
 
 /******************************************************************************/
 // Records.
@@ -337,14 +399,25 @@ static mp_obj_t failstop_keeper(mp_obj_t fn) {
     }
     const failstop_record_t *r = fs_last();
     failstop_header_t *h = fs_hdr();
-    if (r == NULL || r->seq <= h->seen_seq) {
+    // Safe mode skips the keeper too; a record the keeper itself caused is not given to it.
+    if (r == NULL || r->seq <= h->seen_seq || (h->state & FAILSTOP_STATE_SAFE_MODE)
+        || (r->flags & FAILSTOP_FLAG_IN_KEEPER)) {
         return mp_const_none;
     }
     // Seen before the call: a keeper that crashes is not run again on the next boot.
     h->seen_seq = r->seq;
     failstop_header_commit();
     mp_obj_t rec = fs_new_record(r);
-    mp_call_function_1(fn, rec);
+    nlr_buf_t nlr;
+    failstop_keeper_active = true;
+    if (nlr_push(&nlr) == 0) {
+        mp_call_function_1(fn, rec);
+        nlr_pop();
+        failstop_keeper_active = false;
+    } else {
+        failstop_keeper_active = false;
+        nlr_jump(nlr.ret_val);
+    }
     return rec;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(failstop_keeper_obj, failstop_keeper);
@@ -371,11 +444,13 @@ static mp_obj_t failstop_feed(void) {
 }
 static MP_DEFINE_CONST_FUN_OBJ_0(failstop_feed_obj, failstop_feed);
 
+// mark() -> the current tag; mark(tag) sets it and allocates nothing (safe in a hard IRQ).
 static mp_obj_t failstop_mark(size_t n_args, const mp_obj_t *args) {
     failstop_header_t *h = fs_hdr();
-    mp_obj_t prev = fs_str_field(h->mark, sizeof(h->mark));
     if (n_args == 0) {
-        return prev;
+        char tag[sizeof(h->mark)];
+        failstop_mark_get(tag);
+        return fs_str_field(tag, sizeof(tag));
     }
     if (args[0] == mp_const_none) {
         failstop_mark_set("", 0);
@@ -389,7 +464,7 @@ static mp_obj_t failstop_mark(size_t n_args, const mp_obj_t *args) {
     } else {
         mp_raise_msg_varg(&mp_type_TypeError, MP_ERROR_TEXT("mark tag must be a str or None, not %s"), mp_obj_get_type_str(args[0]));
     }
-    return prev;
+    return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_mark_obj, 0, 1, failstop_mark);
 
@@ -440,7 +515,14 @@ static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_crash_loop_obj, 0, 2, failst
 
 // _inject('FATAL'): raise with no NLR handler at all, through the real nlr_jump,
 // to exercise the FATAL path (unreachable from correct Python code).
-static mp_obj_t failstop_inject(mp_obj_t kind_in) {
+// _inject('DOUBLE', addr): the next fail-stop fault path stores to addr before its
+// record is committed (a CPU fault inside the fault path: a double fault).
+static mp_obj_t failstop_inject(size_t n_args, const mp_obj_t *args) {
+    mp_obj_t kind_in = args[0];
+    if (n_args == 2 && mp_obj_is_str(kind_in) && strcmp(mp_obj_str_get_str(kind_in), "DOUBLE") == 0) {
+        failstop_inject_addr = mp_obj_get_int_truncated(args[1]);
+        return mp_const_none;
+    }
     uint8_t kind = fs_lookup(kind_in, fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), "fault kind");
     if (kind != FAILSTOP_KIND_FATAL) {
         mp_raise_ValueError(MP_ERROR_TEXT("only FATAL can be injected"));
@@ -448,7 +530,7 @@ static mp_obj_t failstop_inject(mp_obj_t kind_in) {
     MP_STATE_THREAD(nlr_top) = NULL;
     mp_raise_msg(&mp_type_RuntimeError, MP_ERROR_TEXT("injected"));
 }
-static MP_DEFINE_CONST_FUN_OBJ_1(failstop_inject_obj, failstop_inject);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_inject_obj, 1, 2, failstop_inject);
 
 static MP_DEFINE_STR_OBJ(failstop_firmware_obj, MICROPY_FAILSTOP_FIRMWARE_ID);
 
@@ -457,6 +539,7 @@ static const mp_rom_map_elem_t failstop_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_panic), MP_ROM_PTR(&failstop_panic_obj) },
     { MP_ROM_QSTR(MP_QSTR_policy), MP_ROM_PTR(&failstop_policy_obj) },
     { MP_ROM_QSTR(MP_QSTR_fragile), MP_ROM_PTR(&failstop_fragile_obj) },
+    { MP_ROM_QSTR(MP_QSTR_recoverable), MP_ROM_PTR(&failstop_recoverable_obj) },
     { MP_ROM_QSTR(MP_QSTR_last), MP_ROM_PTR(&failstop_last_obj) },
     { MP_ROM_QSTR(MP_QSTR_records), MP_ROM_PTR(&failstop_records_obj) },
     { MP_ROM_QSTR(MP_QSTR_clear), MP_ROM_PTR(&failstop_clear_obj) },

@@ -71,16 +71,32 @@ uint64_t failstop_qemu_ticks_us(void) {
 }
 
 void __wrap_SysTick_Handler(void) {
-    fs_ms = fs_ms + 1;
+    if (fs_ms != UINT32_MAX) { // saturates after 49.7 days: a long run never looks short
+        fs_ms = fs_ms + 1;
+    }
 }
 
 void failstop_hal_write(const char *str, size_t len) {
     mp_hal_stdout_tx_strn(str, len); // the UART, polled: no allocation, no IRQ
 }
 
+// PRIMASK: a CPU fault still escalates to HardFault (a double fault, not a hang).
 void failstop_hal_irq_disable(void) {
     __asm volatile ("cpsid i" : : : "memory");
 }
+
+uint32_t failstop_hal_context(void) {
+    return 1; // one core
+}
+
+uint32_t failstop_hal_cas(volatile uint32_t *p, uint32_t expect, uint32_t desired) {
+    __atomic_compare_exchange_n(p, &expect, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return expect;
+}
+
+void failstop_hal_stop_others(void) {
+}
+
 
 static void fs_wdt_write(uint32_t load, uint32_t ctrl) {
     WDOG_LOCK = WDOG_UNLOCK_KEY;
@@ -113,6 +129,12 @@ void failstop_hal_halt(void) {
     for (;;) {
         __asm volatile ("wfi");
     }
+}
+
+// The program's watchdog (or none) becomes the fault path's budget; its NMI then
+// means the fault path itself hung: a double fault, which resets at once.
+void failstop_hal_wdt_budget(uint32_t ms) {
+    fs_wdt_write(ms * (FS_CPU_HZ / 1000u), WDOG_CTRL_INTEN | WDOG_CTRL_RESEN);
 }
 
 void failstop_hal_wdt_arm(uint32_t timeout_ms) {

@@ -4,7 +4,9 @@
 //  - reset: re-execute the same binary with the same arguments;
 //  - watchdog: a one-shot interval timer (SIGALRM) whose handler is the early warning;
 //  - hard faults: SIGSEGV/SIGBUS/SIGILL/SIGFPE on an alternate signal stack;
-//  - $FAILSTOP_MAX_BOOTS bounds the boots of one run, so tests cannot loop forever.
+//  - $FAILSTOP_MAX_BOOTS bounds the boots of one run, so tests cannot loop forever;
+//  - $FAILSTOP_UPTIME_MS starts the uptime clock at that many ms (months of uptime
+//    without waiting for them).
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <ucontext.h>
@@ -32,6 +35,7 @@ static char fs_chain_var[48];
 static long fs_chain; // boots before this one in the current run
 static long fs_max_boots;
 static struct timespec fs_t0;
+static uint64_t fs_uptime0;
 static uint32_t fs_wdt_ms;
 static failstop_region_t fs_fallback; // when no file can be mapped
 static uint8_t fs_altstack[64 * 1024];
@@ -46,6 +50,8 @@ __attribute__((constructor)) static void fs_unix_init(int argc, char **argv, cha
     fs_argv = argv;
     const char *s = getenv("FAILSTOP_CHAIN");
     fs_chain = s ? strtol(s, NULL, 10) : 0;
+    s = getenv("FAILSTOP_UPTIME_MS");
+    fs_uptime0 = s ? strtoull(s, NULL, 10) : 0;
     s = getenv("FAILSTOP_MAX_BOOTS");
     fs_max_boots = s ? strtol(s, NULL, 10) : 0;
     size_t n = 0;
@@ -113,7 +119,8 @@ uint8_t failstop_hal_reset_cause(void) {
 uint32_t failstop_hal_uptime_ms(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    return (uint32_t)((t.tv_sec - fs_t0.tv_sec) * 1000 + (t.tv_nsec - fs_t0.tv_nsec) / 1000000);
+    uint64_t ms = fs_uptime0 + (uint64_t)((t.tv_sec - fs_t0.tv_sec) * 1000 + (t.tv_nsec - fs_t0.tv_nsec) / 1000000);
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
 }
 
 void failstop_hal_write(const char *str, size_t len) {
@@ -130,10 +137,36 @@ void failstop_hal_write(const char *str, size_t len) {
     }
 }
 
+// Every asynchronous signal off; the synchronous fault signals stay deliverable, so a
+// fault inside the fault path is a double fault (blocked, the kernel would kill us).
 void failstop_hal_irq_disable(void) {
     sigset_t all;
     sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGFPE);
     sigprocmask(SIG_BLOCK, &all, NULL);
+}
+
+uint32_t failstop_hal_context(void) {
+    return (uint32_t)syscall(SYS_gettid);
+}
+
+uint32_t failstop_hal_cas(volatile uint32_t *p, uint32_t expect, uint32_t desired) {
+    __atomic_compare_exchange_n(p, &expect, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return expect;
+}
+
+// Other threads keep running for the microseconds of the record: the claim keeps them
+// out of the fault path (one that faults waits there), and the re-exec ends them all.
+void failstop_hal_stop_others(void) {
+}
+
+// No hardware to bite: with the asynchronous signals blocked the unix fault path
+// cannot be interrupted, and it does not wait on anything.
+void failstop_hal_wdt_budget(uint32_t ms) {
+    (void)ms;
 }
 
 static void fs_wdt_stop(void) {

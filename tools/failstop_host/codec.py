@@ -21,7 +21,8 @@ from .textsafe import escape
 
 # --- geometry -----------------------------------------------------------------------------
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # slots
+HEADER_VERSION = 2  # 2: the mark in its own CRC'd block (1 is still decoded)
 HEADER_MAGIC = b"FSRH"
 SLOT_MAGIC = b"FSRC"
 HEADER_SIZE = 64
@@ -38,9 +39,14 @@ MESSAGE_SIZE = 64
 FILE_SIZE = 24
 FUNCTION_SIZE = 20
 
-# Header: magic version nslots slot_size boot_count next_seq seen_seq pending_cause boot_cause
-#         loop_count loop_limit loop_window_ms loop_uptime_ms mark state reserved crc
-_HEADER = struct.Struct("<4sBBHIIIBBBBII16sB11sI")
+# Header v1: magic version nslots slot_size boot_count next_seq seen_seq pending_cause
+#            boot_cause loop_count loop_limit loop_window_ms loop_uptime_ms mark state reserved crc
+_HEADER_V1 = struct.Struct("<4sBBHIIIBBBBII16sB11sI")
+# Header v2: the same fields up to loop_uptime_ms, then state reserved crc (over bytes 0..39),
+#            then the mark block: mark mark_crc (over the 16 mark bytes)
+_HEADER = struct.Struct("<4sBBHIIIBBBBIIB7sI16sI")
+_HEADER_V2_CRC_END = 40
+_MARK_START = 44
 # Slot: magic version kind action reset_cause seq boot uptime_ms flags heap_free alloc_size
 #       stack_used pc lr nframes depth reserved mark firmware exc_type message frames reserved crc
 _SLOT = struct.Struct("<4sBBBBIIIIIIIIIBBH16s16s24s64s144sII")
@@ -48,7 +54,7 @@ _FRAME = struct.Struct("<I24s20s")
 _HEADER_CRC_END = 60
 _SLOT_CRC_END = 316
 
-assert _HEADER.size == HEADER_SIZE
+assert _HEADER.size == HEADER_SIZE == _HEADER_V1.size
 assert _SLOT.size == SLOT_SIZE
 assert _FRAME.size == FRAME_SIZE
 
@@ -82,6 +88,7 @@ FLAG_NO_PYTHON_FRAME = 1 << 4
 FLAG_HEAP_LOCKED = 1 << 5
 FLAG_POSTHOC = 1 << 6
 FLAG_REASON_UNPRINTABLE = 1 << 7
+FLAG_IN_KEEPER = 1 << 8
 
 FLAGS: dict[str, int] = {
     "DOUBLE_FAULT": FLAG_DOUBLE_FAULT,
@@ -92,6 +99,7 @@ FLAGS: dict[str, int] = {
     "HEAP_LOCKED": FLAG_HEAP_LOCKED,
     "POSTHOC": FLAG_POSTHOC,
     "REASON_UNPRINTABLE": FLAG_REASON_UNPRINTABLE,
+    "IN_KEEPER": FLAG_IN_KEEPER,
 }
 
 STATE_SAFE_MODE = 1 << 0
@@ -359,7 +367,7 @@ class Header:
     loop_uptime_ms: int
     mark: str
     state: int
-    version: int = FORMAT_VERSION
+    version: int = HEADER_VERSION
 
     @property
     def safe_mode(self) -> bool:
@@ -487,29 +495,55 @@ def decode_header(data: bytes) -> Union[Header, str]:
         return EMPTY
     if data[0:4] != HEADER_MAGIC:
         return BAD_MAGIC
-    if data[4] != FORMAT_VERSION:
+    if data[4] == 1:
+        (
+            _magic,
+            version,
+            nslots,
+            slot_size,
+            boot_count,
+            next_seq,
+            seen_seq,
+            pending_cause,
+            boot_cause,
+            loop_count,
+            loop_limit,
+            loop_window_ms,
+            loop_uptime_ms,
+            mark,
+            state,
+            _reserved,
+            crc,
+        ) = _HEADER_V1.unpack(data)
+        if _crc(data[:_HEADER_CRC_END]) != crc:
+            return BAD_CRC
+    elif data[4] == HEADER_VERSION:
+        (
+            _magic,
+            version,
+            nslots,
+            slot_size,
+            boot_count,
+            next_seq,
+            seen_seq,
+            pending_cause,
+            boot_cause,
+            loop_count,
+            loop_limit,
+            loop_window_ms,
+            loop_uptime_ms,
+            state,
+            _reserved,
+            crc,
+            mark,
+            mark_crc,
+        ) = _HEADER.unpack(data)
+        if _crc(data[:_HEADER_V2_CRC_END]) != crc:
+            return BAD_CRC
+        if _crc(mark) != mark_crc:
+            mark = b""  # a torn mark update: the mark is lost, nothing else
+    else:
         return BAD_VERSION
-    (
-        _magic,
-        version,
-        nslots,
-        slot_size,
-        boot_count,
-        next_seq,
-        seen_seq,
-        pending_cause,
-        boot_cause,
-        loop_count,
-        loop_limit,
-        loop_window_ms,
-        loop_uptime_ms,
-        mark,
-        state,
-        _reserved,
-        crc,
-    ) = _HEADER.unpack(data)
-    if _crc(data[:_HEADER_CRC_END]) != crc:
-        return BAD_CRC
     if nslots == 0 or slot_size != SLOT_SIZE:
         return BAD_GEOMETRY
     return Header(
@@ -709,7 +743,7 @@ def encode_header(
     mark_b, _ = fit_head(mark, MARK_SIZE)
     body = _HEADER.pack(
         HEADER_MAGIC,
-        FORMAT_VERSION,
+        HEADER_VERSION,
         _u8("nslots", nslots),
         slot_size,
         _u32("boot_count", boot_count),
@@ -721,12 +755,21 @@ def encode_header(
         _u8("loop_limit", loop_limit),
         _u32("loop_window_ms", loop_window_ms),
         _u32("loop_uptime_ms", loop_uptime_ms),
-        mark_b,
         _u8("state", state),
         b"",
         0,
+        b"",
+        0,
     )
-    return body[:_HEADER_CRC_END] + struct.pack("<I", _crc(body[:_HEADER_CRC_END]))
+    head = body[:_HEADER_V2_CRC_END]
+    return head + struct.pack("<I", _crc(head)) + encode_mark(mark_b)
+
+
+def encode_mark(mark: Union[str, bytes]) -> bytes:
+    """The 20-byte mark block at header offset 44: 16 NUL-padded bytes and their CRC32."""
+    mark_b = fit_head(mark, MARK_SIZE)[0] if isinstance(mark, str) else bytes(mark)
+    mark_b = mark_b.ljust(MARK_SIZE, b"\0")
+    return mark_b + struct.pack("<I", _crc(mark_b))
 
 
 def encode_region(
