@@ -236,7 +236,9 @@ def test_crash_loop_breaker_trips_and_clears(board: Board) -> None:
         # Safe mode persists until cleared; the REPL still works in it; the keeper is
         # skipped. (On unix every run is a power-on, which starts a fresh window.)
         assert board.exec("import failstop; print(failstop.safe_mode())").strip().endswith("True")
-        out = board.exec("import failstop; print('KEEPER', failstop.keeper(lambda r: print('KEPT')))")
+        out = board.exec(
+            "import failstop; print('KEEPER', failstop.keeper(lambda r: print('KEPT')))"
+        )
         assert "KEEPER None" in out and "KEPT" not in out, out
     board.exec("import failstop; failstop.clear()")
     again = board.run("crash_loop.py", max_boots=1)
