@@ -151,6 +151,14 @@ class PicoBoard(ConsoleBoard):
             raise EmulatorError("the board is off")
         self._control.command("resume")
 
+    def host_read(self, on: bool) -> None:
+        """``False``: the host keeps the USB serial open and stops reading it (the board's
+        CDC FIFO fills, its writes wait); ``True``: it reads again. A reset of the board
+        ends it (its port goes away, a new one is read)."""
+        if self._control is None:
+            raise EmulatorError("the board is off")
+        self._control.command("host_read", on=on)
+
     def watchdog_resets(self) -> int:
         """Resets through the watchdog since power-on (its TRIGGER, or its expiry)."""
         return sum(1 for r in self.boot_reasons()[1:] if r in ("force", "timer"))

@@ -11,6 +11,9 @@
 //    them): MicroPython flushes what it printed before the host opened the port on the
 //    16th SOF after DTR, so without them the banner and boot output wait for host input;
 //  - the NMI from IRQs in SYSCFG PROC0_NMI_MASK (rp2040js keeps the mask, unused);
+//  - a host that has the port open but does not read (control: host_read): the CDC IN
+//    transfer the device queued is NAKed until the host reads again (or the chip
+//    resets: the port goes away), so the device's CDC FIFO fills as on a desk;
 //  - HardFault on BKPT/UDF (rp2040js stops the simulation there) and on a bus error (a
 //    CPU access to an unmapped address; rp2040js reads 0xffffffff and drops writes); a
 //    fault inside the HardFault handler is a lockup: the CPU stops, the clock (and
@@ -35,7 +38,9 @@
 // JSON object a line. Commands: {"cmd": "read", "addr": A, "size": N} (memory as a debug
 // probe reads it) -> {"reply": "read", "data": HEX}; {"cmd": "power_cycle", "max_boots": N}
 // (SRAM lost, flash kept); {"cmd": "halt"} / {"cmd": "resume"} (a debugger's halt);
-// {"cmd": "status"} (boots, states, emulated ms since power-on: sim_ms, and when the
+// {"cmd": "host_read", "on": B} (false: the host keeps the port open and stops reading;
+// until true or the next chip reset); {"cmd": "status"} (boots, states, host_read and
+// in_stalled (a device transfer waits for the host), emulated ms since power-on: sim_ms, and when the
 // device last took host bytes / sent bytes to the host: in_sim_ms / out_sim_ms); {"cmd": "quit"}. Events to every client:
 // {"event": "boots", "reasons": [R, ...], "capped": B} first (the boots so far), then
 // {"event": "boot", "boot": N, "reason": R}, {"event": "capped"}, {"event": "lockup"}.
@@ -189,6 +194,8 @@ let maxBoots = Number(opt['max-boots']);
 let bootWall = 0;
 let simBefore = 0; // emulated ns of the earlier boots
 const simMs = () => (simBefore + (clock ? clock.nanos : 0)) / 1e6; // since power-on
+let hostReading = true; // false: the host has the port open and does not read (control)
+let stalledIN = null; // the device's IN transfer the host has not taken (DPRAM offset)
 let inSimMs = 0; // when the device last took host bytes (emulated ms since power-on)
 let outSimMs = 0; // when the device last sent bytes to the host
 const hostQueue = []; // host bytes not yet taken by the device
@@ -226,6 +233,9 @@ function boot(carry) {
   };
   cdc = new USBCDC(mcu.usbCtrl);
   quietCDC(cdc, mcu.usbCtrl);
+  hostReading = true; // a new port after a reset: the host reads again
+  stalledIN = null;
+  stallableIN(cdc, mcu.usbCtrl);
   deviceSOF(mcu.usbCtrl, clock);
   cdc.onDeviceConnected = () => {
     event(`usb connected (sim ${(clock.nanos / 1e6).toFixed(1)} ms)`);
@@ -296,6 +306,28 @@ function quietCDC(cdc, usb) {
     for (let i = 0; i < buffer.length; i++) buffer[i] = cdc.txFIFO.pull();
     pending = null;
     usb.endpointReadDone(cdc.outEndpoint, buffer);
+  };
+}
+
+// A host that does not read: the device's IN transfer on the CDC data endpoint (buffer
+// control written with AVAILABLE) is held, as a host NAKs it, until the host reads.
+const EP0_IN_BUFFER_CONTROL = 0x80;
+const BUF_CTRL_AVAILABLE = 1 << 10;
+function stallableIN(cdc, usb) {
+  const updated = usb.DPRAMUpdated.bind(usb);
+  usb.DPRAMUpdated = (offset, value) => {
+    if (!hostReading && cdc.inEndpoint > 0 && offset === EP0_IN_BUFFER_CONTROL + 8 * cdc.inEndpoint
+        && value & (BUF_CTRL_AVAILABLE | (BUF_CTRL_AVAILABLE << 16))) {
+      stalledIN = offset;
+      return;
+    }
+    updated(offset, value);
+  };
+  usb.releaseIN = () => {
+    if (stalledIN === null) return;
+    const offset = stalledIN;
+    stalledIN = null;
+    updated(offset, mcu.usbDPRAMView.getUint32(offset, true));
   };
 }
 
@@ -536,10 +568,16 @@ function control(req) {
         setImmediate(run);
       }
       return { reply: 'resume' };
+    case 'host_read':
+      hostReading = !!req.on;
+      if (hostReading) mcu.usbCtrl.releaseIN();
+      return { reply: 'host_read', on: hostReading };
     case 'status':
       return {
         reply: 'status', boots, paused, halted, bootloader: inBootloader, lockedUp,
         sim_ms: simMs(), in_sim_ms: inSimMs, out_sim_ms: outSimMs,
+        host_read: hostReading, in_stalled: stalledIN !== null,
+        pc: core.PC, primask: core.PM, waiting: core.waiting, ipsr: core.IPSR,
       };
     case 'quit':
       setImmediate(() => finish(0));

@@ -1,0 +1,65 @@
+"""The fail-stop promise on the emulated Pico under field conditions (issue 11, RP2040):
+an attached host that stops reading while Ctrl-C arrives, pico-sdk panics and C asserts,
+watchdog budgets and feeds, a bite with no early warning."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+from backends import SCRIPTS
+from emulated_backend import at_repl, mpremote
+from failstop_host import codec
+from failstop_host.pico import PicoBoard
+from rp2_backend import pico_board
+
+SCRATCH1 = 0x40058010
+READY = 0x5A1160
+SCRATCH2 = 0x40058014
+ZALGO = 0x2A160
+
+
+def scratch(board: PicoBoard, addr: int) -> int:
+    return int.from_bytes(board.read_memory(addr, 4), "little")
+
+
+def records(board: PicoBoard) -> tuple[codec.Record, ...]:
+    return codec.decode_region(board.retained()).records
+
+
+def test_fault_with_host_not_reading_and_ctrl_c_runs_no_except(tmp_path: Path) -> None:
+    """Issue 11 item 4. The host has the port open and does not read (the CDC FIFO is
+    full), Ctrl-C bytes arrive, then an OOM: the fault path's console output must not run
+    the scheduler (which raised the pending KeyboardInterrupt into the program's except
+    clause, interrupts off, the board stuck). Record, reboot, no except clause.
+    Before the raw console (MicroPython's CDC writer in the fault path), this board never
+    rebooted: the banner waited in mp_usbd_cdc_tx_strn -> mp_event_wait_ms -> WFE with
+    interrupts off, which nothing woke (the timer interrupt was already pending)."""
+    with at_repl(pico_board(tmp_path)) as b:
+        p = mpremote(b.port, "fs", "cp", str(SCRIPTS / "usb_stalled_ctrlc.py"), ":stall.py")
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert b.wait_for(rb">>> $", timeout=10), b.output()
+        b.host_read(False)
+        b.write(b"import stall\r")
+        deadline = time.monotonic() + 30
+        while scratch(b, SCRATCH1) != READY:
+            assert time.monotonic() < deadline, b.runner_log()
+            time.sleep(0.05)
+        assert b.status()["in_stalled"]  # the board's output waits for the host
+        b.write(b"\x03\x03")  # mpremote's interrupt, as a host connecting sends it
+        time.sleep(3.0)  # the board handles the fault meanwhile, its output unread
+        b.host_read(True)
+        m = b.wait_for(rb"failstop: reboot after OOM", timeout=20)
+        time.sleep(1.0)  # whatever else the board prints
+        out = b.output().decode(errors="replace")
+        # The except clause leaves its mark in a watchdog scratch register (it survives
+        # the reset): its printing alone could be stuck behind interrupts that are off.
+        assert scratch(b, SCRATCH2) != ZALGO, "the program's except clause ran:\n" + out
+        assert "ZALGO" not in out, out
+        assert m is not None, out
+        assert b.watchdog_resets() == 1, b.boot_reasons()
+        (rec,) = records(b)
+        assert (rec.kind, rec.action, rec.exc_type) == ("OOM", "REBOOT", "MemoryError")
+        assert rec.location is not None and rec.location.function == "fault", rec
+        assert rec.flag_names == [], rec.flag_names  # no double fault on the way
