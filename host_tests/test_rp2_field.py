@@ -63,3 +63,84 @@ def test_fault_with_host_not_reading_and_ctrl_c_runs_no_except(tmp_path: Path) -
         assert (rec.kind, rec.action, rec.exc_type) == ("OOM", "REBOOT", "MemoryError")
         assert rec.location is not None and rec.location.function == "fault", rec
         assert rec.flag_names == [], rec.flag_names  # no double fault on the way
+
+
+# What the fault path's console must never reach: MicroPython's stdout (dupterm
+# streams, the CDC writer that waits through the scheduler) and the scheduler itself
+# (pending exceptions, scheduled Python callbacks).
+NOT_IN_FAULT_PATH = {
+    "mp_hal_stdout_tx_strn",
+    "mp_hal_stdout_tx_strn_cooked",
+    "mp_usbd_cdc_tx_strn",
+    "mp_os_dupterm_tx_strn",
+    "mp_event_wait_ms",
+    "mp_event_handle_nowait",
+    "mp_handle_pending",
+    "mp_sched_run_pending",
+    "mp_usbd_task",
+    "mp_call_function_n_kw",
+}
+# The HAL's output and stop functions, and what tinyusb's task calls through its class
+# driver table for MicroPython's built-in CDC (not visible as direct calls).
+FAULT_PATH_ROOTS = (
+    "failstop_hal_write",
+    "failstop_hal_reset",
+    "failstop_hal_halt",
+    "cdcd_xfer_cb",
+    "cdcd_control_xfer_cb",
+)
+
+# Not followed: the runtime USB device's descriptor callbacks reach Python objects only
+# while a machine.USBDevice is set (MP_STATE_VM(usbd)); the fault path's USB polling
+# clears it first (and its output does not poll at all while it is set).
+GUARDED = ("usbd_get_buffer_in_cb", "mp_usbd_runtime_string_cb")
+
+
+def call_graph(elf: Path) -> dict[str, set[str]]:
+    """Direct calls and tail calls between functions (arm-none-eabi-objdump)."""
+    import subprocess
+
+    dis = subprocess.run(
+        ["arm-none-eabi-objdump", "-d", "--no-show-raw-insn", str(elf)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    graph: dict[str, set[str]] = {}
+    current = None
+    head = re.compile(r"^[0-9a-f]+ <([^>]+)>:$")
+    call = re.compile(r"\s(?:bl|blx|b|b\.n|b\.w)\s+[0-9a-f]+ <([^>+]+)>")
+    for line in dis.splitlines():
+        m = head.match(line)
+        if m:
+            current = m.group(1)
+            graph.setdefault(current, set())
+            continue
+        m = call.search(line)
+        if m and current is not None and m.group(1) != current:
+            graph[current].add(m.group(1))
+    return graph
+
+
+def test_fault_path_console_reaches_no_scheduler_and_no_stdout() -> None:
+    """Issue 11 item 4, statically: from the HAL's fault-path output (and the CDC class
+    callbacks tinyusb's task runs), no call chain reaches MicroPython's stdout or the
+    scheduler. The old HAL wrote through mp_usbd_cdc_tx_strn (-> mp_event_wait_ms ->
+    mp_handle_pending)."""
+    from rp2_backend import PICO_FW
+
+    graph = call_graph(PICO_FW.with_suffix(".elf"))
+    seen: dict[str, str] = {}
+    todo = [(r, r) for r in FAULT_PATH_ROOTS if r in graph]
+    assert len(todo) == len(FAULT_PATH_ROOTS), [r for r in FAULT_PATH_ROOTS if r not in graph]
+    while todo:
+        fn, path = todo.pop()
+        if fn in seen:
+            continue
+        seen[fn] = path
+        for callee in graph.get(fn, ()):
+            if callee.startswith(GUARDED):
+                continue
+            todo.append((callee, f"{path} -> {callee}"))
+    bad = sorted(seen[f] for f in NOT_IN_FAULT_PATH if f in seen)
+    assert bad == [], "\n".join(bad)
