@@ -8,6 +8,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 from backends import SCRIPTS
 from emulated_backend import at_repl, mpremote
 from failstop_host import codec
@@ -144,3 +146,26 @@ def test_fault_path_console_reaches_no_scheduler_and_no_stdout() -> None:
             todo.append((callee, f"{path} -> {callee}"))
     bad = sorted(seen[f] for f in NOT_IN_FAULT_PATH if f in seen)
     assert bad == [], "\n".join(bad)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ("sdk_panic('valve stuck')", r"panic: valve stuck \(-42, 0xf5\)"),
+        ("c_assert()", r"assert hook != 0 at ports/rp2/failstop_hal\.c:\d+"),
+    ],
+)
+def test_sdk_panic_and_c_assert_are_fatal(tmp_path: Path, call: str, message: str) -> None:
+    """Issue 11 item 6 (rp2): pico-sdk's panic() printed through stdio and stopped at a
+    breakpoint, a failed C assert printed and panicked: now FATAL with their text, the
+    Python location, and a reboot. No correct program reaches either, so the firmware's
+    test hooks (_failstop_rp2) call the real panic() and the C assert handler."""
+    with at_repl(pico_board(tmp_path)) as b:
+        b.write(f"import _failstop_rp2; _failstop_rp2.{call}\r".encode())
+        assert b.wait_for(rb"failstop: reboot after FATAL", timeout=20), b.output()
+        assert b.wait_for(rb">>> $", timeout=20), b.output()
+        (rec,) = records(b)
+        assert (rec.kind, rec.action) == ("FATAL", "REBOOT"), rec
+        assert re.fullmatch(message, rec.message), rec.message
+        assert rec.location is not None and rec.location.function == "<module>", rec
+        assert b.watchdog_resets() == 1 and b.boot_reasons()[1] == "force"
