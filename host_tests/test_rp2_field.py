@@ -169,3 +169,63 @@ def test_sdk_panic_and_c_assert_are_fatal(tmp_path: Path, call: str, message: st
         assert re.fullmatch(message, rec.message), rec.message
         assert rec.location is not None and rec.location.function == "<module>", rec
         assert b.watchdog_resets() == 1 and b.boot_reasons()[1] == "force"
+
+
+def run_imported(b: PicoBoard, script: str, reboots: int = 1) -> str:
+    """Copy `script` to the board and import it at the REPL; wait for its reboots and the
+    prompt after them; the output."""
+    p = mpremote(b.port, "fs", "cp", str(SCRIPTS / script), ":t.py")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert b.wait_for(rb">>> $", timeout=10), b.output()
+    start = len(b.output())
+    b.write(b"import t\r")
+    deadline = time.monotonic() + 30
+    while b.resets < reboots:
+        assert time.monotonic() < deadline, b.output().decode(errors="replace")
+        time.sleep(0.05)
+    assert b.wait_for(rb"MicroPython v[^\n]*\n.*\n>>> $", timeout=20, start=start), b.output()
+    return b.output(start).decode(errors="replace")
+
+
+def test_fault_path_rearms_the_watchdog_to_its_budget(tmp_path: Path) -> None:
+    """Issue 11 item 10 (rp2): a 1 ms program timeout and a fault 0.4 ms after feeding;
+    recording takes ~0.9 ms. The fault path re-arms the watchdog to its budget on entry
+    (MICROPY_FAILSTOP_WDT_BUDGET_MS): the record is complete, the reset is failstop's.
+    Before, the program's timeout bit mid-record: no record, reset cause 'watchdog'."""
+    with at_repl(pico_board(tmp_path)) as b:
+        run_imported(b, "watchdog_budget.py")
+        assert b.boot_reasons() == ["power_on", "force"]
+        (rec,) = records(b)
+        assert (rec.kind, rec.message, rec.flag_names) == ("PANIC", "short budget", [])
+        assert rec.location is not None and rec.location.function == "late_fault"
+        hdr = codec.decode_region(b.retained()).header
+        assert hdr is not None and hdr.boot_cause == "fault"
+
+
+def test_watchdog_bite_without_early_warning_is_reported(tmp_path: Path) -> None:
+    """Issue 11 item 10 (rp2): a bite the firmware did not ask for and no early warning
+    took (a 1 ms timeout) reads as 'watchdog' from the RP2040's REASON register, and the
+    next boot records it post hoc, with the mark. Before: no record at all."""
+    with at_repl(pico_board(tmp_path)) as b:
+        run_imported(b, "watchdog_no_warning.py")
+        assert b.boot_reasons() == ["power_on", "timer"]
+        (rec,) = records(b)
+        assert (rec.kind, rec.mark, rec.boot) == ("WATCHDOG", "spin", 1), rec
+        assert "POSTHOC" in rec.flag_names, rec.flag_names
+        hdr = codec.decode_region(b.retained()).header
+        assert hdr is not None and hdr.boot_cause == "watchdog" and hdr.loop_count == 1
+
+
+def test_feed_is_timed_before_the_hardware_takes_it(tmp_path: Path) -> None:
+    """Issue 11 item 10 (rp2): the CPU stalls 50 ms right after the hardware took a feed
+    (a long interrupt handler there), past the early-warning deadline of the feed
+    before. The feed time was recorded after the hardware feed: the early warning then
+    saw the old time and recorded a WATCHDOG at the feed, though the program was on time.
+    Now the feed time comes first; the program runs on."""
+    with at_repl(pico_board(tmp_path)) as b:
+        b.stall_after("watchdog_update", 50, skip=1)  # skip the feed inside arming
+        out = run_imported(b, "watchdog_feed_stall.py")
+        assert len(b.stalls()) == 1, b.runner_log()
+        assert "ALIVE" in out, out
+        (rec,) = records(b)
+        assert (rec.kind, rec.message) == ("PANIC", "done"), rec

@@ -159,6 +159,18 @@ class PicoBoard(ConsoleBoard):
             raise EmulatorError("the board is off")
         self._control.command("host_read", on=on)
 
+    def stall_after(self, function: str, ms: float, skip: int = 0) -> None:
+        """Stall the CPU for ``ms`` (the clock runs on) when it next returns from
+        ``function`` (after ``skip`` returns), as a long interrupt handler or a flash
+        write stalls it; ``stalls()`` lists them."""
+        if self._control is None:
+            raise EmulatorError("the board is off")
+        addr = elf_symbol(self.elf, function)[0]
+        self._control.command("stall_after", addr=addr, skip=skip, ms=ms)
+
+    def stalls(self) -> list[dict[str, Any]]:
+        return self._events("stalled")
+
     def watchdog_resets(self) -> int:
         """Resets through the watchdog since power-on (its TRIGGER, or its expiry)."""
         return sum(1 for r in self.boot_reasons()[1:] if r in ("force", "timer"))

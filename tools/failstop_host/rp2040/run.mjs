@@ -38,6 +38,9 @@
 // JSON object a line. Commands: {"cmd": "read", "addr": A, "size": N} (memory as a debug
 // probe reads it) -> {"reply": "read", "data": HEX}; {"cmd": "power_cycle", "max_boots": N}
 // (SRAM lost, flash kept); {"cmd": "halt"} / {"cmd": "resume"} (a debugger's halt);
+// {"cmd": "stall_after", "addr": A, "skip": K, "ms": M} (the CPU stalls M ms, the clock
+// running on, when it returns from the (K+1)th call of the function at A, as a long
+// interrupt handler or a flash write would stall it there; then a "stalled" event);
 // {"cmd": "host_read", "on": B} (false: the host keeps the port open and stops reading;
 // until true or the next chip reset); {"cmd": "status"} (boots, states, host_read and
 // in_stalled (a device transfer waits for the host), emulated ms since power-on: sim_ms, and when the
@@ -477,6 +480,26 @@ function probeReport() {
   event(`probe 0x${p.at.toString(16)}: ${r.stack} B of stack, ${(r.ns / 1e3).toFixed(1)} us to the reset`, r);
 }
 
+// --- a stall at a function's return (control: stall_after) -----------------------------
+
+let stall = null; // { at, skip, ns, ret }
+
+function stallStep() {
+  const pc = core.PC;
+  if (stall.ret === null) {
+    if (pc === stall.at) {
+      if (stall.skip > 0) stall.skip--;
+      else stall.ret = (core.LR & ~1) >>> 0;
+    }
+    return;
+  }
+  if (pc !== stall.ret) return;
+  const s = stall;
+  stall = null;
+  clock.tick(s.ns); // alarms due meanwhile fire; their interrupts are taken next
+  event(`stalled ${(s.ns / 1e6).toFixed(1)} ms at 0x${pc.toString(16)}`, { event: 'stalled', pc, sim_ms: simMs() });
+}
+
 // --- main loop ---------------------------------------------------------------------
 
 const CYCLE_NS = 1e9 / 125000000;
@@ -510,6 +533,7 @@ function run() {
       romHook();
       if (inBootloader) return; // the chip is the RPI-RP2 drive now (see enterBootloader)
       if (probeAt.size) probeStep();
+      if (stall !== null) stallStep();
       inCore = true;
       const cycles = core.executeInstruction();
       inCore = false;
@@ -568,6 +592,9 @@ function control(req) {
         setImmediate(run);
       }
       return { reply: 'resume' };
+    case 'stall_after':
+      stall = { at: Number(req.addr) & ~1, skip: Number(req.skip ?? 0), ns: Number(req.ms) * 1e6, ret: null };
+      return { reply: 'stall_after' };
     case 'host_read':
       hostReading = !!req.on;
       if (hostReading) mcu.usbCtrl.releaseIN();
