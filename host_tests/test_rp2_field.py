@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from backends import SCRIPTS
-from emulated_backend import at_repl, mpremote
+from backends import SCRIPTS, fault_line
+from emulated_backend import EmulatedBackend, at_repl, mpremote
 from failstop_host import codec
 from failstop_host.pico import PicoBoard
 from rp2_backend import pico_board
@@ -229,3 +229,30 @@ def test_feed_is_timed_before_the_hardware_takes_it(tmp_path: Path) -> None:
         assert "ALIVE" in out, out
         (rec,) = records(b)
         assert (rec.kind, rec.message) == ("PANIC", "done"), rec
+
+
+def test_fault_on_core1_is_recorded_with_its_own_frames(tmp_path: Path) -> None:
+    """Issue 11 item 3 on the emulated Pico (the runner models the RP2040's second core):
+    a thread on core 1 runs out of memory while core 0 spins in another function. The
+    record has the core-1 thread's location and frames and none of core 0's (one frame
+    stack per core); core 0 was forced off (PSM) before the record was written; the
+    board rebooted. With one frame stack for both cores, core 0's frames were recorded."""
+    pico = pico_board(tmp_path)
+    board = EmulatedBackend("rp2", pico)
+    try:
+        res = board.run("core1_fault.py", max_boots=3)
+        assert res.end == "exit", res.output
+        line = fault_line("core1_fault.py")
+        assert res.last() == [
+            ("OOM", "MemoryError", [("main.py", line, "grow"), ("main.py", line + 4, "worker")])
+        ], res.output
+        (rec,) = res.region.records
+        assert rec.location is not None
+        assert (rec.location.function, rec.location.line) == ("grow", line)
+        assert "spin" not in [f.function for f in rec.traceback]
+        assert "<module>" not in [f.function for f in rec.traceback]
+        assert res.region.header is not None and res.region.header.boot_cause == "fault"
+        log = pico.runner_log()
+        assert "core 1 launched" in log and "core 0 forced off" in log, log
+    finally:
+        board.close()
