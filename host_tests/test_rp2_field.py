@@ -256,3 +256,23 @@ def test_fault_on_core1_is_recorded_with_its_own_frames(tmp_path: Path) -> None:
         assert "core 1 launched" in log and "core 0 forced off" in log, log
     finally:
         board.close()
+
+
+def test_fault_on_core0_while_core1_runs_python(tmp_path: Path) -> None:
+    """Issue 11 item 3, the other way round: core 1 spins in a Python function while the
+    main program on core 0 runs out of memory. Core 0's frames only, and core 1 forced
+    off (PSM) after it had been launched, before the reset."""
+    pico = pico_board(tmp_path)
+    board = EmulatedBackend("rp2", pico)
+    try:
+        res = board.run("core0_fault.py", max_boots=3)
+        assert res.end == "exit", res.output
+        line = fault_line("core0_fault.py")
+        assert res.last() == [
+            ("OOM", "MemoryError", [("main.py", line, "grow"), ("main.py", line + 4, "<module>")])
+        ], res.output
+        log = pico.runner_log()
+        launched = log.index("core 1 launched")
+        assert "core 1 forced off" in log[launched:].split("watchdog reset")[0], log
+    finally:
+        board.close()
