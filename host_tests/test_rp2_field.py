@@ -276,3 +276,22 @@ def test_fault_on_core0_while_core1_runs_python(tmp_path: Path) -> None:
         assert "core 1 forced off" in log[launched:].split("watchdog reset")[0], log
     finally:
         board.close()
+
+
+def test_both_cores_fault_at_once_one_record(tmp_path: Path) -> None:
+    """Issue 11 item 3, the claim: both cores fault together. The fault path is claimed
+    atomically (a hardware spin lock): one record, complete, no double fault, one
+    reboot. With the old check-then-set guard the second core took the first one's
+    half-written record for a double fault and committed it."""
+    pico = pico_board(tmp_path)
+    board = EmulatedBackend("rp2", pico)
+    try:
+        res = board.run("both_cores_fault.py", max_boots=3)
+        assert res.end == "exit" and res.boots == 2, res.output
+        ((kind, flags, where, n),) = res.last()
+        assert (kind, flags, n) == ("OOM", 0, 1), res.output
+        assert where in ("grow0", "grow1")
+        (rec,) = res.region.records
+        assert rec.flag_names == [] and rec.message.startswith("memory allocation failed")
+    finally:
+        board.close()
