@@ -102,9 +102,11 @@ class UnixBackend:
     def __init__(self, firmware: Path, workdir: Path) -> None:
         self.firmware = firmware
         self.retained = workdir / "retained.ram"
+        self.board_env: dict[str, str] = {}  # e.g. FAILSTOP_UPTIME_MS: the board's condition
 
     def _env(self, max_boots: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FAILSTOP_")}
+        env.update(self.board_env)
         env["FAILSTOP_RETAINED"] = str(self.retained)
         env["FAILSTOP_MAX_BOOTS"] = str(max_boots)
         return env

@@ -303,6 +303,19 @@ def test_mark_allocates_nothing(board: Board) -> None:
     assert res.lines("MARK") == ["in-irq"]
 
 
+def test_fault_on_another_thread_or_core(board: Board) -> None:
+    res = board.run("thread_fault.py")
+    assert "ZALGO" not in res.output and res.end == "exit", res.output
+    if "no _thread" in res.output:
+        assert res.boots == 1 and not res.region.records
+        return
+    assert res.boots == 2, res.output
+    main = board.main_file("thread_fault.py")
+    assert res.last() == [
+        (1, "PANIC", "in thread", (main, fault_line("thread_fault.py"), "worker"), ["worker"])
+    ]
+
+
 def test_bad_arguments_raise_clear_errors(board: Board) -> None:
     res = board.run("bad_args.py", max_boots=1)
     assert res.end == "exit" and "END" in res.output, res.output
