@@ -78,7 +78,7 @@ class BootPlan:
     repl: Optional[str]  # code typed at the REPL (no main program)
     resources: Resources
     inject: Optional[Inject]
-    hw_cause: int
+    hw_cause: int  # the hardware reset cause (retained.RC_*), or NO_RESET: the board was on
     max_ms: Optional[int]  # virtual time budget of the boot
     programs: dict[str, CodeType] = field(default_factory=dict)  # precompiled files
     sweep_dir: Optional[Path] = None  # the main line of an OOM sweep writes runs there
