@@ -22,12 +22,19 @@ class Resources:
     op_ns: virtual nanoseconds one bytecode instruction takes (the virtual clock behind
         ``time.ticks_ms``, the watchdog and ``uptime_ms``; sleeps add their time).
     wdt_max_ms: the largest watchdog timeout the board accepts.
+    uptime_start_ms: the uptime every boot starts at (as the unix port's
+        $FAILSTOP_UPTIME_MS: months of uptime without waiting for them); the records'
+        uptime saturates at 0xFFFFFFFF ms.
+    missing_modules: modules the firmware is built without (e.g. ``("asyncio",)``):
+        importing them fails as on the board (ImportError "no module named ...").
     """
 
     heap_size: Optional[int] = 2 * MIB
     stack_limit: int = 100
     op_ns: int = 1000
     wdt_max_ms: int = 3600000
+    uptime_start_ms: int = 0
+    missing_modules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.heap_size is not None and self.heap_size <= 0:
@@ -38,6 +45,11 @@ class Resources:
             raise ValueError("op_ns must be at least 1")
         if not 1 <= self.wdt_max_ms <= 0x7FFFFFFF:
             raise ValueError("wdt_max_ms must be 1..2147483647")
+        if self.uptime_start_ms < 0:
+            raise ValueError("uptime_start_ms must be 0 or more")
+        if isinstance(self.missing_modules, str):
+            raise TypeError("missing_modules must be a sequence of module names, not a str")
+        object.__setattr__(self, "missing_modules", tuple(self.missing_modules))
 
 
 @dataclass(frozen=True)

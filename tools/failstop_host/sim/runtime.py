@@ -26,7 +26,7 @@ from .. import codec
 from . import allocpoints
 from . import mpstyle as mp
 from .config import BootPlan
-from .retained import ACTION, KIND, Retained, _clean
+from .retained import ACTION, KIND, UPTIME_MAX, Retained, _clean
 
 TraceFn = Callable[[FrameType, str, Any], Any]
 
@@ -105,7 +105,8 @@ class Runtime:
         self.out.write(text)
 
     def uptime_ms(self) -> int:
-        return self.clock_ns() // 1_000_000
+        """failstop_hal_uptime_ms: saturates at 0xFFFFFFFF (49.7 days), never wraps."""
+        return min(self.res.uptime_start_ms + self.clock_ns() // 1_000_000, UPTIME_MAX)
 
     @property
     def steps(self) -> int:
