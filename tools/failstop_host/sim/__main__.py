@@ -33,6 +33,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--heap", type=int, default=2 * MIB, help="heap bytes (0: no limit)")
     p.add_argument("--stack", type=int, default=100, help="Python frames that fit on the stack")
     p.add_argument("--op-ns", type=int, default=1000, help="virtual ns per bytecode instruction")
+    p.add_argument(
+        "--uptime-start-ms", type=int, default=0, help="uptime every boot starts at (ms)"
+    )
+    p.add_argument(
+        "--missing-module",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a module the firmware is built without (repeatable)",
+    )
     p.add_argument("--max-boots", type=int, default=12, help="boot cap of the run")
     p.add_argument("--max-ms", type=int, help="virtual ms a boot may run")
     p.add_argument("--timeout", type=float, default=60.0, help="wall-clock seconds for the run")
@@ -53,6 +63,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         heap_size=args.heap or None,
         stack_limit=args.stack,
         op_ns=args.op_ns,
+        uptime_start_ms=args.uptime_start_ms,
+        missing_modules=tuple(args.missing_module),
     )
     with tempfile.TemporaryDirectory(prefix="failstop-sim-") as tmp:
         dev = SimDevice(tmp, res, retained=args.retained)
