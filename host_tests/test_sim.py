@@ -745,3 +745,32 @@ def test_missing_modules(tmp_path: Path, board: Path) -> None:
     run = dev.run(script)
     assert run.lines("NO") == ["asyncio no module named 'asyncio'", "json no module named 'json'"]
     assert run.lines("HAVE") == ["struct"]
+
+
+def test_watchdog_bite_without_early_warning_on_the_board(dev: SimDevice, board: Path) -> None:
+    script = write(
+        board,
+        "main.py",
+        """
+        import failstop
+        r = failstop.last()
+        if r:
+            print("LAST", (r.seq, r.kind, r.boot, r.reset_cause, r.mark, r.message, r.location))
+            print("NOW", failstop.boot_count(), failstop.reset_cause())
+        else:
+            failstop.watchdog(200)
+            failstop.mark("spinning")
+            while True:
+                pass
+        """,
+    )
+    run = dev.run(script, inject=Inject(early_warning=False))
+    assert "failstop: WATCHDOG" not in run.output  # no fault path ran in boot 1
+    assert run.lines("LAST") == [
+        "(1, 'WATCHDOG', 1, 'power_on', 'spinning', 'watchdog reset, no early warning', None)"
+    ]
+    assert run.lines("NOW") == ["2 watchdog"]
+    assert "failstop: reboot after WATCHDOG (seq 1, boot 1): watchdog reset" in run.output
+    rec = run.record
+    assert rec is not None and rec.flag_names == ["NO_PYTHON_FRAME", "POSTHOC"]
+    assert run.boot_reports[0].hw_next == RC_WATCHDOG and run.end == "exit"

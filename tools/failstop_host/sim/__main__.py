@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--oom-at", type=int, help="the k-th allocation point of boot 1 fails")
     p.add_argument("--stack-at", type=int, help="a call at depth d in boot 1 is a stack fault")
     p.add_argument("--hang-at", type=int, help="boot 1 hangs at its n-th instruction")
+    p.add_argument(
+        "--no-early-warning",
+        action="store_true",
+        help="boot 1's watchdog resets with no early warning (recorded post hoc)",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--measure", action="store_true", help="count, with nothing injected")
     mode.add_argument(
@@ -79,7 +84,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 return EXIT_OK
             if args.sweep_oom:
                 return _sweep(dev, args)
-            inject = Inject(oom_at=args.oom_at, stack_at=args.stack_at, hang_at=args.hang_at)
+            inject = Inject(
+                oom_at=args.oom_at,
+                stack_at=args.stack_at,
+                hang_at=args.hang_at,
+                early_warning=not args.no_early_warning,
+            )
             run = dev.run(
                 args.script,
                 root=args.root,

@@ -59,6 +59,9 @@ class Inject:
 
     oom_at: the k-th allocation point (1-based) fails: OOM.
     stack_at: the stack holds d frames: a call at depth d is a STACK fault.
+    early_warning: False: the watchdog's early warning is lost in this boot (a port whose
+        warning is an interrupt that cannot run): when the watchdog expires the board
+        just resets, and the next boot records the bite post hoc (WATCHDOG, POSTHOC).
     hang_at: the program hangs at its n-th instruction (1-based): the watchdog fires
         if it is armed, otherwise the board stays hung (run end "hang").
     """
@@ -67,6 +70,7 @@ class Inject:
     stack_at: Optional[int] = None
     hang_at: Optional[int] = None
     boot: int = 1
+    early_warning: bool = True
 
     def __post_init__(self) -> None:
         for name in ("oom_at", "stack_at", "hang_at"):
@@ -78,7 +82,12 @@ class Inject:
 
     @property
     def empty(self) -> bool:
-        return self.oom_at is None and self.stack_at is None and self.hang_at is None
+        return (
+            self.oom_at is None
+            and self.stack_at is None
+            and self.hang_at is None
+            and self.early_warning
+        )
 
 
 @dataclass

@@ -11,6 +11,7 @@ its fault), read its console and its retained region.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import selectors
@@ -57,6 +58,8 @@ class BootReport:
     kind: the fault kind that ended the boot ("" if none).
     steps/allocs/max_depth/uptime_ms: instructions run, allocation points passed,
         deepest Python stack, virtual uptime.
+    hw_next: the hardware reset cause the next boot sees (retained.RC_WATCHDOG after a
+        bite with no early warning; 0: the cause the firmware left).
     """
 
     end: str
@@ -66,6 +69,7 @@ class BootReport:
     allocs: int
     max_depth: int
     uptime_ms: int
+    hw_next: int = 0
 
 
 @dataclass
@@ -145,6 +149,7 @@ def _report(data: bytes) -> tuple[BootReport, int]:
         allocs=st["allocs"],
         max_depth=st["max_depth"],
         uptime_ms=st["uptime_ms"],
+        hw_next=st.get("hw_next", 0),
     )
     return rep, st.get("console_pos", -1)
 
@@ -414,7 +419,7 @@ class SimDevice:
                     console.write(_cap_message(max_boots))
                     end, exit_code = "boot_limit", BOOT_LIMIT_EXIT
                     break
-                hw = RC_UNKNOWN
+                hw = rep.hw_next or RC_UNKNOWN
         finally:
             console.close()
         self.on = end == "exit"
@@ -492,7 +497,11 @@ class SimDevice:
                     out_path = d / f"reboot-{i}.out"
                     out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                     status_r, status_w = os.pipe()
-                    pid = _fork_boot(plan, runs[i].retained, out_fd, status_w)
+                    hw = runs[i].reports[-1].hw_next or RC_UNKNOWN
+                    boot_plan = (
+                        plan if hw == plan.hw_cause else dataclasses.replace(plan, hw_cause=hw)
+                    )
+                    pid = _fork_boot(boot_plan, runs[i].retained, out_fd, status_w)
                     os.close(status_w)
                     active[pid] = (i, status_r, out_fd)
                 pid, wstatus = _wait_any(list(active), deadline)

@@ -26,7 +26,7 @@ from .. import codec
 from . import allocpoints
 from . import mpstyle as mp
 from .config import BootPlan
-from .retained import ACTION, KIND, UPTIME_MAX, Retained, _clean
+from .retained import ACTION, KIND, RC_WATCHDOG, UPTIME_MAX, Retained, _clean
 
 TraceFn = Callable[[FrameType, str, Any], Any]
 
@@ -64,6 +64,7 @@ class Runtime:
         self.slept_ns = 0
         self.trip = NEVER  # the step at which a deadline or an injected hang is due
         self.hang_at = inj.hang_at if inj and inj.hang_at else 0
+        self.early_warning = inj.early_warning if inj else True
         self.budget_ns: Optional[int] = None if plan.max_ms is None else plan.max_ms * 1_000_000
         self.wdt_ms = 0
         self.wdt_deadline: Optional[int] = None  # ns
@@ -115,8 +116,12 @@ class Runtime:
     def clock_ns(self) -> int:
         return self.steps * self.res.op_ns + self.slept_ns
 
-    def finish(self, end: str, code: Optional[int] = 0, kind: int = 0) -> NoReturn:
-        """End this boot: report to the host side and end the process at once."""
+    def finish(
+        self, end: str, code: Optional[int] = 0, kind: int = 0, hw_next: int = 0
+    ) -> NoReturn:
+        """End this boot: report to the host side and end the process at once.
+        ``hw_next``: the hardware reset cause the next boot sees (0: none, the cause is
+        what the firmware left in the region)."""
         if not self.in_process_run:
             sys.settrace(None)
             sys.setprofile(None)
@@ -131,6 +136,7 @@ class Runtime:
             "max_depth": self.max_depth,
             "uptime_ms": self.uptime_ms(),
             "console_pos": self.console_pos,
+            "hw_next": hw_next,
         }
         os.write(self.status_fd, json.dumps(status).encode() + b"\n")
         if self.in_process_run:
@@ -602,9 +608,12 @@ class Runtime:
         self.rechunk()
 
     def watchdog_fault(self, frame: Optional[FrameType]) -> NoReturn:
-        """The watchdog expired: its early warning records where the program was."""
+        """The watchdog expired: its early warning records where the program was (without
+        one, the board resets and the next boot records the bite post hoc)."""
         assert self.wdt_deadline is not None
         self.slept_ns += max(0, self.wdt_deadline - self.clock_ns())
+        if not self.early_warning:
+            self.finish("reset", None, K_WATCHDOG, hw_next=RC_WATCHDOG)
         self.fault_stop(K_WATCHDOG, frame=frame, message="watchdog timeout", asynchronous=True)
 
     def on_exception(self, frame: FrameType, arg: tuple[type, BaseException, Any]) -> None:
