@@ -30,7 +30,9 @@ class SimBackend:
         return RunResult(r.output, r.end, r.exit_code, r.region)
 
     def exec(self, code: str, timeout: float = 30.0) -> str:
-        """Run a snippet at the REPL (not the main program)."""
+        """Run a snippet at the REPL (not the main program). After a run that ended at the
+        REPL the board is not reset, as mpremote types into an emulated board that is on
+        (safe mode, boot count and reset cause stay as the run left them)."""
         return self.device.exec(code, timeout, root=SCRIPTS)
 
     def region(self) -> codec.Region:

@@ -66,7 +66,7 @@ def _slot_offset(slot: int) -> int:
     return codec.HEADER_SIZE + slot * codec.SLOT_SIZE
 
 
-def _clean(text: str) -> str:
+def clean_text(text: str) -> str:
     """Device text on the console: control characters become '?' (one line per banner)."""
     return "".join("?" if ord(c) < 0x20 or ord(c) == 0x7F else c for c in text)
 
@@ -359,9 +359,9 @@ class Retained:
             text = f"failstop: reboot after {r.kind} (seq {r.seq}, boot {r.boot})"
             if r.traceback:
                 f = r.traceback[0]
-                text += f" at {_clean(f.file)}:{f.line or 0} in {_clean(f.function)}"
+                text += f" at {clean_text(f.file)}:{f.line or 0} in {clean_text(f.function)}"
             if r.message:
-                text += ": " + _clean(r.message)
+                text += ": " + clean_text(r.message)
             write(text + "\r\n")
         if h.safe_mode:
             write(

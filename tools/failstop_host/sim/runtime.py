@@ -26,7 +26,7 @@ from .. import codec
 from . import allocpoints
 from . import mpstyle as mp
 from .config import BootPlan
-from .retained import ACTION, KIND, RC_WATCHDOG, UPTIME_MAX, Retained, _clean
+from .retained import ACTION, KIND, RC_WATCHDOG, UPTIME_MAX, Retained, clean_text
 
 TraceFn = Callable[[FrameType, str, Any], Any]
 
@@ -315,12 +315,11 @@ class Runtime:
         if rec.flags & codec.FLAG_TB_TRUNCATED:
             out.append("  ...\r\n")
         for f in reversed(rec.traceback):
-            out.append(
-                f'  File "{_clean(f.file)}", line {f.line or 0}, in {_clean(f.function)}\r\n'
-            )
-        out.append(_clean(rec.exc_type))
+            file, func = clean_text(f.file), clean_text(f.function)
+            out.append(f'  File "{file}", line {f.line or 0}, in {func}\r\n')
+        out.append(clean_text(rec.exc_type))
         if rec.message:
-            out.append(": " + _clean(rec.message))
+            out.append(": " + clean_text(rec.message))
         out.append("\r\n")
         self.write("".join(out))
 
