@@ -149,7 +149,7 @@ $(BUILD):
 firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-MPS2_AN385-sizes $(MPY_CROSS) firmware-RPI_PICO: | $(BUILD)
 
 TEST_ENV := FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) FAILSTOP_QEMU_FW=$(QEMU_FW) \
-	FAILSTOP_PICO_FW=$(RP2_FW)
+	FAILSTOP_PICO_FW=$(RP2_FW) MICROPY_DIR=$(MICROPY_DIR)
 
 # A test that hangs fails after 5 minutes (pytest-timeout) instead of holding CI.
 test: deps-rp2
