@@ -40,7 +40,7 @@ exit $rc
 
 
 def run_suite(binary: Path, files: list[str], results: Path) -> dict[str, str]:
-    """{test file: pass/fail/skip} from run-tests.py."""
+    """{test file: pass/FAIL/skip} from run-tests.py."""
     env = dict(os.environ, MICROPY_MICROPYTHON=str(binary))
     cross = MICROPY_DIR / "mpy-cross/build/mpy-cross"
     if cross.exists():
@@ -56,7 +56,7 @@ def run_suite(binary: Path, files: list[str], results: Path) -> dict[str, str]:
     )
     got = dict(
         (m.group(2), m.group(1))
-        for m in re.finditer(r"(pass|fail|skip) +([\w./-]+?\.py)", p.stdout)
+        for m in re.finditer(r"^(pass|FAIL|skip) +(\S+\.py)", p.stdout, re.MULTILINE)
     )
     assert got, p.stdout + p.stderr
     return got

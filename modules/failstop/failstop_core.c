@@ -215,7 +215,9 @@ static failstop_record_t *fs_pick_slot(uint8_t action) {
     failstop_record_t *best = NULL;
     for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
         failstop_record_t *r = &fs_region->slot[i];
-        if (!failstop_slot_valid(r)) {
+        // Magic and version only (no CRC on the fault path): a torn write clears the
+        // magic first, so a slot with its magic is a committed record.
+        if (r->magic != FAILSTOP_SLOT_MAGIC || r->version != FAILSTOP_FORMAT_VERSION) {
             return r;
         }
         if (r->action != FAILSTOP_ACTION_RAISE && (newest_stop == NULL || r->seq > newest_stop->seq)) {
@@ -301,8 +303,15 @@ static NORETURN void fs_double_fault(void) {
         r->flags |= FAILSTOP_FLAG_DOUBLE_FAULT;
         fs_record_commit(r);
     }
+    failstop_header_t *h = &fs_region->hdr;
+    if (h->pending_cause == 0) {
+        // The first fault was HALT or RAISE (not counted on entry): this reset is a fault's.
+        fs_count_reboot(failstop_hal_uptime_ms());
+        h->pending_cause = FAILSTOP_RC_FAULT;
+        failstop_header_commit();
+    }
     fs_write("\r\nfailstop: double fault -> REBOOT\r\n");
-    failstop_hal_reset(fs_region->hdr.pending_cause ? fs_region->hdr.pending_cause : FAILSTOP_RC_FAULT);
+    failstop_hal_reset(h->pending_cause);
 }
 
 // Claim the fault path for this core/thread. Its own second claim is a double fault;
