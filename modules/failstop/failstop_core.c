@@ -135,7 +135,18 @@ static bool fs_qstr_head(char *dst, size_t cap, qstr q) {
 }
 
 #if MICROPY_FAILSTOP_HEAP_FREE
-// Free GC heap: count the free (00) entries of the allocation table, 4 per byte.
+// Used (nonzero) 2-bit entries of one allocation-table word: OR the two bits of each entry
+// into its low bit, then count those bits (SWAR: no popcount instruction on Cortex-M0+).
+static inline unsigned fs_atb_used(uintptr_t x) {
+    const uintptr_t m1 = (uintptr_t)0x5555555555555555ull, m2 = (uintptr_t)0x3333333333333333ull;
+    const uintptr_t m4 = (uintptr_t)0x0f0f0f0f0f0f0f0full, h01 = (uintptr_t)0x0101010101010101ull;
+    x = (x | (x >> 1)) & m1;
+    x = (x & m2) + ((x >> 2) & m2);
+    x = (x + (x >> 4)) & m4;
+    return (unsigned)((x * h01) >> (sizeof(uintptr_t) * 8 - 8));
+}
+
+// Free GC heap: count the free (00) entries of the allocation table, a word at a time.
 MP_NOINLINE static uint32_t fs_heap_free(void) {
     size_t free_blocks = 0;
     for (mp_state_mem_area_t *area = &MP_STATE_MEM(area); area != NULL;
@@ -145,12 +156,19 @@ MP_NOINLINE static uint32_t fs_heap_free(void) {
          area = NULL
          #endif
          ) {
-        const byte *atb = area->gc_alloc_table_start;
-        for (size_t i = 0; i < area->gc_alloc_table_byte_len; ++i) {
-            unsigned x = (atb[i] | (atb[i] >> 1)) & 0x55;
-            x = (x & 0x33) + ((x >> 2) & 0x33);
-            free_blocks += 4 - ((x & 0x0f) + (x >> 4));
+        const byte *p = area->gc_alloc_table_start;
+        const byte *end = p + area->gc_alloc_table_byte_len;
+        size_t entries = area->gc_alloc_table_byte_len * 4, used = 0;
+        for (; p < end && ((uintptr_t)p & (sizeof(uintptr_t) - 1)); ++p) {
+            used += fs_atb_used(*p);
         }
+        for (; p + sizeof(uintptr_t) <= end; p += sizeof(uintptr_t)) {
+            used += fs_atb_used(*(const uintptr_t *)p);
+        }
+        for (; p < end; ++p) {
+            used += fs_atb_used(*p);
+        }
+        free_blocks += entries - used;
     }
     return free_blocks * MICROPY_BYTES_PER_GC_BLOCK;
 }
