@@ -316,6 +316,17 @@ def test_fault_on_another_thread_or_core(board: Board) -> None:
     ]
 
 
+def test_simultaneous_faults_on_several_threads_or_cores(board: Board) -> None:
+    res = board.run("threads_race.py")
+    assert res.end == "exit", res.output
+    if "no _thread" in res.output:
+        return
+    assert res.boots == 2 and "double fault" not in res.output, res.output
+    ((seq, kind, tag, flags),) = res.last()
+    assert (seq, kind, flags) == (1, "PANIC", 0) and tag in ("racer", "main")
+    assert res.lines("RECORDS") == ["1"]
+
+
 def test_bad_arguments_raise_clear_errors(board: Board) -> None:
     res = board.run("bad_args.py", max_boots=1)
     assert res.end == "exit" and "END" in res.output, res.output
