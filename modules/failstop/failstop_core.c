@@ -232,7 +232,7 @@ static void fs_record_commit(failstop_record_t *r) {
     r->magic = FAILSTOP_SLOT_MAGIC;
 }
 
-static NORETURN void fs_reset(uint8_t kind) {
+static MP_NORETURN void fs_reset(uint8_t kind) {
     failstop_header_t *h = &fs_region->hdr;
     uint32_t up = failstop_hal_uptime_ms();
     // Crash-loop breaker: count fail-stop reboots within the uptime window.
@@ -251,7 +251,7 @@ static NORETURN void fs_reset(uint8_t kind) {
 }
 
 // A fault while handling a fault: keep the first record, flag it, reset at once.
-static NORETURN void fs_double_fault(void) {
+static MP_NORETURN void fs_double_fault(void) {
     failstop_record_t *r = fs_fault_rec;
     if (r != NULL) {
         r->flags |= FAILSTOP_FLAG_DOUBLE_FAULT;
@@ -325,7 +325,7 @@ void failstop_watchdog_timeout(void) {
 
 // A CPU fault, from a port's fault handler: "<what> 0x<value><suffix>" as the message,
 // the stacked PC and LR. HARDFAULT cannot RAISE: this never returns.
-NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *suffix, uint32_t pc, uint32_t lr) {
+MP_NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *suffix, uint32_t pc, uint32_t lr) {
     char msg[sizeof(((failstop_record_t *)0)->message)];
     size_t n = 0;
     for (const char *s = what; *s && n < sizeof(msg) - 10; ++s) {
