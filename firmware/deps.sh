@@ -190,7 +190,7 @@ mp_pin() { # VERSION -> "REVISION SHA256" of Debian's orig tarball
         *) die "MicroPython $1 is not pinned here (1.25.0, 1.26.1): MICROPY_DIR=/path/to/your/tree builds against your own tree" ;;
     esac
 }
-step "MicroPython sources (${MP_VERSIONS:-none to fetch})"
+step "MicroPython sources (${MP_VERSIONS:-your tree only})"
 if [ -n "${MICROPY_DIR:-}" ]; then
     [ -f "$MICROPY_DIR/py/mpconfig.h" ] || die "MICROPY_DIR=$MICROPY_DIR is not a MicroPython tree (no py/mpconfig.h)"
     say "  your tree: MICROPY_DIR=$MICROPY_DIR"
