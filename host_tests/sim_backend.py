@@ -10,10 +10,12 @@ from pathlib import Path
 from backends import SCRIPTS, RunResult
 from failstop_host import codec
 from failstop_host.sim import Resources, SimDevice
+from failstop_host.sim.retained import FIRMWARE
 
 
 class SimBackend:
     name = "sim"
+    micropython = FIRMWARE.split("+")[0]  # the MicroPython semantics it simulates
 
     def __init__(self, workdir: Path, resources: Resources | None = None) -> None:
         self.device = SimDevice(workdir, resources)

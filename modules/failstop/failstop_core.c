@@ -315,7 +315,7 @@ static void fs_count_reboot(uint32_t up) {
 
 // A fault while handling a fault: keep the first record, flag it, reset at once (it
 // was counted when the first fault entered).
-static NORETURN void fs_double_fault(void) {
+static MP_NORETURN void fs_double_fault(void) {
     failstop_record_t *r = fs_fault_rec;
     if (r != NULL) {
         r->flags |= FAILSTOP_FLAG_DOUBLE_FAULT;
@@ -472,7 +472,7 @@ void failstop_watchdog_timeout(void) {
 
 // A CPU fault, from a port's fault handler: "<what> 0x<value><suffix>" as the message,
 // the stacked PC and LR. HARDFAULT cannot RAISE: this never returns.
-NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *suffix, uint32_t pc, uint32_t lr) {
+MP_NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *suffix, uint32_t pc, uint32_t lr) {
     char msg[sizeof(((failstop_record_t *)0)->message)];
     size_t n = 0;
     for (const char *s = what; *s && n < sizeof(msg) - 10; ++s) {
@@ -494,7 +494,7 @@ NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *s
 
 // A MicroPython or SDK internal failure from C (a failed assert, an SDK panic): FATAL
 // with its text. Never returns.
-NORETURN void failstop_fatal(const char *msg, size_t len) {
+MP_NORETURN void failstop_fatal(const char *msg, size_t len) {
     failstop_fault_t f = { .kind = FAILSTOP_KIND_FATAL, .msg = msg, .msg_len = len };
     failstop_fault(&f);
     for (;;) {
@@ -502,7 +502,7 @@ NORETURN void failstop_fatal(const char *msg, size_t len) {
 }
 
 // A failed C assert: "assert <expr> at <file tail>:<line>" (no allocation, no printf).
-NORETURN void failstop_fatal_assert(const char *file, int line, const char *expr) {
+MP_NORETURN void failstop_fatal_assert(const char *file, int line, const char *expr) {
     char msg[sizeof(((failstop_record_t *)0)->message)];
     size_t n = 0;
     static const char pre[] = "assert ";
