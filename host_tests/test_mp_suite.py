@@ -86,6 +86,13 @@ def test_micropython_suite_differs_only_by_fail_stop_faults(tmp_path: Path) -> N
     ours = run_suite(wrapper, files, tmp_path / "failstop")
     assert len(stock) == len(ours) == len(files), (len(stock), len(ours), len(files))
     differ = {t for t in files if stock.get(t) != ours.get(t)}
+    flaky = sorted(differ - documented())
+    if flaky:
+        # Timing tests (select_poll_eintr, ...) can fail once on a loaded machine: a
+        # difference must show again when the two are rerun on their own.
+        again_stock = run_suite(STOCK, flaky, tmp_path / "stock-again")
+        again_ours = run_suite(wrapper, flaky, tmp_path / "failstop-again")
+        differ = (differ & documented()) | {t for t in flaky if again_stock[t] != again_ours[t]}
     assert differ == documented(), sorted(differ ^ documented())
     for t in differ:
         out = (tmp_path / "failstop" / (t.replace("/", "_") + ".out")).read_bytes()
