@@ -2,7 +2,26 @@
 ROOT := $(abspath .)
 FAILSTOP_CACHE ?= $(HOME)/.cache/failstop
 export FAILSTOP_CACHE
-MICROPY_DIR ?= $(FAILSTOP_CACHE)/src/micropython-1.25.0
+# MicroPython: 1.25.0 (the default) or 1.26.1, Debian's sources that `make deps` caches;
+# MICROPY_DIR=/your/tree builds against your own tree instead (MICROPY_VERSION says which
+# version it is, for the build directory and the tests).  Every version but the default
+# builds into <board>-mp<version>/.
+MICROPY_VERSION ?= 1.25.0
+MP_DEFAULT := 1.25.0
+MP_VERSIONS := 1.25.0 1.26.1
+ifeq ($(origin MICROPY_DIR),undefined)
+MICROPY_DIR := $(FAILSTOP_CACHE)/src/micropython-$(MICROPY_VERSION)
+OWN_TREE :=
+else
+OWN_TREE := 1
+endif
+MP_SUFFIX := $(if $(filter $(MP_DEFAULT),$(MICROPY_VERSION)),,-mp$(MICROPY_VERSION))
+# The sources deps fetches: every pinned version (less the one your own tree stands for);
+# for one board's firmware, just the version it builds.
+DEPS_MP_ALL := $(if $(OWN_TREE),$(filter-out $(MICROPY_VERSION),$(MP_VERSIONS)),$(MP_VERSIONS))
+DEPS_MP_ONE := $(if $(OWN_TREE),,$(MICROPY_VERSION))
+# The other versions `make test` runs the corpus on (unix and MPS2_AN385 firmware).
+MP_EXTRA := $(filter-out $(MP_DEFAULT),$(MP_VERSIONS))
 BUILD ?= $(ROOT)/build
 BOARD ?= unix
 VENV := $(FAILSTOP_CACHE)/venv
@@ -13,13 +32,13 @@ JOBS ?= 2
 # system libffi, nothing frozen.  STRIP= keeps symbols for the measurements.
 UNIX_FLAGS := VARIANT=standard MICROPY_PY_SSL=0 MICROPY_PY_BTREE=0 MICROPY_PY_FFI=1 \
 	FROZEN_MANIFEST= STRIP= MICROPY_DIR=$(MICROPY_DIR)
-UNIX_FW := $(BUILD)/unix/micropython
-UNIX_STOCK := $(BUILD)/unix-stock/micropython
+UNIX_FW := $(BUILD)/unix$(MP_SUFFIX)/micropython
+UNIX_STOCK := $(BUILD)/unix-stock$(MP_SUFFIX)/micropython
 
 # qemu port, board MPS2_AN385 (Cortex-M3) from boards/: littlefs for the flash
 # filesystem, our own frozen manifest (it needs nothing from micropython-lib, whose
 # README mkrules.mk still wants to see: an empty stand-in directory).
-QEMU_FW := $(BUILD)/MPS2_AN385/firmware.elf
+QEMU_FW := $(BUILD)/MPS2_AN385$(MP_SUFFIX)/firmware.elf
 QEMU_FLAGS := BOARD=MPS2_AN385 BOARD_DIR=$(ROOT)/boards/MPS2_AN385 MICROPY_VFS_LFS2=1 \
 	FROZEN_MANIFEST=$(ROOT)/boards/MPS2_AN385/manifest.py MPY_LIB_DIR=$(BUILD)/no-micropython-lib \
 	MICROPY_DIR=$(MICROPY_DIR)
@@ -39,14 +58,16 @@ RP2_CMAKE = GIT_CEILING_DIRECTORIES=$(RP2_BUILD) cmake -S $(RP2_TREE)/ports/rp2 
 	-DMICROPY_FROZEN_MANIFEST=$(ROOT)/boards/RPI_PICO/manifest.py \
 	-DMICROPY_LIB_DIR=$(BUILD)/no-micropython-lib
 
-.PHONY: deps-rp2 firmware-RPI_PICO firmware-RPI_PICO-stock flash
+.PHONY: deps-rp2 deps-board firmware-RPI_PICO firmware-RPI_PICO-stock flash
 .PHONY: demo-unix demo-pico all deps firmware firmware-unix firmware-unix-stock firmware-MPS2_AN385 test test-host lint demo bench clean help
 
 all: firmware
 
 help:
-	@echo "make deps                 install toolchains, MicroPython source, Python tools"
-	@echo "make firmware BOARD=unix  build the firmware with the failstop module"
+	@echo "make deps                 install everything make test needs (toolchains, QEMU, Node.js,"
+	@echo "                          MicroPython 1.25.0 and 1.26.1 sources, rp2 SDK, Python tools)"
+	@echo "make firmware BOARD=unix  build the firmware with the failstop module (MicroPython 1.25.0)"
+	@echo "make firmware BOARD=unix MICROPY_VERSION=1.26.1   the same on 1.26.1 (build/unix-mp1.26.1/)"
 	@echo "make test                 everything, from a fresh machine"
 	@echo "make demo                 build, boot, fault, reboot, read the record back (QEMU board)"
 	@echo "make demo-pico            the same on the emulated Raspberry Pi Pico (rp2040js)"
@@ -55,43 +76,51 @@ help:
 	@echo "make flash BOARD=RPI_PICO        copy it to a Pico in its bootloader (RPI-RP2 drive)"
 	@echo "make bench                fault-path cost, hot-path cost, sizes (figures in docs/)"
 
-deps:
-	@bash firmware/deps.sh
+# Everything `make test` needs, rp2 included (deps-rp2: the same, its old name).
+deps deps-rp2:
+	@FAILSTOP_MP_VERSIONS="$(DEPS_MP_ALL)" bash firmware/deps.sh
 
-deps-rp2:
-	@FAILSTOP_RP2=1 bash firmware/deps.sh
+# What one board's firmware needs: no rp2 part unless BOARD=RPI_PICO, one MicroPython.
+deps-board:
+	@FAILSTOP_RP2=$(if $(filter RPI_PICO,$(BOARD)),1,0) FAILSTOP_MP_VERSIONS="$(DEPS_MP_ONE)" bash firmware/deps.sh
 
-firmware: $(if $(filter RPI_PICO,$(BOARD)),deps-rp2,deps)
+ifneq ($(MP_SUFFIX),)
+ifneq ($(filter RPI_PICO,$(BOARD)),)
+$(error RPI_PICO builds with MicroPython $(MP_DEFAULT) only (pico-sdk 2.1.1 is pinned for it); unix and MPS2_AN385 build with $(MP_VERSIONS))
+endif
+endif
+
+firmware: deps-board
 	@$(MAKE) --no-print-directory firmware-$(BOARD)
 
 firmware-unix:
-	@echo "[firmware] unix port + failstop -> $(UNIX_FW)"
+	@echo "[firmware] unix port + failstop (MicroPython $(MICROPY_VERSION)) -> $(UNIX_FW)"
 	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/unix -j$(JOBS) $(UNIX_FLAGS) \
-		BUILD=$(BUILD)/unix USER_C_MODULES=$(ROOT)/modules > $(BUILD)/unix.log 2>&1 \
-		|| { tail -n 40 $(BUILD)/unix.log; echo "[firmware] unix build failed (log: $(BUILD)/unix.log)"; exit 1; }
+		BUILD=$(BUILD)/unix$(MP_SUFFIX) USER_C_MODULES=$(ROOT)/modules > $(BUILD)/unix$(MP_SUFFIX).log 2>&1 \
+		|| { tail -n 40 $(BUILD)/unix$(MP_SUFFIX).log; echo "[firmware] unix build failed (log: $(BUILD)/unix$(MP_SUFFIX).log)"; exit 1; }
 
 # The same firmware without failstop, for differential tests and the hot-path benchmark.
 firmware-unix-stock:
-	@echo "[firmware] stock unix port (no failstop) -> $(UNIX_STOCK)"
+	@echo "[firmware] stock unix port (no failstop, MicroPython $(MICROPY_VERSION)) -> $(UNIX_STOCK)"
 	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/unix -j$(JOBS) $(UNIX_FLAGS) \
-		BUILD=$(BUILD)/unix-stock > $(BUILD)/unix-stock.log 2>&1 \
-		|| { tail -n 40 $(BUILD)/unix-stock.log; echo "[firmware] stock build failed"; exit 1; }
+		BUILD=$(BUILD)/unix-stock$(MP_SUFFIX) > $(BUILD)/unix-stock$(MP_SUFFIX).log 2>&1 \
+		|| { tail -n 40 $(BUILD)/unix-stock$(MP_SUFFIX).log; echo "[firmware] stock build failed"; exit 1; }
 
 # mpy-cross (for frozen code), built in the MicroPython tree on its own: the variables
 # of a port build (BUILD=...) must not leak into it.
 MPY_CROSS := $(MICROPY_DIR)/mpy-cross/build/mpy-cross
 $(MPY_CROSS):
 	@echo "[firmware] mpy-cross"
-	@cd $(MICROPY_DIR)/mpy-cross && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
-		$(MAKE) -j$(JOBS) > $(BUILD)/mpy-cross.log 2>&1 \
-		|| { tail -n 40 $(BUILD)/mpy-cross.log; echo "[firmware] mpy-cross build failed"; exit 1; }
+	@cd $(MICROPY_DIR)/mpy-cross && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL -u BUILD \
+		$(MAKE) -j$(JOBS) > $(BUILD)/mpy-cross$(MP_SUFFIX).log 2>&1 \
+		|| { tail -n 40 $(BUILD)/mpy-cross$(MP_SUFFIX).log; echo "[firmware] mpy-cross build failed"; exit 1; }
 
 firmware-MPS2_AN385: $(MPY_CROSS)
-	@echo "[firmware] qemu port, board MPS2_AN385 + failstop -> $(QEMU_FW)"
+	@echo "[firmware] qemu port, board MPS2_AN385 + failstop (MicroPython $(MICROPY_VERSION)) -> $(QEMU_FW)"
 	@mkdir -p $(BUILD)/no-micropython-lib && touch $(BUILD)/no-micropython-lib/README.md
 	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/qemu -j$(JOBS) $(QEMU_FLAGS) \
-		BUILD=$(BUILD)/MPS2_AN385 USER_C_MODULES=$(ROOT)/modules > $(BUILD)/MPS2_AN385.log 2>&1 \
-		|| { tail -n 40 $(BUILD)/MPS2_AN385.log; echo "[firmware] MPS2_AN385 build failed (log: $(BUILD)/MPS2_AN385.log)"; exit 1; }
+		BUILD=$(BUILD)/MPS2_AN385$(MP_SUFFIX) USER_C_MODULES=$(ROOT)/modules > $(BUILD)/MPS2_AN385$(MP_SUFFIX).log 2>&1 \
+		|| { tail -n 40 $(BUILD)/MPS2_AN385$(MP_SUFFIX).log; echo "[firmware] MPS2_AN385 build failed (log: $(BUILD)/MPS2_AN385$(MP_SUFFIX).log)"; exit 1; }
 
 # For the size figures (make bench): the stock qemu port's MPS2_AN385 board, without and
 # with the failstop module (no board glue, no filesystem), so the difference is the module.
@@ -148,14 +177,22 @@ $(BUILD):
 
 firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-MPS2_AN385-sizes $(MPY_CROSS) firmware-RPI_PICO: | $(BUILD)
 
+# The firmware each backend runs (host_tests/conftest.py); FAILSTOP_<X>_FW_1_26_1 and so
+# on for the other MicroPython versions (<board>-mp<version>/).
+mp_var = $(subst .,_,$(1))
 TEST_ENV := FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) FAILSTOP_QEMU_FW=$(QEMU_FW) \
-	FAILSTOP_PICO_FW=$(RP2_FW)
+	FAILSTOP_PICO_FW=$(RP2_FW) FAILSTOP_MICROPY_VERSION=$(MICROPY_VERSION) MICROPY_DIR=$(MICROPY_DIR) \
+	$(foreach v,$(MP_EXTRA),FAILSTOP_UNIX_FW_$(call mp_var,$(v))=$(BUILD)/unix-mp$(v)/micropython \
+		FAILSTOP_UNIX_STOCK_$(call mp_var,$(v))=$(BUILD)/unix-stock-mp$(v)/micropython \
+		FAILSTOP_QEMU_FW_$(call mp_var,$(v))=$(BUILD)/MPS2_AN385-mp$(v)/firmware.elf)
 
 # A test that hangs fails after 5 minutes (pytest-timeout) instead of holding CI.
-test: deps-rp2
+test: deps
 	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-RPI_PICO
+	@$(foreach v,$(MP_EXTRA),$(MAKE) --no-print-directory MICROPY_VERSION=$(v) \
+		MICROPY_DIR=$(FAILSTOP_CACHE)/src/micropython-$(v) firmware-unix firmware-unix-stock firmware-MPS2_AN385 &&) true
 	@$(MAKE) --no-print-directory lint
-	@echo "[test] pytest host_tests (backends: unix, qemu MPS2_AN385, rp2 RPI_PICO in rp2040js, simulator)"
+	@echo "[test] pytest host_tests (backends: unix, qemu MPS2_AN385 on MicroPython $(MICROPY_VERSION) and $(MP_EXTRA); rp2 RPI_PICO in rp2040js; simulator)"
 	@$(TEST_ENV) FAILSTOP_REQUIRE_ALL=1 $(PY) -m pytest host_tests -q -rs --timeout=300
 
 lint:
@@ -173,21 +210,21 @@ flash:
 		$(if $(filter 1,$(BOOTLOADER)),--bootloader) $(if $(PORT),--port "$(PORT)")
 
 # The main job on the default emulated board (QEMU MPS2_AN385), through mpremote.
-demo: deps
+demo: deps-board
 	@$(MAKE) --no-print-directory firmware-MPS2_AN385
 	@FAILSTOP_QEMU_FW=$(QEMU_FW) $(PY) firmware/demo.py
 
 # The same on the emulated Raspberry Pi Pico (rp2040js), through its USB serial.
-demo-pico: deps-rp2
+demo-pico: deps
 	@$(MAKE) --no-print-directory firmware-RPI_PICO
 	@FAILSTOP_PICO_FW=$(RP2_FW) $(PY) firmware/demo.py RPI_PICO
 
 # The same on the unix port (retained RAM is a file).
-demo-unix: deps
+demo-unix: deps-board
 	@$(MAKE) --no-print-directory firmware-unix
 	@FAILSTOP_UNIX_FW=$(UNIX_FW) $(PY) firmware/demo_unix.py
 
-bench: deps-rp2
+bench: deps
 	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock firmware-MPS2_AN385 \
 		firmware-MPS2_AN385-sizes firmware-RPI_PICO firmware-RPI_PICO-stock
 	@FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) MICROPY_DIR=$(MICROPY_DIR) \

@@ -25,6 +25,29 @@ from failstop_host import codec
 SCRIPTS = Path(__file__).parent / "scripts"
 ROOT = Path(__file__).parent.parent
 
+# The MicroPython version of the default firmware builds (build/unix/, build/MPS2_AN385/,
+# build/RPI_PICO/), and the other versions `make test` builds the unix and MPS2_AN385
+# firmware for (build/<board>-mp<version>/); each is one more corpus backend.
+MICROPY_VERSION = os.environ.get("FAILSTOP_MICROPY_VERSION", "1.25.0")
+OTHER_MICROPY = ("1.26.1",)
+_FIRMWARE = {
+    "UNIX_FW": "unix{}/micropython",
+    "UNIX_STOCK": "unix-stock{}/micropython",
+    "QEMU_FW": "MPS2_AN385{}/firmware.elf",
+}
+
+
+def firmware_path(kind: str, micropython: str = MICROPY_VERSION) -> Path:
+    """The firmware `kind` ("UNIX_FW", "UNIX_STOCK", "QEMU_FW") built on `micropython`:
+    FAILSTOP_<kind> (the default version) or FAILSTOP_<kind>_1_26_1 (another), else its
+    place in build/."""
+    if micropython == MICROPY_VERSION:
+        var, suffix = f"FAILSTOP_{kind}", ""
+    else:
+        var, suffix = f"FAILSTOP_{kind}_{micropython.replace('.', '_')}", f"-mp{micropython}"
+    default = ROOT / "build" / _FIRMWARE[kind].format(suffix)
+    return Path(os.environ.get(var, default)).resolve()
+
 
 def unavailable(reason: str) -> NoReturn:
     """A backend or firmware a test needs is missing: skip with the reason, or fail when
@@ -72,6 +95,7 @@ class Board(Protocol):
     """What the corpus needs from a backend (real firmware or simulator)."""
 
     name: str
+    micropython: str  # the MicroPython version the firmware was built from
 
     def main_file(self, script: str) -> str:
         """The file name the board records for `script` run as its main program (unix runs
@@ -97,14 +121,22 @@ class Board(Protocol):
 class UnixBackend:
     """The unix-port firmware: retained RAM is a file, a reset re-executes the binary."""
 
-    name = "unix"
-
-    def __init__(self, firmware: Path, workdir: Path) -> None:
+    def __init__(
+        self,
+        firmware: Path,
+        workdir: Path,
+        name: str = "unix",
+        micropython: str = MICROPY_VERSION,
+    ) -> None:
+        self.name = name
+        self.micropython = micropython
         self.firmware = firmware
         self.retained = workdir / "retained.ram"
+        self.board_env: dict[str, str] = {}  # e.g. FAILSTOP_UPTIME_MS: the board's condition
 
     def _env(self, max_boots: int) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FAILSTOP_")}
+        env.update(self.board_env)
         env["FAILSTOP_RETAINED"] = str(self.retained)
         env["FAILSTOP_MAX_BOOTS"] = str(max_boots)
         return env

@@ -16,12 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from backends import Board, UnixBackend, require_built
+from backends import OTHER_MICROPY, Board, UnixBackend, firmware_path, require_built
 
 ROOT = Path(__file__).parent.parent
-UNIX_FW = Path(os.environ.get("FAILSTOP_UNIX_FW", ROOT / "build/unix/micropython")).resolve()
+UNIX_FW = firmware_path("UNIX_FW")
 
-ALL_BACKENDS = ("unix", "qemu", "rp2", "sim")
+# "<backend>-mp<version>": the same backend on the firmware built from another MicroPython.
+ALL_BACKENDS = (
+    "unix",
+    *(f"unix-mp{v}" for v in OTHER_MICROPY),
+    "qemu",
+    *(f"qemu-mp{v}" for v in OTHER_MICROPY),
+    "rp2",
+    "sim",
+)
 # Backends that live in their own module here: name -> module with
 # `make_backend(tmp_path) -> Board` (it calls backends.unavailable when it cannot run).
 BACKEND_MODULES = {"qemu": "qemu_backend", "rp2": "rp2_backend", "sim": "sim_backend"}
@@ -33,17 +41,23 @@ def backends() -> list[str]:
     present = [
         b
         for b in ALL_BACKENDS
-        if b not in BACKEND_MODULES or (here / f"{BACKEND_MODULES[b]}.py").exists()
+        if (base := b.split("-mp")[0]) not in BACKEND_MODULES
+        or (here / f"{BACKEND_MODULES[base]}.py").exists()
     ]
     return [b for b in present if b in wanted]
 
 
 def make_board(name: str, tmp_path: Path) -> Board:
-    if name == "unix":
-        require_built(UNIX_FW, "make firmware BOARD=unix")
-        return UnixBackend(UNIX_FW, tmp_path)
-    mod = importlib.import_module(BACKEND_MODULES[name])
-    board: Board = mod.make_backend(tmp_path)
+    base, _, version = name.partition("-mp")
+    if base == "unix":
+        if not version:
+            require_built(UNIX_FW, "make firmware BOARD=unix")
+            return UnixBackend(UNIX_FW, tmp_path)
+        fw = firmware_path("UNIX_FW", version)
+        require_built(fw, f"make firmware BOARD=unix MICROPY_VERSION={version}")
+        return UnixBackend(fw, tmp_path, name=name, micropython=version)
+    mod = importlib.import_module(BACKEND_MODULES[base])
+    board: Board = mod.make_backend(tmp_path, version) if version else mod.make_backend(tmp_path)
     return board
 
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Optional, TypeVar
 
-from backends import SCRIPTS, RunResult
+from backends import MICROPY_VERSION, SCRIPTS, RunResult
 from failstop_host import codec
 from failstop_host.emulator import PROMPT, ConsoleBoard
 
@@ -45,9 +45,10 @@ def mpremote(port: str, *args: str, timeout: float = 30.0) -> subprocess.Complet
 class EmulatedBackend:
     """A corpus backend on an emulated board (a QemuBoard or a PicoBoard)."""
 
-    def __init__(self, name: str, board: ConsoleBoard) -> None:
+    def __init__(self, name: str, board: ConsoleBoard, micropython: str = MICROPY_VERSION) -> None:
         self.name = name
         self.board = board
+        self.micropython = micropython
 
     def main_file(self, script: str) -> str:
         return "main.py"

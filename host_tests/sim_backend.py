@@ -10,10 +10,12 @@ from pathlib import Path
 from backends import SCRIPTS, RunResult
 from failstop_host import codec
 from failstop_host.sim import Resources, SimDevice
+from failstop_host.sim.retained import FIRMWARE
 
 
 class SimBackend:
     name = "sim"
+    micropython = FIRMWARE.split("+")[0]  # the MicroPython semantics it simulates
 
     def __init__(self, workdir: Path, resources: Resources | None = None) -> None:
         self.device = SimDevice(workdir, resources)
@@ -30,7 +32,9 @@ class SimBackend:
         return RunResult(r.output, r.end, r.exit_code, r.region)
 
     def exec(self, code: str, timeout: float = 30.0) -> str:
-        """Run a snippet at the REPL (not the main program)."""
+        """Run a snippet at the REPL (not the main program). After a run that ended at the
+        REPL the board is not reset, as mpremote types into an emulated board that is on
+        (safe mode, boot count and reset cause stay as the run left them)."""
         return self.device.exec(code, timeout, root=SCRIPTS)
 
     def region(self) -> codec.Region:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import SCRIPTS, fault_line
+from backends import MICROPY_VERSION, SCRIPTS, fault_line
 from emulated_backend import at_repl, mpremote
 from failstop_host import codec
 from failstop_host.emulator import PROMPT, ConsoleBoard
@@ -59,7 +59,7 @@ def test_log_reports_the_record_the_board_holds(board: ConsoleBoard) -> None:
     assert p.stdout.splitlines()[0].startswith("#1 PANIC (REBOOT) boot 1, ")
     assert f"at main.py:{line} in deposit" in p.stdout
     assert "ZeroDivisionError: divide by zero" in p.stdout
-    assert "firmware 1.25.0+fs" in p.stdout
+    assert f"firmware {MICROPY_VERSION}+fs" in p.stdout
 
     j = failstop("log", "-p", board.port, "--json")
     assert j.returncode == 0, j.stderr

@@ -7,13 +7,19 @@ API, `failstop.last()`), and on the retained region decoded by the host codec.""
 from __future__ import annotations
 
 import ast
-import os
-from pathlib import Path
 
-from backends import SCRIPTS, Board, RunResult, fault_line, require_built
+from backends import (
+    MICROPY_VERSION,
+    OTHER_MICROPY,
+    SCRIPTS,
+    Board,
+    RunResult,
+    fault_line,
+    firmware_path,
+    require_built,
+)
 from failstop_host import codec
 
-ROOT = Path(__file__).parent.parent
 OOM_MSG = "memory allocation failed, allocating 1000000000 bytes"
 
 
@@ -52,7 +58,7 @@ def test_oom_huge_bytearray(board: Board) -> None:
         (board.main_file("oom_bytearray.py"), "<module>"),
     ]
     assert rec.alloc_size == 10**9 and rec.heap_free is not None and rec.heap_free > 0
-    assert rec.firmware.startswith("1.25.0+fs")
+    assert rec.firmware.startswith(f"{board.micropython}+fs")
     assert res.region.header is not None and res.region.header.boot_cause == "fault"
 
 
@@ -303,6 +309,30 @@ def test_mark_allocates_nothing(board: Board) -> None:
     assert res.lines("MARK") == ["in-irq"]
 
 
+def test_fault_on_another_thread_or_core(board: Board) -> None:
+    res = board.run("thread_fault.py")
+    assert "ZALGO" not in res.output and res.end == "exit", res.output
+    if "no _thread" in res.output:
+        assert res.boots == 1 and not res.region.records
+        return
+    assert res.boots == 2, res.output
+    main = board.main_file("thread_fault.py")
+    assert res.last() == [
+        (1, "PANIC", "in thread", (main, fault_line("thread_fault.py"), "worker"), ["worker"])
+    ]
+
+
+def test_simultaneous_faults_on_several_threads_or_cores(board: Board) -> None:
+    res = board.run("threads_race.py")
+    assert res.end == "exit", res.output
+    if "no _thread" in res.output:
+        return
+    assert res.boots == 2 and "double fault" not in res.output, res.output
+    ((seq, kind, tag, flags),) = res.last()
+    assert (seq, kind, flags) == (1, "PANIC", 0) and tag in ("racer", "main")
+    assert res.lines("RECORDS") == ["1"]
+
+
 def test_bad_arguments_raise_clear_errors(board: Board) -> None:
     res = board.run("bad_args.py", max_boots=1)
     assert res.end == "exit" and "END" in res.output, res.output
@@ -395,10 +425,11 @@ def program_lines(output: str) -> list[str]:
 
 
 def test_raise_policy_is_stock_behaviour(board: Board) -> None:
-    stock = Path(
-        os.environ.get("FAILSTOP_UNIX_STOCK", ROOT / "build/unix-stock/micropython")
-    ).resolve()
-    require_built(stock, "make firmware-unix-stock")
+    # The stock unix port of the board's MicroPython version (the simulator's: the default).
+    version = board.micropython if board.micropython in OTHER_MICROPY else MICROPY_VERSION
+    stock = firmware_path("UNIX_STOCK", version)
+    opt = "" if version == MICROPY_VERSION else f" MICROPY_VERSION={version}"
+    require_built(stock, f"make firmware-unix-stock{opt}")
     res = board.run("raise_policy.py", max_boots=1)
     import subprocess
 
@@ -406,7 +437,7 @@ def test_raise_policy_is_stock_behaviour(board: Board) -> None:
         [str(stock), "raise_policy.py"], cwd=SCRIPTS, capture_output=True, check=False
     )
     ref_out = (ref.stdout + ref.stderr).decode()
-    if board.name == "unix":
+    if board.name.startswith("unix"):
         # The same binary without failstop: byte for byte (stderr comes last in both).
         assert res.exit_code == ref.returncode == 1
         assert res.output == ref_out

@@ -10,14 +10,25 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
 from failstop_host import codec
 from failstop_host.sim import Inject, Resources, SimDevice, SimRun, SimTimeout
 from failstop_host.sim import mpstyle as mp
+from failstop_host.sim.retained import (
+    A_RAISE,
+    ACTION,
+    KIND,
+    RC_POWER_ON,
+    RC_WATCHDOG,
+    REGION_SIZE,
+    Retained,
+)
 
 ROOT = Path(__file__).parent.parent
+A_REBOOT = ACTION["REBOOT"]
 
 
 def write(root: Path, name: str, source: str) -> Path:
@@ -373,7 +384,8 @@ def test_boot_py_keeper_and_safe_mode(dev: SimDevice, board: Path) -> None:
     )
     run = dev.run(main)
     assert run.lines("BOOT") == ["1 power_on False", "2 fault False", "3 fault True"]
-    assert run.lines("KEPT") == ["1 PANIC valve 1", "2 PANIC valve 2"]
+    # Safe mode skips the keeper: boot 3 does not get record 2.
+    assert run.lines("KEPT") == ["1 PANIC valve 1"]
     assert [r.seq for r in run.records] == [1, 2] and run.end == "exit"
 
 
@@ -520,3 +532,245 @@ def test_sim_run_helpers(dev: SimDevice, board: Path) -> None:
         second.reboots == 1 and second.first_seq == 1 and [r.seq for r in second.new_records] == [1]
     )
     assert second.lines("HI") == ["3"]  # boot 2 of the device was the first run
+
+
+# --- the rules of the field-hardening core (7f389ae), on the simulated board -----------
+
+
+def boot_region(path: Path, hw: int) -> tuple[Retained, list[str]]:
+    """One failstop_boot of the region in ``path`` with hardware cause ``hw``."""
+    out: list[str] = []
+    ret = Retained(path)
+    ret.boot(hw, out.append)
+    return ret, out
+
+
+def test_watchdog_bite_without_early_warning_is_recorded_post_hoc(tmp_path: Path) -> None:
+    path = tmp_path / "r.ram"
+    ret, _ = boot_region(path, RC_POWER_ON)
+    ret.mark_set("spin")
+    ret.close()
+    ret, out = boot_region(path, RC_WATCHDOG)
+    (rec,) = ret.records()
+    assert (rec.kind, rec.action, rec.seq, rec.boot, rec.reset_cause) == (
+        "WATCHDOG",
+        "REBOOT",
+        1,
+        1,
+        "power_on",
+    )
+    assert rec.flag_names == ["NO_PYTHON_FRAME", "POSTHOC"]
+    assert (rec.message, rec.mark, rec.uptime_ms, rec.heap_free, rec.stack_used) == (
+        "watchdog reset, no early warning",
+        "spin",
+        0,
+        None,
+        0,
+    )
+    assert (ret.hdr.boot_cause, ret.hdr.loop_count, ret.hdr.boot_count) == (RC_WATCHDOG, 1, 2)
+    assert out == [
+        "failstop: reboot after WATCHDOG (seq 1, boot 1): watchdog reset, no early warning\r\n"
+    ]
+    # With the early warning (a pending cause left), no second record.
+    ret.enter_reboot(KIND["WATCHDOG"], 5)
+    ret.close()
+    ret, _ = boot_region(path, RC_WATCHDOG)
+    assert len(ret.records()) == 1 and ret.hdr.loop_count == 2
+    ret.close()
+
+
+def test_header_rebuild_keeps_records_and_mark_and_sees_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "r.ram"
+    ret, _ = boot_region(path, RC_POWER_ON)
+    ret.mark_set("kept")
+    ret.enter_reboot(KIND["PANIC"], 10)
+    ret.write_record(
+        slot=0,
+        kind=KIND["PANIC"],
+        action=1,
+        flags=0,
+        uptime_ms=10,
+        heap_free=None,
+        alloc_size=0,
+        stack_used=0,
+        depth=0,
+        exc_type="",
+        message="m",
+        frames=(),
+    )
+    ret.hdr.seen_seq = 1
+    ret.commit()
+    ret.mem[8] ^= 0x5A  # the header's CRC no longer matches (v1 headers are rebuilt too)
+    ret.close()
+    ret, _ = boot_region(path, RC_WATCHDOG)  # no post-hoc record: the header was not valid
+    assert [r.seq for r in ret.records()] == [1]
+    assert (ret.hdr.seen_seq, ret.hdr.next_seq, ret.hdr.boot_count) == (0, 2, 2)
+    assert ret.mark_get() == "kept"
+    region = codec.decode_region(ret.dump())
+    assert region.header is not None and region.header.version == codec.HEADER_VERSION
+    ret.close()
+
+
+def test_torn_mark_block_reads_as_no_mark(tmp_path: Path) -> None:
+    ret, _ = boot_region(tmp_path / "r.ram", RC_POWER_ON)
+    hdr = ret.dump()[:44]
+    ret.mark_set("old")
+    new = codec.encode_mark("new-tag")
+    for k in range(len(new) + 1):
+        ret.mark_set("old")
+        ret.mem[44 : 44 + k] = new[:k]
+        assert ret.mark_get() in ("old", "", "new-tag"), k
+        assert ret.dump()[:44] == hdr  # the header is never rewritten by a mark
+    assert ret.mark_get() == "new-tag"
+    ret.close()
+
+
+def pick(path: Path, records: list[tuple[int, str]], seen: int, action: int) -> Optional[int]:
+    """The slot a new record with ``action`` takes in a region whose slots hold these
+    (seq, action) records, in slot order, with ``seen`` as the header's seen_seq."""
+    raw = bytearray(codec.encode_header(boot_count=5, next_seq=10, seen_seq=seen, boot_cause=2))
+    for seq, act in records:
+        raw += codec.encode_slot(kind="OOM", seq=seq, action=act, boot=4)
+    path.write_bytes(bytes(raw) + bytes(REGION_SIZE - len(raw)))
+    ret = Retained(path)
+    try:
+        assert ret.load_header()
+        return ret.pick_slot(action)
+    finally:
+        ret.close()
+
+
+def test_slot_choice_and_raise_records_never_evict_the_evidence(tmp_path: Path) -> None:
+    p = tmp_path / "r.ram"
+    stops = [(7, "REBOOT"), (5, "REBOOT"), (6, "HALT")]
+    raises = [(7, "REBOOT"), (8, "RAISE"), (9, "RAISE")]
+    # An invalid slot first, else the oldest (not seq % 3).
+    assert pick(p, [(4, "REBOOT"), (5, "REBOOT")], 0, A_RAISE) == 2
+    assert pick(p, stops, 0, A_REBOOT) == 1
+    # RAISE: never an unseen record, nor the newest fail-stop record, seen or not.
+    assert pick(p, stops, 6, A_RAISE) == 1
+    assert pick(p, stops, 4, A_RAISE) is None
+    assert pick(p, stops, 7, A_RAISE) == 1
+    assert pick(p, raises, 0, A_RAISE) == 1  # RAISE records are fair game
+    assert pick(p, raises, 9, A_RAISE) == 1
+
+
+def test_power_on_and_long_boots_start_a_fresh_crash_loop_window(
+    tmp_path: Path, board: Path
+) -> None:
+    script = write(
+        board,
+        "main.py",
+        """
+        import failstop, time
+        print("BOOT", failstop.boot_count(), failstop.safe_mode())
+        failstop.crash_loop(1, 1000)
+        if failstop.boot_count() < 4:
+            time.sleep_ms(1500)  # longer than the window
+            failstop.panic("late")
+        """,
+    )
+    dev = SimDevice(tmp_path / "sim")
+    run = dev.run(script)
+    assert run.lines("BOOT") == ["1 False", "2 False", "3 False", "4 False"]
+    fast = write(board, "fast.py", "import failstop\nfailstop.crash_loop(1)\nfailstop.panic('x')\n")
+    dev.erase()
+    assert dev.run(fast).end == "exit"  # boot 3 in safe mode
+    assert dev.region().header.safe_mode  # type: ignore[union-attr]
+    # The board is on at its REPL: exec does not reset it.
+    out = dev.exec("import failstop; print('ON', failstop.safe_mode(), failstop.boot_count())")
+    assert "ON True 3" in out
+    # A power-on starts a fresh window: not in safe mode.
+    again = dev.run(fast, max_boots=1)
+    assert again.boot_reports[0].end == "reset" and "main program not run" not in again.output
+    hdr = again.region.header
+    assert hdr is not None and hdr.loop_count == 1 and hdr.boot_cause == "power_on"
+
+
+def test_saturated_uptime_is_not_a_crash_loop(tmp_path: Path) -> None:
+    dev = SimDevice(tmp_path / "sim", Resources(uptime_start_ms=2**32 - 1 - 10))
+    run = dev.run(ROOT / "host_tests/scripts/long_uptime.py")
+    assert run.lines("LAST") == [f"{2**32 - 1} False"] * 4
+    assert run.lines("DONE") == ["False"]
+
+
+def test_recoverable_nests_and_double_fault_injection(dev: SimDevice, board: Path) -> None:
+    script = write(
+        board,
+        "main.py",
+        """
+        import failstop
+        r = failstop.last()
+        if r:
+            print("LAST", r.kind, r.action, r.flags)
+        else:
+            with failstop.recoverable("OOM") as a:
+                with failstop.recoverable("OOM") as b:
+                    print("SAME", a is b)
+                try:
+                    bytearray(10**9)
+                except MemoryError:
+                    print("still stock")
+            print("RECORDS", len(failstop.records()))
+            failstop.policy("OOM", "RAISE")
+            failstop._inject("DOUBLE", 8)
+            try:
+                bytearray(10**9)
+            except MemoryError:
+                print("ZALGO")
+        """,
+    )
+    run = dev.run(script)
+    assert run.lines("SAME") == ["True"] and "still stock" in run.output
+    assert run.lines("RECORDS") == ["0"]
+    assert "ZALGO" not in run.output and "failstop: double fault -> REBOOT" in run.output
+    assert run.lines("LAST") == [f"OOM RAISE {codec.FLAG_DOUBLE_FAULT}"]
+    assert run.records[0].flag_names == ["DOUBLE_FAULT"]
+
+
+def test_missing_modules(tmp_path: Path, board: Path) -> None:
+    dev = SimDevice(tmp_path / "sim", Resources(missing_modules=("asyncio", "json")))
+    script = write(
+        board,
+        "main.py",
+        """
+        for name in ("asyncio", "json", "struct"):
+            try:
+                __import__(name)
+                print("HAVE", name)
+            except ImportError as e:
+                print("NO", name, e)
+        """,
+    )
+    run = dev.run(script)
+    assert run.lines("NO") == ["asyncio no module named 'asyncio'", "json no module named 'json'"]
+    assert run.lines("HAVE") == ["struct"]
+
+
+def test_watchdog_bite_without_early_warning_on_the_board(dev: SimDevice, board: Path) -> None:
+    script = write(
+        board,
+        "main.py",
+        """
+        import failstop
+        r = failstop.last()
+        if r:
+            print("LAST", (r.seq, r.kind, r.boot, r.reset_cause, r.mark, r.message, r.location))
+            print("NOW", failstop.boot_count(), failstop.reset_cause())
+        else:
+            failstop.watchdog(200)
+            failstop.mark("spinning")
+            while True:
+                pass
+        """,
+    )
+    run = dev.run(script, inject=Inject(early_warning=False))
+    assert "failstop: WATCHDOG" not in run.output  # no fault path ran in boot 1
+    assert run.lines("LAST") == [
+        "(1, 'WATCHDOG', 1, 'power_on', 'spinning', 'watchdog reset, no early warning', None)"
+    ]
+    assert run.lines("NOW") == ["2 watchdog"]
+    assert "failstop: reboot after WATCHDOG (seq 1, boot 1): watchdog reset" in run.output
+    rec = run.record
+    assert rec is not None and rec.flag_names == ["NO_PYTHON_FRAME", "POSTHOC"]
+    assert run.boot_reports[0].hw_next == RC_WATCHDOG and run.end == "exit"

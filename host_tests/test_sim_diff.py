@@ -25,12 +25,15 @@ Per script (SPECIAL): how deep a stack overflow goes depends on the stack size, 
 simulator's stack is set to the depth the firmware reached, and then depth is compared
 too; a HARDFAULT message is each port's own text (a signal on unix, a bus fault of the
 simulated board), and the fields a script prints that are not compared are masked in its
-output. EXCLUDED lists scripts that are not for the unix port.
+output; a script may run on both with months of uptime (FAILSTOP_UPTIME_MS and
+Resources.uptime_start_ms), or with the simulator missing a module the unix build does
+not have (asyncio). EXCLUDED lists scripts that are not for the unix port or never end.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +49,7 @@ from sim_backend import SimBackend
 
 EXCLUDED = {
     "reset_loop.py": "a QEMU-board script: the unix port has no machine.reset()",
+    "forever.py": "never ends, by design (test_field.py power-cycles it on the unix port)",
 }
 
 
@@ -55,6 +59,8 @@ class Special:
     alloc_size: bool = False  # the failed request is a bytearray(n): sizes compared
     message_differs: tuple[str, ...] = ()  # kinds whose message is port text
     last_masked: tuple[int, ...] = ()  # positions of LAST tuples not compared
+    uptime_start_ms: Optional[int] = None  # both boards start every boot at this uptime
+    missing_modules: tuple[str, ...] = ()  # the unix firmware has no such module: nor the sim
     notes: str = ""
 
 
@@ -66,7 +72,8 @@ SPECIAL = {
     "stack_recursion.py": Special(
         stack_from_unix=True, last_masked=(6,), notes="LAST prints stack_used (position 6)"
     ),
-    "raise_policy.py": Special(stack_from_unix=True),
+    "fragile_base.py": Special(missing_modules=("asyncio",), notes="no asyncio in the unix build"),
+    "long_uptime.py": Special(uptime_start_ms=2**32 - 1 - 10, notes="months of uptime"),
     "hardfault.py": Special(message_differs=("HARDFAULT",)),
 }
 
@@ -112,12 +119,17 @@ def run_both(script: str, tmp_path: Path) -> Pair:
     require_built(UNIX_FW, "make firmware BOARD=unix")
     special = SPECIAL.get(script, Special())
     (tmp_path / "unix").mkdir()
-    unix = UnixBackend(UNIX_FW, tmp_path / "unix").run(script, timeout=60)
-    resources = Resources()
+    board = UnixBackend(UNIX_FW, tmp_path / "unix")
+    if special.uptime_start_ms is not None:
+        board.board_env["FAILSTOP_UPTIME_MS"] = str(special.uptime_start_ms)
+    unix = board.run(script, timeout=60)
+    resources = Resources(
+        uptime_start_ms=special.uptime_start_ms or 0, missing_modules=special.missing_modules
+    )
     if special.stack_from_unix:
         depths = [r.depth for r in unix.region.records if r.kind == "STACK"]
         assert depths, f"{script}: the firmware wrote no STACK record\n{unix.output}"
-        resources = Resources(stack_limit=depths[0])
+        resources = dataclasses.replace(resources, stack_limit=depths[0])
     sim = SimBackend(tmp_path / "sim", resources).run(script, timeout=60)
     return Pair(unix, sim, special)
 

@@ -2,7 +2,7 @@
 import failstop
 import micropython
 
-failstop.mark("before")
+failstop.mark("before-" + str(7))  # not an interned string
 micropython.heap_lock()
 failstop.mark("in-irq")
 micropython.heap_unlock()

@@ -181,7 +181,7 @@ void failstop_fault(const failstop_fault_t *f);
 // The two halves of failstop_fault: record (returns the action, 0 if not recorded),
 // then stop the board (REBOOT or HALT).
 uint8_t failstop_record(const failstop_fault_t *f);
-NORETURN void failstop_stop(uint8_t kind, uint8_t action);
+MP_NORETURN void failstop_stop(uint8_t kind, uint8_t action);
 void failstop_header_commit(void);
 void failstop_mark_set(const char *tag, size_t len);
 // The current mark (16 bytes, NUL-padded); all zero when its block is torn.
@@ -189,14 +189,14 @@ void failstop_mark_get(char *out);
 bool failstop_slot_valid(const failstop_record_t *r);
 void failstop_clear(void);
 void failstop_healthy(void);
-NORETURN void failstop_soft_reset(void);
+MP_NORETURN void failstop_soft_reset(void);
 // The watchdog's early warning, from the port's handler: record WATCHDOG, apply the policy.
 void failstop_watchdog_timeout(void);
 // A CPU fault from a port's handler: message "<what> 0x<value><suffix>", stacked PC/LR.
-NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *suffix, uint32_t pc, uint32_t lr);
+MP_NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *suffix, uint32_t pc, uint32_t lr);
 // FATAL from C (a failed assert, an SDK panic), with its text; never returns.
-NORETURN void failstop_fatal(const char *msg, size_t len);
-NORETURN void failstop_fatal_assert(const char *file, int line, const char *expr);
+MP_NORETURN void failstop_fatal(const char *msg, size_t len);
+MP_NORETURN void failstop_fatal_assert(const char *file, int line, const char *expr);
 uint32_t failstop_crc32(const void *data, size_t len);
 void failstop_print_banner(void);
 // Nonzero while panic() converts its reason: the OOM/stack hooks then raise as stock.

@@ -135,7 +135,18 @@ static bool fs_qstr_head(char *dst, size_t cap, qstr q) {
 }
 
 #if MICROPY_FAILSTOP_HEAP_FREE
-// Free GC heap: count the free (00) entries of the allocation table, 4 per byte.
+// Used (nonzero) 2-bit entries of one allocation-table word: OR the two bits of each entry
+// into its low bit, then count those bits (SWAR: no popcount instruction on Cortex-M0+).
+static inline unsigned fs_atb_used(uintptr_t x) {
+    const uintptr_t m1 = (uintptr_t)0x5555555555555555ull, m2 = (uintptr_t)0x3333333333333333ull;
+    const uintptr_t m4 = (uintptr_t)0x0f0f0f0f0f0f0f0full, h01 = (uintptr_t)0x0101010101010101ull;
+    x = (x | (x >> 1)) & m1;
+    x = (x & m2) + ((x >> 2) & m2);
+    x = (x + (x >> 4)) & m4;
+    return (unsigned)((x * h01) >> (sizeof(uintptr_t) * 8 - 8));
+}
+
+// Free GC heap: count the free (00) entries of the allocation table, a word at a time.
 MP_NOINLINE static uint32_t fs_heap_free(void) {
     size_t free_blocks = 0;
     for (mp_state_mem_area_t *area = &MP_STATE_MEM(area); area != NULL;
@@ -145,12 +156,19 @@ MP_NOINLINE static uint32_t fs_heap_free(void) {
          area = NULL
          #endif
          ) {
-        const byte *atb = area->gc_alloc_table_start;
-        for (size_t i = 0; i < area->gc_alloc_table_byte_len; ++i) {
-            unsigned x = (atb[i] | (atb[i] >> 1)) & 0x55;
-            x = (x & 0x33) + ((x >> 2) & 0x33);
-            free_blocks += 4 - ((x & 0x0f) + (x >> 4));
+        const byte *p = area->gc_alloc_table_start;
+        const byte *end = p + area->gc_alloc_table_byte_len;
+        size_t entries = area->gc_alloc_table_byte_len * 4, used = 0;
+        for (; p < end && ((uintptr_t)p & (sizeof(uintptr_t) - 1)); ++p) {
+            used += fs_atb_used(*p);
         }
+        for (; p + sizeof(uintptr_t) <= end; p += sizeof(uintptr_t)) {
+            used += fs_atb_used(*(const uintptr_t *)p);
+        }
+        for (; p < end; ++p) {
+            used += fs_atb_used(*p);
+        }
+        free_blocks += entries - used;
     }
     return free_blocks * MICROPY_BYTES_PER_GC_BLOCK;
 }
@@ -215,7 +233,9 @@ static failstop_record_t *fs_pick_slot(uint8_t action) {
     failstop_record_t *best = NULL;
     for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
         failstop_record_t *r = &fs_region->slot[i];
-        if (!failstop_slot_valid(r)) {
+        // Magic and version only (no CRC on the fault path): a torn write clears the
+        // magic first, so a slot with its magic is a committed record.
+        if (r->magic != FAILSTOP_SLOT_MAGIC || r->version != FAILSTOP_FORMAT_VERSION) {
             return r;
         }
         if (r->action != FAILSTOP_ACTION_RAISE && (newest_stop == NULL || r->seq > newest_stop->seq)) {
@@ -295,14 +315,21 @@ static void fs_count_reboot(uint32_t up) {
 
 // A fault while handling a fault: keep the first record, flag it, reset at once (it
 // was counted when the first fault entered).
-static NORETURN void fs_double_fault(void) {
+static MP_NORETURN void fs_double_fault(void) {
     failstop_record_t *r = fs_fault_rec;
     if (r != NULL) {
         r->flags |= FAILSTOP_FLAG_DOUBLE_FAULT;
         fs_record_commit(r);
     }
+    failstop_header_t *h = &fs_region->hdr;
+    if (h->pending_cause == 0) {
+        // The first fault was HALT or RAISE (not counted on entry): this reset is a fault's.
+        fs_count_reboot(failstop_hal_uptime_ms());
+        h->pending_cause = FAILSTOP_RC_FAULT;
+        failstop_header_commit();
+    }
     fs_write("\r\nfailstop: double fault -> REBOOT\r\n");
-    failstop_hal_reset(fs_region->hdr.pending_cause ? fs_region->hdr.pending_cause : FAILSTOP_RC_FAULT);
+    failstop_hal_reset(h->pending_cause);
 }
 
 // Claim the fault path for this core/thread. Its own second claim is a double fault;
@@ -445,7 +472,7 @@ void failstop_watchdog_timeout(void) {
 
 // A CPU fault, from a port's fault handler: "<what> 0x<value><suffix>" as the message,
 // the stacked PC and LR. HARDFAULT cannot RAISE: this never returns.
-NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *suffix, uint32_t pc, uint32_t lr) {
+MP_NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *suffix, uint32_t pc, uint32_t lr) {
     char msg[sizeof(((failstop_record_t *)0)->message)];
     size_t n = 0;
     for (const char *s = what; *s && n < sizeof(msg) - 10; ++s) {
@@ -467,7 +494,7 @@ NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *s
 
 // A MicroPython or SDK internal failure from C (a failed assert, an SDK panic): FATAL
 // with its text. Never returns.
-NORETURN void failstop_fatal(const char *msg, size_t len) {
+MP_NORETURN void failstop_fatal(const char *msg, size_t len) {
     failstop_fault_t f = { .kind = FAILSTOP_KIND_FATAL, .msg = msg, .msg_len = len };
     failstop_fault(&f);
     for (;;) {
@@ -475,7 +502,7 @@ NORETURN void failstop_fatal(const char *msg, size_t len) {
 }
 
 // A failed C assert: "assert <expr> at <file tail>:<line>" (no allocation, no printf).
-NORETURN void failstop_fatal_assert(const char *file, int line, const char *expr) {
+MP_NORETURN void failstop_fatal_assert(const char *file, int line, const char *expr) {
     char msg[sizeof(((failstop_record_t *)0)->message)];
     size_t n = 0;
     static const char pre[] = "assert ";

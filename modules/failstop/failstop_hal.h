@@ -7,6 +7,12 @@
 #include <stdint.h>
 #include "py/mpconfig.h"
 
+// MicroPython 1.26 names the no-return attribute MP_NORETURN (NORETURN stays as an alias
+// until MicroPython 2); 1.25 has only NORETURN. The module uses the new name.
+#ifndef MP_NORETURN
+#define MP_NORETURN NORETURN
+#endif
+
 // Port configuration: FAILSTOP_TLS (thread-local storage class for the shadow
 // frame stack, empty on single-threaded ports), and optional overrides of the
 // MICROPY_FAILSTOP_* defaults.
@@ -65,10 +71,10 @@ void failstop_hal_wdt_budget(uint32_t ms);
 
 // Reset the board: the retained region survives; `cause` is what the core
 // recorded as pending_cause (FAILSTOP_RC_FAULT, _WATCHDOG or _SOFT).
-NORETURN void failstop_hal_reset(uint8_t cause);
+MP_NORETURN void failstop_hal_reset(uint8_t cause);
 
 // Stop for a debugger: interrupts off, the watchdog stopped, never returns, no reset.
-NORETURN void failstop_hal_halt(void);
+MP_NORETURN void failstop_hal_halt(void);
 
 // Hardware watchdog: arm (cannot be disarmed), feed. Timeout limits are the
 // port's; failstop_hal_wdt_max_ms() gives the largest allowed value.

@@ -67,8 +67,8 @@ static void fs_fault_text(uint8_t kind, qstr exc_type, const char *msg, size_t l
 }
 
 // Every MemoryError from an allocation, heap-locked included, ends here.
-NORETURN void __real_m_malloc_fail(size_t num_bytes);
-NORETURN void __wrap_m_malloc_fail(size_t num_bytes) {
+MP_NORETURN void __real_m_malloc_fail(size_t num_bytes);
+MP_NORETURN void __wrap_m_malloc_fail(size_t num_bytes) {
     char msg[64]; // prefix 37 + 10 digits + " bytes"
     size_t len;
     uint32_t flags = 0;
@@ -93,16 +93,16 @@ NORETURN void __wrap_m_malloc_fail(size_t num_bytes) {
 }
 
 // Every stack-check failure ("maximum recursion depth exceeded") ends here.
-NORETURN void __real_mp_raise_recursion_depth(void);
-NORETURN void __wrap_mp_raise_recursion_depth(void) {
+MP_NORETURN void __real_mp_raise_recursion_depth(void);
+MP_NORETURN void __wrap_mp_raise_recursion_depth(void) {
     static const char msg[] = "maximum recursion depth exceeded";
     fs_fault_text(FAILSTOP_KIND_STACK, MP_QSTR_RuntimeError, msg, sizeof(msg) - 1, 0, 0);
     __real_mp_raise_recursion_depth();
 }
 
 // An exception with no handler at all: MicroPython cannot go on.
-NORETURN void __real_nlr_jump_fail(void *val);
-NORETURN void __wrap_nlr_jump_fail(void *val) {
+MP_NORETURN void __real_nlr_jump_fail(void *val);
+MP_NORETURN void __wrap_nlr_jump_fail(void *val) {
     static const char msg[] = "uncaught NLR";
     fs_fault_text(FAILSTOP_KIND_FATAL, MP_QSTRnull, msg, sizeof(msg) - 1, 0, 0);
     __real_nlr_jump_fail(val);

@@ -158,9 +158,52 @@ uint32_t failstop_hal_cas(volatile uint32_t *p, uint32_t expect, uint32_t desire
     return expect;
 }
 
-// Other threads keep running for the microseconds of the record: the claim keeps them
-// out of the fault path (one that faults waits there), and the re-exec ends them all.
+// A thread told to stop parks here, with every signal blocked, until the re-exec (or
+// the owner's halt) ends it.
+static void fs_park_handler(int sig) {
+    (void)sig;
+    sigset_t all;
+    sigfillset(&all);
+    for (;;) {
+        sigsuspend(&all);
+    }
+}
+
+// Every other thread of the process parks before the record is written: nothing of the
+// program runs meanwhile. Threads are found in /proc/self/task with raw syscalls (no
+// allocation); the owner waits (bounded) until each has taken the signal.
 void failstop_hal_stop_others(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = fs_park_handler;
+    sa.sa_flags = SA_ONSTACK;
+    sigfillset(&sa.sa_mask);
+    int sig = SIGRTMIN + 6; // MicroPython's unix threads use SIGRTMIN + 5 for the GC
+    sigaction(sig, &sa, NULL);
+    pid_t me = (pid_t)syscall(SYS_gettid), pid = getpid();
+    int fd = (int)syscall(SYS_open, "/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        return;
+    }
+    char buf[512];
+    long n;
+    while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
+        for (long off = 0; off < n;) {
+            struct { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; } *d = (void *)(buf + off);
+            off += d->reclen;
+            pid_t tid = 0;
+            for (const char *c = d->name; *c >= '0' && *c <= '9'; ++c) {
+                tid = tid * 10 + (*c - '0');
+            }
+            if (tid > 0 && tid != me) {
+                syscall(SYS_tgkill, pid, tid, sig);
+            }
+        }
+    }
+    syscall(SYS_close, fd);
+    // Give them a moment to take it (a thread inside a system call takes it on return).
+    struct timespec ts = { 0, 2000000 };
+    nanosleep(&ts, NULL);
 }
 
 // No hardware to bite: with the asynchronous signals blocked the unix fault path

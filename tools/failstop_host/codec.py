@@ -781,11 +781,13 @@ def encode_region(
 ) -> bytes:
     """A whole region: the header followed by ``nslots`` slots.
 
-    Each record goes to slot ``seq % nslots``, as the firmware puts it (a later record with
-    the same slot replaces an earlier one). A record may be a Record or 320 slot bytes from
-    :func:`encode_slot`. Slots without a record are zero. ``header`` gives the 64 header bytes
-    as they are; otherwise they are built by :func:`encode_header` from ``header_fields``, with
-    ``next_seq`` defaulting to one after the highest record.
+    Each record goes to slot ``seq % nslots`` (a later record with the same slot replaces an
+    earlier one): a fixed placement for building test regions. The firmware itself puts a
+    record into an invalid slot, else the oldest (docs/record-format.md). A record may be a
+    Record or 320 slot bytes from :func:`encode_slot`. Slots without a record are zero.
+    ``header`` gives the 64 header bytes as they are; otherwise they are built by
+    :func:`encode_header` from ``header_fields``, with ``next_seq`` defaulting to one after the
+    highest record.
     """
     if not 1 <= nslots <= 255:
         raise ValueError(f"nslots {nslots} out of range 1..255")

@@ -33,12 +33,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--heap", type=int, default=2 * MIB, help="heap bytes (0: no limit)")
     p.add_argument("--stack", type=int, default=100, help="Python frames that fit on the stack")
     p.add_argument("--op-ns", type=int, default=1000, help="virtual ns per bytecode instruction")
+    p.add_argument(
+        "--uptime-start-ms", type=int, default=0, help="uptime every boot starts at (ms)"
+    )
+    p.add_argument(
+        "--missing-module",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a module the firmware is built without (repeatable)",
+    )
     p.add_argument("--max-boots", type=int, default=12, help="boot cap of the run")
     p.add_argument("--max-ms", type=int, help="virtual ms a boot may run")
     p.add_argument("--timeout", type=float, default=60.0, help="wall-clock seconds for the run")
     p.add_argument("--oom-at", type=int, help="the k-th allocation point of boot 1 fails")
     p.add_argument("--stack-at", type=int, help="a call at depth d in boot 1 is a stack fault")
     p.add_argument("--hang-at", type=int, help="boot 1 hangs at its n-th instruction")
+    p.add_argument(
+        "--no-early-warning",
+        action="store_true",
+        help="boot 1's watchdog resets with no early warning (recorded post hoc)",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--measure", action="store_true", help="count, with nothing injected")
     mode.add_argument(
@@ -53,6 +68,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         heap_size=args.heap or None,
         stack_limit=args.stack,
         op_ns=args.op_ns,
+        uptime_start_ms=args.uptime_start_ms,
+        missing_modules=tuple(args.missing_module),
     )
     with tempfile.TemporaryDirectory(prefix="failstop-sim-") as tmp:
         dev = SimDevice(tmp, res, retained=args.retained)
@@ -67,7 +84,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 return EXIT_OK
             if args.sweep_oom:
                 return _sweep(dev, args)
-            inject = Inject(oom_at=args.oom_at, stack_at=args.stack_at, hang_at=args.hang_at)
+            inject = Inject(
+                oom_at=args.oom_at,
+                stack_at=args.stack_at,
+                hang_at=args.hang_at,
+                early_warning=not args.no_early_warning,
+            )
             run = dev.run(
                 args.script,
                 root=args.root,

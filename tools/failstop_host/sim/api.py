@@ -101,7 +101,9 @@ class Record:
 
 
 class _Fragile:
-    """``with failstop.fragile():`` — an exception escaping the block is a PANIC."""
+    """``with failstop.fragile():`` — an exception escaping the block is a PANIC, but for
+    KeyboardInterrupt (a person stopping the program) and GeneratorExit (a generator
+    being closed), which pass unchanged."""
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
@@ -110,7 +112,7 @@ class _Fragile:
         return self
 
     def __exit__(self, et: Optional[type], ev: Optional[BaseException], tb: Any) -> Literal[False]:
-        if et is None or not isinstance(ev, BaseException):
+        if et is None or not isinstance(ev, BaseException) or isinstance(ev, _NOT_FAULTS):
             return False
         rt = self._rt
         rt.fault_stop(
@@ -122,10 +124,37 @@ class _Fragile:
         )
 
 
+_NOT_FAULTS = (KeyboardInterrupt, GeneratorExit)
+_RECOVERABLE = (K_OOM, K_STACK)
+
+
+class _Recoverable:
+    """``with failstop.recoverable(kind):`` — inside, OOM (or STACK) behaves as stock
+    MicroPython and writes no record; the depth counts nesting."""
+
+    def __init__(self, rt: Runtime, kind: int) -> None:
+        self._rt = rt
+        self._kind = kind
+
+    def __enter__(self) -> _Recoverable:
+        depth = self._rt.recoverable
+        if depth[self._kind] == 255:
+            raise ValueError("recoverable() nested too deep")
+        depth[self._kind] += 1
+        return self
+
+    def __exit__(self, et: Optional[type], ev: Optional[BaseException], tb: Any) -> Literal[False]:
+        depth = self._rt.recoverable
+        if depth[self._kind] > 0:
+            depth[self._kind] -= 1
+        return False
+
+
 def build_failstop(rt: Runtime) -> types.ModuleType:
     ret = rt.retained
     m = types.ModuleType("failstop")
     fragile_singleton = _Fragile(rt)
+    recoverables = {k: _Recoverable(rt, k) for k in _RECOVERABLE}
 
     def panic(*args: Any, **kwargs: Any) -> NoReturn:
         """Never returns; any reason is recorded, truncated as needed."""
@@ -158,6 +187,12 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
     def fragile() -> _Fragile:
         return fragile_singleton
 
+    def recoverable(kind: object) -> _Recoverable:
+        k = _lookup(kind, _KIND_NAMES, "fault kind")
+        if k not in recoverables:
+            raise ValueError(f"{_KIND_NAMES[k - 1]} cannot be recoverable: only OOM and STACK")
+        return recoverables[k]
+
     def last() -> Optional[Record]:
         r = ret.last()
         return None if r is None else Record(r)
@@ -175,13 +210,19 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
         if not callable(fn):
             raise TypeError(f"keeper must be callable, not {_tname(fn)}")
         r = ret.last()
-        if r is None or r.seq <= ret.hdr.seen_seq:
+        h = ret.hdr
+        # Safe mode skips the keeper too; a record the keeper itself caused is not given to it.
+        if r is None or r.seq <= h.seen_seq or h.safe_mode or r.flags & codec.FLAG_IN_KEEPER:
             return None
         # Seen before the call: a keeper that crashes is not run again on the next boot.
-        ret.hdr.seen_seq = r.seq
+        h.seen_seq = r.seq
         ret.commit()
         rec = Record(r)
-        fn(rec)
+        rt.keeper_active = True
+        try:
+            fn(rec)
+        finally:
+            rt.keeper_active = False
         return rec
 
     def watchdog(timeout_ms: object) -> None:
@@ -196,23 +237,22 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
     def feed() -> None:
         rt.wdt_feed()
 
-    def mark(*args: object) -> str:
+    def mark(*args: object) -> Optional[str]:
+        """mark() -> the current tag; mark(tag) sets it, allocating nothing."""
         if len(args) > 1:
             raise TypeError(f"function expected at most 1 arguments, got {len(args)}")
-        prev = ret.hdr.mark
         if not args:
-            return prev
+            return ret.mark_get()
         tag = args[0]
         if tag is None:
-            ret.hdr.mark = ""
+            ret.mark_set("")
         elif isinstance(tag, str):
             if len(tag.encode("utf-8", "surrogatepass")) > codec.MARK_SIZE:
                 raise ValueError(f"mark tag longer than {codec.MARK_SIZE} bytes")
-            ret.hdr.mark = tag
+            ret.mark_set(tag)
         else:
             raise TypeError(f"mark tag must be a str or None, not {_tname(tag)}")
-        ret.commit()
-        return prev
+        return None
 
     def reset_cause() -> str:
         return codec.RESET_CAUSES.get(ret.hdr.boot_cause, "unknown")
@@ -242,7 +282,16 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
         ret.commit()
         return (h.loop_limit, h.loop_window_ms)
 
-    def _inject(kind: object) -> NoReturn:
+    def _inject(kind: object, *addr: object) -> None:
+        if len(addr) > 1:
+            raise TypeError(f"function expected at most 2 arguments, got {1 + len(addr)}")
+        if addr and type(kind) is str and kind == "DOUBLE":
+            # The next fail-stop fault path stores to addr before its record is committed.
+            a = addr[0]
+            if not isinstance(a, int):
+                raise TypeError(f"can't convert {_tname(a)} to int")
+            rt.inject_addr = a & 0xFFFFFFFFFFFFFFFF
+            return
         k = _lookup(kind, _KIND_NAMES, "fault kind")
         if k != K_FATAL:
             raise ValueError("only FATAL can be injected")
@@ -253,6 +302,7 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
         panic,
         policy,
         fragile,
+        recoverable,
         last,
         records,
         clear,
@@ -280,6 +330,7 @@ def build_machine(rt: Runtime, failstop: types.ModuleType) -> types.ModuleType:
 
     def reset() -> NoReturn:
         """A reset asked for by the program: the next boot's cause is 'soft'."""
+        rt.retained.soft_reset()
         rt.finish("reset", None)
 
     class WDT:

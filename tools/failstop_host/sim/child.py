@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import api, loader
 from .config import BootPlan
-from .retained import Retained
+from .retained import NO_RESET, RC_POWER_ON, Retained
 from .runtime import Runtime
 
 _AS_MARGIN = 256 * 1024 * 1024
@@ -55,7 +55,9 @@ def boot(plan: BootPlan, retained_path: Path, console_fd: int, status_fd: int) -
     retained = Retained(retained_path)
     rt = Runtime(plan, retained, status_fd)
     rt.out = out
-    retained.boot(plan.hw_cause, rt.write)
+    if plan.hw_cause != NO_RESET or not retained.load_header():
+        # A reset (a board that was on just goes on: the header is as it left it).
+        retained.boot(RC_POWER_ON if plan.hw_cause == NO_RESET else plan.hw_cause, rt.write)
     api.install(rt)
     builtins_dict = loader.install(rt, plan.root)
     _limit_address_space(rt.heap_size or _AS_MARGIN * 4)

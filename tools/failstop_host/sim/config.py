@@ -22,12 +22,19 @@ class Resources:
     op_ns: virtual nanoseconds one bytecode instruction takes (the virtual clock behind
         ``time.ticks_ms``, the watchdog and ``uptime_ms``; sleeps add their time).
     wdt_max_ms: the largest watchdog timeout the board accepts.
+    uptime_start_ms: the uptime every boot starts at (as the unix port's
+        $FAILSTOP_UPTIME_MS: months of uptime without waiting for them); the records'
+        uptime saturates at 0xFFFFFFFF ms.
+    missing_modules: modules the firmware is built without (e.g. ``("asyncio",)``):
+        importing them fails as on the board (ImportError "no module named ...").
     """
 
     heap_size: Optional[int] = 2 * MIB
     stack_limit: int = 100
     op_ns: int = 1000
     wdt_max_ms: int = 3600000
+    uptime_start_ms: int = 0
+    missing_modules: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.heap_size is not None and self.heap_size <= 0:
@@ -38,6 +45,11 @@ class Resources:
             raise ValueError("op_ns must be at least 1")
         if not 1 <= self.wdt_max_ms <= 0x7FFFFFFF:
             raise ValueError("wdt_max_ms must be 1..2147483647")
+        if self.uptime_start_ms < 0:
+            raise ValueError("uptime_start_ms must be 0 or more")
+        if isinstance(self.missing_modules, str):
+            raise TypeError("missing_modules must be a sequence of module names, not a str")
+        object.__setattr__(self, "missing_modules", tuple(self.missing_modules))
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,9 @@ class Inject:
 
     oom_at: the k-th allocation point (1-based) fails: OOM.
     stack_at: the stack holds d frames: a call at depth d is a STACK fault.
+    early_warning: False: the watchdog's early warning is lost in this boot (a port whose
+        warning is an interrupt that cannot run): when the watchdog expires the board
+        just resets, and the next boot records the bite post hoc (WATCHDOG, POSTHOC).
     hang_at: the program hangs at its n-th instruction (1-based): the watchdog fires
         if it is armed, otherwise the board stays hung (run end "hang").
     """
@@ -55,6 +70,7 @@ class Inject:
     stack_at: Optional[int] = None
     hang_at: Optional[int] = None
     boot: int = 1
+    early_warning: bool = True
 
     def __post_init__(self) -> None:
         for name in ("oom_at", "stack_at", "hang_at"):
@@ -66,7 +82,12 @@ class Inject:
 
     @property
     def empty(self) -> bool:
-        return self.oom_at is None and self.stack_at is None and self.hang_at is None
+        return (
+            self.oom_at is None
+            and self.stack_at is None
+            and self.hang_at is None
+            and self.early_warning
+        )
 
 
 @dataclass
@@ -78,7 +99,7 @@ class BootPlan:
     repl: Optional[str]  # code typed at the REPL (no main program)
     resources: Resources
     inject: Optional[Inject]
-    hw_cause: int
+    hw_cause: int  # the hardware reset cause (retained.RC_*), or NO_RESET: the board was on
     max_ms: Optional[int]  # virtual time budget of the boot
     programs: dict[str, CodeType] = field(default_factory=dict)  # precompiled files
     sweep_dir: Optional[Path] = None  # the main line of an OOM sweep writes runs there

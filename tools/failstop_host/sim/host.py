@@ -11,6 +11,7 @@ its fault), read its console and its retained region.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import selectors
@@ -29,7 +30,7 @@ from typing import Optional, TextIO, Union
 from .. import codec
 from . import allocpoints, child
 from .config import BootPlan, Inject, Resources
-from .retained import KIND, RC_POWER_ON, RC_UNKNOWN, REGION_SIZE, Retained
+from .retained import KIND, NO_RESET, RC_FAULT, RC_POWER_ON, RC_UNKNOWN, REGION_SIZE, Retained
 
 BOOT_LIMIT_EXIT = 75  # as the unix port: the boot cap stopped a reset
 PathLike = Union[str, "os.PathLike[str]"]
@@ -57,6 +58,8 @@ class BootReport:
     kind: the fault kind that ended the boot ("" if none).
     steps/allocs/max_depth/uptime_ms: instructions run, allocation points passed,
         deepest Python stack, virtual uptime.
+    hw_next: the hardware reset cause the next boot sees (retained.RC_WATCHDOG after a
+        bite with no early warning; 0: the cause the firmware left).
     """
 
     end: str
@@ -66,6 +69,7 @@ class BootReport:
     allocs: int
     max_depth: int
     uptime_ms: int
+    hw_next: int = 0
 
 
 @dataclass
@@ -145,6 +149,7 @@ def _report(data: bytes) -> tuple[BootReport, int]:
         allocs=st["allocs"],
         max_depth=st["max_depth"],
         uptime_ms=st["uptime_ms"],
+        hw_next=st.get("hw_next", 0),
     )
     return rep, st.get("console_pos", -1)
 
@@ -206,6 +211,7 @@ class SimDevice:
         self.retained = (
             Path(retained).resolve() if retained is not None else self.workdir / "retained.ram"
         )
+        self.on = False  # the last run ended at the REPL: exec() types into it, no reset
 
     def _path(self, p: PathLike) -> Path:
         """A path given by the user: relative ones are taken from ``base`` (the pytest
@@ -224,6 +230,7 @@ class SimDevice:
     def erase(self) -> None:
         """Lose the retained RAM (as when power is removed for long enough)."""
         self.retained.unlink(missing_ok=True)
+        self.on = False
 
     # --- running ----------------------------------------------------------------------
 
@@ -257,10 +264,12 @@ class SimDevice:
         return self._run(base, name, None, max_boots, timeout, inject, max_ms, echo)
 
     def exec(self, code: str, timeout: float = 30.0, *, root: Optional[PathLike] = None) -> str:
-        """Power the board on and type ``code`` at its REPL (not a main program: an
-        escaping exception is printed, not a fault); returns the console output."""
+        """Type ``code`` at the board's REPL (not a main program: an escaping exception is
+        printed, not a fault); returns the console output. A board whose last run ended
+        at the REPL (``on``) is not reset: as mpremote's soft reset, the boot goes on
+        (no boot counted, same reset cause, safe mode kept). Otherwise it is powered on."""
         base = self._path(root) if root is not None else self.workdir.resolve()
-        return self._run(base, None, code, 1, timeout, None, None, None).output
+        return self._run(base, None, code, 1, timeout, None, None, None, self.on).output
 
     def measure(
         self, script: PathLike, *, root: Optional[PathLike] = None, max_ms: Optional[int] = None
@@ -272,11 +281,11 @@ class SimDevice:
         shutil.copyfile(self.retained, scratch) if self.retained.exists() else scratch.unlink(
             missing_ok=True
         )
-        real, self.retained = self.retained, scratch
+        real, self.retained, on = self.retained, scratch, self.on
         try:
             return self.run(script, root=root, max_boots=1, max_ms=max_ms).boot_reports[0]
         finally:
-            self.retained = real
+            self.retained, self.on = real, on
 
     def sweep_oom(
         self,
@@ -386,6 +395,7 @@ class SimDevice:
         inject: Optional[Inject],
         max_ms: Optional[int],
         echo: Optional[TextIO],
+        resume: bool = False,
     ) -> SimRun:
         if max_boots < 1:
             raise ValueError("max_boots must be 1 or more")
@@ -394,7 +404,8 @@ class SimDevice:
         deadline = time.monotonic() + timeout
         console = _Console(echo)
         reports: list[BootReport] = []
-        hw = RC_POWER_ON
+        hw = NO_RESET if resume else RC_POWER_ON
+        self.on = False
         try:
             while True:
                 boot_inject = inject if inject and inject.boot == len(reports) + 1 else None
@@ -408,9 +419,10 @@ class SimDevice:
                     console.write(_cap_message(max_boots))
                     end, exit_code = "boot_limit", BOOT_LIMIT_EXIT
                     break
-                hw = RC_UNKNOWN
+                hw = rep.hw_next or RC_UNKNOWN
         finally:
             console.close()
+        self.on = end == "exit"
         return SimRun(console.text(), end, exit_code, self.region(), reports, first_seq)
 
     def _boot(self, plan: BootPlan, console: _Console, deadline: float) -> BootReport:
@@ -485,7 +497,11 @@ class SimDevice:
                     out_path = d / f"reboot-{i}.out"
                     out_fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                     status_r, status_w = os.pipe()
-                    pid = _fork_boot(plan, runs[i].retained, out_fd, status_w)
+                    hw = runs[i].reports[-1].hw_next or RC_UNKNOWN
+                    boot_plan = (
+                        plan if hw == plan.hw_cause else dataclasses.replace(plan, hw_cause=hw)
+                    )
+                    pid = _fork_boot(boot_plan, runs[i].retained, out_fd, status_w)
                     os.close(status_w)
                     active[pid] = (i, status_r, out_fd)
                 pid, wstatus = _wait_any(list(active), deadline)
@@ -545,29 +561,19 @@ def _posthoc_message() -> str:
 
 def _posthoc_hardfault(retained: Path, sig: int) -> None:
     """Record a boot that died without its fault path (POSTHOC, as the firmware records
-    a reset whose early warning never ran)."""
+    a watchdog bite whose early warning never ran). Not when it died inside the fault
+    path (the reset cause was already left there, and the reboot counted)."""
     ret = Retained(retained)
     try:
-        if not ret.load_header():
+        if not ret.load_header() or ret.hdr.pending_cause:
             return
         try:
             name = signal.Signals(sig).name
         except ValueError:
             name = "?"
-        ret.write_record(
-            kind=KIND["HARDFAULT"],
-            action=1,
-            flags=codec.FLAG_POSTHOC,
-            uptime_ms=0,
-            heap_free=None,
-            alloc_size=0,
-            stack_used=0,
-            depth=0,
-            exc_type="",
-            message=f"signal {sig} ({name}), no record",
-            frames=(),
-        )
-        ret.before_reset(KIND["HARDFAULT"], 0)
+        ret.write_posthoc(KIND["HARDFAULT"], f"signal {sig} ({name}), no record")
+        ret.hdr.pending_cause = RC_FAULT
+        ret.commit()
     finally:
         ret.close()
 

@@ -109,8 +109,31 @@ class DeviceFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         exec(code, module.__dict__)
 
 
+class MissingModules(importlib.abc.MetaPathFinder):
+    """Modules the firmware is built without (Resources.missing_modules): not found."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = frozenset(names)
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Optional[Sequence[str]],
+        target: Optional[types.ModuleType] = None,
+    ) -> Optional[importlib.machinery.ModuleSpec]:
+        if fullname.split(".", 1)[0] in self.names:
+            raise ModuleNotFoundError(f"No module named '{fullname}'", name=fullname)
+        return None
+
+
 def install(rt: Runtime, root: Path) -> dict[str, Any]:
     """Device imports from ``root``; returns the builtins for the program's globals."""
     b = device_builtins(rt)
     sys.meta_path.insert(0, DeviceFinder(rt, root, b))
+    missing = rt.res.missing_modules
+    if missing:
+        for name in list(sys.modules):  # this boot's process only
+            if name.split(".", 1)[0] in missing:
+                del sys.modules[name]
+        sys.meta_path.insert(0, MissingModules(missing))
     return b

@@ -103,6 +103,7 @@ def rewrite_message(exc: BaseException) -> None:
         m = _NO_MODULE.match(args[0])
         if m:
             exc.args = (f"no module named {m.group(1)}",)
+            exc.msg = exc.args[0]  # what str() of an ImportError shows
 
 
 SMALL_INT_MIN = -(2**62)  # the unix port's small ints (63-bit signed)

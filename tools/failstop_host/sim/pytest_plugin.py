@@ -6,7 +6,8 @@
         assert run.reboots == 1
 
 Relative paths are taken from pytest's root directory. The board's resources come from
-``@pytest.mark.failstop_device(heap_size=..., stack_limit=..., op_ns=..., wdt_max_ms=...)``
+``@pytest.mark.failstop_device(heap_size=..., stack_limit=..., op_ns=..., wdt_max_ms=...,
+uptime_start_ms=..., missing_modules=...)``
 (see failstop_host.sim.Resources); each test gets a fresh board with fresh retained RAM.
 """
 
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "failstop_device(heap_size=None, stack_limit=100, op_ns=1000, wdt_max_ms=3600000): "
+        "failstop_device(heap_size=None, stack_limit=100, op_ns=1000, wdt_max_ms=3600000, "
+        "uptime_start_ms=0, missing_modules=()): "
         "resources of the simulated board the failstop_device fixture gives",
     )
 

@@ -26,7 +26,7 @@ from .. import codec
 from . import allocpoints
 from . import mpstyle as mp
 from .config import BootPlan
-from .retained import ACTION, KIND, Retained
+from .retained import ACTION, KIND, RC_WATCHDOG, UPTIME_MAX, Retained, clean_text
 
 TraceFn = Callable[[FrameType, str, Any], Any]
 
@@ -64,6 +64,7 @@ class Runtime:
         self.slept_ns = 0
         self.trip = NEVER  # the step at which a deadline or an injected hang is due
         self.hang_at = inj.hang_at if inj and inj.hang_at else 0
+        self.early_warning = inj.early_warning if inj else True
         self.budget_ns: Optional[int] = None if plan.max_ms is None else plan.max_ms * 1_000_000
         self.wdt_ms = 0
         self.wdt_deadline: Optional[int] = None  # ns
@@ -90,6 +91,10 @@ class Runtime:
         self.in_fault = 0
         self.fault_slot: Optional[int] = None
         self.converting = False
+        self.recoverable: dict[int, int] = {K_OOM: 0, K_STACK: 0}  # with-block depth
+        self.raise_recorded = False  # one RAISE record per boot
+        self.keeper_active = False  # records get IN_KEEPER
+        self.inject_addr = 0  # _inject("DOUBLE", addr): the next fault path stores there
         self.main_active = False
         self.device_files: set[str] = set(plan.programs)
         self._locals: dict[int, tuple[CodeType, TraceFn]] = {}
@@ -101,7 +106,8 @@ class Runtime:
         self.out.write(text)
 
     def uptime_ms(self) -> int:
-        return self.clock_ns() // 1_000_000
+        """failstop_hal_uptime_ms: saturates at 0xFFFFFFFF (49.7 days), never wraps."""
+        return min(self.res.uptime_start_ms + self.clock_ns() // 1_000_000, UPTIME_MAX)
 
     @property
     def steps(self) -> int:
@@ -110,8 +116,12 @@ class Runtime:
     def clock_ns(self) -> int:
         return self.steps * self.res.op_ns + self.slept_ns
 
-    def finish(self, end: str, code: Optional[int] = 0, kind: int = 0) -> NoReturn:
-        """End this boot: report to the host side and end the process at once."""
+    def finish(
+        self, end: str, code: Optional[int] = 0, kind: int = 0, hw_next: int = 0
+    ) -> NoReturn:
+        """End this boot: report to the host side and end the process at once.
+        ``hw_next``: the hardware reset cause the next boot sees (0: none, the cause is
+        what the firmware left in the region)."""
         if not self.in_process_run:
             sys.settrace(None)
             sys.setprofile(None)
@@ -126,6 +136,7 @@ class Runtime:
             "max_depth": self.max_depth,
             "uptime_ms": self.uptime_ms(),
             "console_pos": self.console_pos,
+            "hw_next": hw_next,
         }
         os.write(self.status_fd, json.dumps(status).encode() + b"\n")
         if self.in_process_run:
@@ -194,6 +205,11 @@ class Runtime:
     def policy(self, kind: int) -> int:
         return self.policies.get(kind, A_REBOOT)
 
+    def stock(self, kind: int) -> bool:
+        """OOM/STACK behave as stock MicroPython, with no record: panic() converting its
+        reason, or inside ``with failstop.recoverable(kind)``."""
+        return kind in (K_OOM, K_STACK) and (self.converting or self.recoverable[kind] > 0)
+
     def record(
         self,
         kind: int,
@@ -208,18 +224,31 @@ class Runtime:
         heap_free: Optional[int] = -1,
         asynchronous: bool = False,
     ) -> int:
-        """failstop_record: write the record of a fault; returns the action (0: panic()
-        is converting its reason, the OOM/STACK error then raises as stock and nothing
-        is recorded). A fault while another is handled is a double fault."""
-        action = self.policy(kind)
-        if self.converting and kind in (K_OOM, K_STACK):
+        """failstop_record: write the record of a fault; returns the action (0: stock
+        behaviour, nothing recorded). A REBOOT fault is counted as it enters the fault
+        path; a RAISE record is best effort (see Retained.pick_slot, one per boot). A
+        fault while another is handled is a double fault."""
+        if self.stock(kind):
             return 0
         if self.in_fault:
             self.double_fault()
-        if action != A_RAISE:
+        action = self.policy(kind)
+        if action == A_RAISE:
+            slot = None if self.raise_recorded else self.retained.pick_slot(action)
+            if slot is None:
+                return action  # best effort: the evidence of earlier faults stays
+            self.raise_recorded = True
+        else:
             self.in_fault = kind
+            if action == A_REBOOT:
+                self.retained.enter_reboot(kind, self.uptime_ms())
+            slot = self.retained.pick_slot(action)
+            assert slot is not None
+        if self.keeper_active:
+            flags |= codec.FLAG_IN_KEEPER
         frames, depth = self.capture(frame, exc, line)
-        slot = self.retained.write_record(
+        self.retained.write_record(
+            slot=slot,
             kind=kind,
             action=action,
             flags=flags,
@@ -232,13 +261,20 @@ class Runtime:
             message=message,
             frames=frames,
         )
-        if action != A_RAISE:
-            self.fault_slot = slot  # a fault from here on is a double fault of this one
+        self.fault_slot = slot
+        if self.inject_addr:
+            # The test hook's store to an address with no memory behind it, before the
+            # record is committed: a CPU fault inside the fault path.
+            self.inject_addr = 0
+            self.in_fault = self.in_fault or kind
+            self.double_fault()
+        if action == A_RAISE:
+            self.fault_slot = None
         return action
 
     def fault(self, kind: int, **kw: Any) -> int:
         """failstop_fault: record, then stop the board unless the action is RAISE (or
-        panic() is converting); returns only then."""
+        the fault behaves as stock); returns only then."""
         action = self.record(kind, **kw)
         if action not in (0, A_RAISE):
             self.stop(kind, action)
@@ -250,22 +286,42 @@ class Runtime:
         raise AssertionError("a fail-stop fault returned")  # pragma: no cover
 
     def stop(self, kind: int, action: int) -> NoReturn:
-        """failstop_stop: say what happens, then halt or reset the board."""
+        """failstop_stop: say what happens, then halt or reset the board (the reboot was
+        counted, and the reset cause left, when the fault entered)."""
         self.write(f"failstop: {mp_kind(kind)} -> {mp_action(action)}\r\n")
         if action == A_HALT:
             self.finish("halt", None, kind)
-        self.reset(kind)
-
-    def reset(self, kind: int) -> NoReturn:
-        self.retained.before_reset(kind, self.uptime_ms())
         self.finish("reset", None, kind)
 
     def double_fault(self) -> NoReturn:
-        """A fault while a fault is handled: keep the first record, flag it, reset."""
+        """A fault while a fault is handled: keep the first record, flag it, reset at once
+        (it was counted when the first fault entered)."""
         if self.fault_slot is not None:
             self.retained.flag_double_fault(self.fault_slot)
         self.write("\r\nfailstop: double fault -> REBOOT\r\n")
-        self.reset(self.in_fault)
+        # As the firmware: the header is not written again here (a double fault of a
+        # HALT or RAISE fault path leaves no pending cause: the next boot says "soft").
+        self.finish("reset", None, self.in_fault)
+
+    def print_record_traceback(self) -> None:
+        """failstop_print_traceback: the UNHANDLED traceback from its record (printing the
+        exception itself could run the program's code: an argument's ``__str__``)."""
+        if self.fault_slot is None:
+            return
+        rec = codec.decode_slot(self.retained.slot_bytes(self.fault_slot))
+        if not isinstance(rec, codec.Record):
+            return
+        out = ["Traceback (most recent call last):\r\n"]
+        if rec.flags & codec.FLAG_TB_TRUNCATED:
+            out.append("  ...\r\n")
+        for f in reversed(rec.traceback):
+            file, func = clean_text(f.file), clean_text(f.function)
+            out.append(f'  File "{file}", line {f.line or 0}, in {func}\r\n')
+        out.append(clean_text(rec.exc_type))
+        if rec.message:
+            out.append(": " + clean_text(rec.message))
+        out.append("\r\n")
+        self.write("".join(out))
 
     # --- the tracer -------------------------------------------------------------------
 
@@ -405,7 +461,7 @@ class Runtime:
         d, k = self.sweep_dir, self.allocs
         before = _traced_memory()[0]
         self.out.flush()
-        if self.policy(K_OOM) != A_RAISE and not self.converting and not self.in_fault:
+        if self.policy(K_OOM) != A_RAISE and not self.stock(K_OOM) and not self.in_fault:
             self._sweep_in_process(frame, d, k)
             self._sweep_leftover(before)
             return
@@ -435,6 +491,7 @@ class Runtime:
     def _sweep_in_process(self, frame: FrameType, d: Path, k: int) -> None:
         before = _traced_memory()[0]
         saved = (self.retained, self.out, self.status_fd, self.in_fault, self.fault_slot)
+        inject_addr = self.inject_addr
         pos, base = self.console_pos, self.heap_base
         ret = self.retained.copy_to(d / f"{k}.ram")
         out = open(  # noqa: SIM115 - closed below
@@ -452,6 +509,7 @@ class Runtime:
         finally:
             self.in_process_run = False
             self.retained, self.out, self.status_fd, self.in_fault, self.fault_slot = saved
+            self.inject_addr = inject_addr
             self.console_pos, self.heap_base = pos, base
             out.close()
             os.close(status_fd)
@@ -549,9 +607,12 @@ class Runtime:
         self.rechunk()
 
     def watchdog_fault(self, frame: Optional[FrameType]) -> NoReturn:
-        """The watchdog expired: its early warning records where the program was."""
+        """The watchdog expired: its early warning records where the program was (without
+        one, the board resets and the next boot records the bite post hoc)."""
         assert self.wdt_deadline is not None
         self.slept_ns += max(0, self.wdt_deadline - self.clock_ns())
+        if not self.early_warning:
+            self.finish("reset", None, K_WATCHDOG, hw_next=RC_WATCHDOG)
         self.fault_stop(K_WATCHDOG, frame=frame, message="watchdog timeout", asynchronous=True)
 
     def on_exception(self, frame: FrameType, arg: tuple[type, BaseException, Any]) -> None:
@@ -643,6 +704,10 @@ class Runtime:
             action = self.record(
                 K_UNHANDLED, exc=exc, exc_type=mp.type_name(exc), message=mp.exc_message(exc)
             )
+        if action not in (0, A_RAISE):
+            # Recorded: the traceback from the record, then the board goes down.
+            self.print_record_traceback()
+            self.stop(K_UNHANDLED, action)
         try:
             self.print_exception(exc, self.write)
         except BaseException:
@@ -653,8 +718,6 @@ class Runtime:
             self.write("\n")
             self.fault(K_FATAL, frame=None, message="uncaught NLR")
             self.end_program(1)
-        if action not in (0, A_RAISE):
-            self.stop(K_UNHANDLED, action)
         self.end_program(1)  # stock: the traceback, exit status 1
 
     def end_program(self, code: int) -> NoReturn:
