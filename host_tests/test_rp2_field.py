@@ -295,3 +295,22 @@ def test_both_cores_fault_at_once_one_record(tmp_path: Path) -> None:
         assert rec.flag_names == [] and rec.message.startswith("memory allocation failed")
     finally:
         board.close()
+
+
+def test_pin_reset_starts_a_fresh_crash_loop_window(tmp_path: Path) -> None:
+    """Issue 11 item 1 on the Pico: the RUN pin (a reset button) keeps SRAM, so the
+    retained region and its crash-loop count survive it. A program that faults once after
+    each pin reset, five in a row: never safe mode (the count restarts at a pin reset).
+    Before, the fourth pin reset put the board in safe mode."""
+    with at_repl(pico_board(tmp_path)) as b:
+        p = mpremote(b.port, "fs", "cp", str(SCRIPTS / "pin_forever.py"), ":main.py")
+        assert p.returncode == 0, p.stdout + p.stderr
+        for n in range(5):
+            start = len(b.output())
+            b.pin_reset()
+            assert b.wait_for(rb"RUNNING", timeout=30, start=start), (n, b.output(start))
+            out = b.output(start).decode(errors="replace")
+            assert "pin safe False" in out and "safe mode" not in out, (n, out)
+        hdr = codec.decode_region(b.retained()).header
+        assert hdr is not None and hdr.loop_count == 1 and not hdr.safe_mode
+        assert b.boot_reasons().count("pin") == 5

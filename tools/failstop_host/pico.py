@@ -159,6 +159,13 @@ class PicoBoard(ConsoleBoard):
             raise EmulatorError("the board is off")
         self._control.command("host_read", on=on)
 
+    def pin_reset(self) -> None:
+        """Pull the RUN pin: a chip reset that keeps SRAM (the retained region), with the
+        watchdog's REASON and SCRATCH registers cleared; the next boot reads ``pin``."""
+        if self._control is None:
+            raise EmulatorError("the board is off")
+        self._control.command("pin_reset")
+
     def stall_after(self, function: str, ms: float, skip: int = 0) -> None:
         """Stall the CPU for ``ms`` (the clock runs on) when it next returns from
         ``function`` (after ``skip`` returns), as a long interrupt handler or a flash

@@ -11,6 +11,8 @@
 //    them): MicroPython flushes what it printed before the host opened the port on the
 //    16th SOF after DTR, so without them the banner and boot output wait for host input;
 //  - the NMI from IRQs in SYSCFG PROC0_NMI_MASK (rp2040js keeps the mask, unused);
+//  - VREG_AND_CHIP_RESET's CHIP_RESET register (unmodelled in rp2040js): HAD_POR after a
+//    power-on, HAD_RUN after a RUN-pin reset (control: pin_reset);
 //  - the second core (rp2040js has one): a Cortex-M0+ stepping alongside core 0, started
 //    through the bootrom's FIFO protocol (multicore_launch_core1), with its own NVIC,
 //    VTOR, NMI mask, SIO CPUID, divider and interpolators; the SIO FIFOs and their IRQs
@@ -44,7 +46,8 @@
 // JSON object a line. Commands: {"cmd": "read", "addr": A, "size": N} (memory as a debug
 // probe reads it) -> {"reply": "read", "data": HEX}; {"cmd": "power_cycle", "max_boots": N}
 // (SRAM lost, flash kept); {"cmd": "halt"} / {"cmd": "resume"} (a debugger's halt);
-// {"cmd": "stall_after", "addr": A, "skip": K, "ms": M} (the CPU stalls M ms, the clock
+// {"cmd": "pin_reset"} (the RUN pin: a chip reset that keeps SRAM; REASON and SCRATCH
+// cleared, CHIP_RESET reads HAD_RUN); {"cmd": "stall_after", "addr": A, "skip": K, "ms": M} (the CPU stalls M ms, the clock
 // running on, when it returns from the (K+1)th call of the function at A, as a long
 // interrupt handler or a flash write would stall it there; then a "stalled" event);
 // {"cmd": "host_read", "on": B} (false: the host keeps the port open and stops reading;
@@ -195,6 +198,9 @@ function saveFlash() {
 }
 
 let sim, mcu, core, clock, cdc;
+let chipResetBits = 0; // VREG_AND_CHIP_RESET.CHIP_RESET: what the last chip-level reset was
+const HAD_POR = 1 << 8;
+const HAD_RUN = 1 << 16;
 let core1 = null; // the second core (see "two cores" below)
 let cur = null; // the core executing the current instruction
 let curId = 0;
@@ -234,7 +240,13 @@ function boot(carry) {
     mcu.sram.set(carry.sram);
     wd.scratchData.set(carry.scratch);
     wd.reason = carry.reason;
+    if (carry.pin) chipResetBits = HAD_RUN;
+  } else {
+    chipResetBits = HAD_POR;
   }
+  const vreg = mcu.peripherals[0x40064];
+  const vregRead = vreg.readUint32.bind(vreg);
+  vreg.readUint32 = (offset) => (offset === 8 ? chipResetBits : vregRead(offset));
   wd.onWatchdogTrigger = () => {
     // Finish the current instruction, then reset (see run()).
     wd.alarm.enable = wd.timer.enable = false;
@@ -264,7 +276,7 @@ function boot(carry) {
   resetPending = false;
   bootWall = performance.now();
   core.PC = FLASH_BASE; // boot2 (the bootrom's flash-boot path needs a real SSI)
-  const reason = REASON_NAMES[wd.reason] ?? String(wd.reason);
+  const reason = carry?.pin ? 'pin' : REASON_NAMES[wd.reason] ?? String(wd.reason);
   bootReasons.push(reason);
   event(`boot ${boots} reason=${reason}`, { event: 'boot', boot: boots, reason, sim_ms: simMs() });
 }
@@ -817,6 +829,21 @@ function control(req) {
         setImmediate(run);
       }
       return { reply: 'resume' };
+    case 'pin_reset': {
+      // The RUN pin: SRAM kept, the watchdog (REASON, SCRATCH) and everything else reset.
+      probeReport();
+      flash.set(mcu.flash.subarray(0, flash.length));
+      saveFlash();
+      simBefore += clock.nanos;
+      const carry = { sram: mcu.sram.slice(), scratch: new Uint32Array(8), reason: 0, pin: true };
+      event('RUN pin reset');
+      const stopped = paused || inBootloader;
+      paused = false;
+      leaveBootloader();
+      boot(carry);
+      if (stopped) setImmediate(run);
+      return { reply: 'pin_reset' };
+    }
     case 'stall_after':
       stall = { at: Number(req.addr) & ~1, skip: Number(req.skip ?? 0), ns: Number(req.ms) * 1e6, ret: null };
       return { reply: 'stall_after' };
