@@ -314,3 +314,15 @@ def test_pin_reset_starts_a_fresh_crash_loop_window(tmp_path: Path) -> None:
         hdr = codec.decode_region(b.retained()).header
         assert hdr is not None and hdr.loop_count == 1 and not hdr.safe_mode
         assert b.boot_reasons().count("pin") == 5
+
+
+def test_halt_stops_the_fault_path_watchdog_budget(tmp_path: Path) -> None:
+    """The fault path arms the watchdog to its budget (500 ms) on entry; HALT must stop it
+    again, or a board halted for a debugger resets under it half a second later."""
+    with at_repl(pico_board(tmp_path)) as b:
+        b.write(b"import failstop; failstop.policy('OOM', 'HALT'); bytearray(10**9)\r")
+        assert b.wait_for(rb"failstop: OOM -> HALT", timeout=20), b.output()
+        time.sleep(2.0)
+        assert b.resets == 0 and b.running, b.boot_reasons()
+        (rec,) = records(b)
+        assert (rec.kind, rec.action) == ("OOM", "HALT")

@@ -109,8 +109,7 @@ uint8_t failstop_hal_reset_cause(void) {
         // budget. SCRATCH0 is written only just before failstop's own reset.
         return FAILSTOP_RC_WATCHDOG;
     }
-    // REASON is 0 after a chip-level reset, which sets exactly one HAD_* bit. POR first:
-    // the emulator does not model this register (it reads all ones).
+    // REASON is 0 after a chip-level reset, which sets exactly one HAD_* bit.
     if (chip & VREG_AND_CHIP_RESET_CHIP_RESET_HAD_POR_BITS) {
         return FAILSTOP_RC_POWER_ON;
     }
