@@ -23,7 +23,10 @@ else:
         failstop.panic(tag)  # FAULT
 
     for i in range(3):
-        _thread.start_new_thread(racer, ("racer%d" % i,))
+        try:
+            _thread.start_new_thread(racer, ("racer%d" % i,))
+        except OSError:
+            break  # the RP2040 runs one thread besides the main one: on core 1
     time.sleep_ms(50)
     go[0] = True
     racer("main")

@@ -10,7 +10,15 @@
 //    if not fed (with interrupts off too);
 //  - hard faults: isr_hardfault (a weak pico-sdk symbol) records the stacked PC/LR;
 //  - main.py: pyexec_file_if_exists("main.py") from main.c is wrapped to mark the
-//    main program (UNHANDLED faults, healthy runs) and to skip it in safe mode.
+//    main program (UNHANDLED faults, healthy runs) and to skip it in safe mode;
+//  - two cores (_thread runs Python on core 1, no GIL): each has its own frame stack
+//    (failstop_port.h), the fault path is claimed through a hardware spin lock, and
+//    the other core is forced off through the PSM before the record is written;
+//  - console output in the fault path is raw: tinyusb's CDC FIFO and its device task
+//    polled with interrupts off, never MicroPython's stdout (scheduler, pending
+//    KeyboardInterrupt, dupterm);
+//  - pico-sdk's panic() (PICO_PANIC_FUNCTION) and failed C asserts are FATAL faults.
+#include <stdarg.h>
 #include <string.h>
 
 #include "py/mphal.h"
@@ -21,11 +29,14 @@
 #include "failstop.h"
 
 #include "hardware/irq.h"
+#include "hardware/structs/psm.h"
+#include "hardware/structs/sio.h"
 #include "hardware/structs/syscfg.h"
 #include "hardware/structs/timer.h"
 #include "hardware/structs/vreg_and_chip_reset.h"
 #include "hardware/structs/watchdog.h"
 #include "hardware/sync.h"
+#include "hardware/sync/spin_lock.h"
 #include "hardware/timer.h"
 #include "hardware/watchdog.h"
 #if MICROPY_HW_ENABLE_UART_REPL
@@ -38,6 +49,7 @@
 mp_uint_t mp_usbd_cdc_tx_strn(const char *str, mp_uint_t len);
 bool tusb_inited(void);
 bool tud_cdc_n_connected(uint8_t itf);
+uint32_t tud_cdc_n_write(uint8_t itf, const void *buffer, uint32_t bufsize);
 uint32_t tud_cdc_n_write_flush(uint8_t itf);
 uint32_t tud_cdc_n_write_available(uint8_t itf);
 void tusb_int_handler(uint8_t rhport, bool in_isr);
@@ -60,11 +72,20 @@ void __real_watchdog_enable(uint32_t delay_ms, bool pause_on_debug);
 __attribute__((section(".uninitialized_data.failstop"), aligned(8)))
 static failstop_region_t fs_retained;
 
+// The hardware spin lock that makes failstop_hal_cas atomic across the two cores.
+static int fs_spin = -1;
+
 uint8_t *failstop_hal_retained(size_t *len) {
     // Called once per boot, after main.c set the stack limit (MICROPY_STACK_CHECK_MARGIN
     // is 256 bytes on rp2, less than the fault path needs): widen the margin here,
     // without patching the port.
     MP_STATE_THREAD(stack_limit) -= MICROPY_FAILSTOP_RP2_STACK_EXTRA;
+    if (fs_spin < 0) {
+        fs_spin = spin_lock_claim_unused(false);
+        if (fs_spin < 0) {
+            fs_spin = PICO_SPINLOCK_ID_OS2; // none left to claim: the one kept for system software
+        }
+    }
     *len = sizeof(fs_retained);
     return (uint8_t *)&fs_retained;
 }
@@ -77,16 +98,18 @@ uint8_t failstop_hal_reset_cause(void) {
     if ((reason & (WATCHDOG_REASON_FORCE_BITS | WATCHDOG_REASON_TIMER_BITS))
         && (scratch & FS_SCRATCH_MAGIC_MASK) == FS_SCRATCH_MAGIC && (scratch & 0xff) != 0
         && (scratch & 0xff) <= FAILSTOP_RC_MAX) {
-        return scratch & 0xff; // failstop's own reset (or its backstop), with its cause
+        return scratch & 0xff; // failstop's own reset (or its drain backstop), with its cause
     }
     if (reason & WATCHDOG_REASON_FORCE_BITS) {
         return FAILSTOP_RC_SOFT; // machine.reset(), or another watchdog_reboot()
     }
     if (reason & WATCHDOG_REASON_TIMER_BITS) {
-        return FAILSTOP_RC_WATCHDOG; // the program hung (or a lockup after a fault)
+        // The hardware bit and nobody asked for it: the program hung with no early
+        // warning taken (too short a timeout, a lockup), or the fault path overran its
+        // budget. SCRATCH0 is written only just before failstop's own reset.
+        return FAILSTOP_RC_WATCHDOG;
     }
-    // REASON is 0 after a chip-level reset, which sets exactly one HAD_* bit. POR first:
-    // the emulator does not model this register (it reads all ones).
+    // REASON is 0 after a chip-level reset, which sets exactly one HAD_* bit.
     if (chip & VREG_AND_CHIP_RESET_CHIP_RESET_HAD_POR_BITS) {
         return FAILSTOP_RC_POWER_ON;
     }
@@ -100,12 +123,68 @@ uint8_t failstop_hal_reset_cause(void) {
 }
 
 uint32_t failstop_hal_uptime_ms(void) {
-    return (uint32_t)(time_us_64() / 1000u); // the timer restarts from 0 on every reset
+    // The timer restarts from 0 on every reset; 64 bits never wrap, the record's 32 do:
+    // saturate at 49.7 days, so a long run never looks like a short one.
+    uint64_t ms = time_us_64() / 1000u;
+    return ms > UINT32_MAX ? UINT32_MAX : (uint32_t)ms;
 }
 
+// --- cores ---------------------------------------------------------------------------
+
+uint32_t failstop_hal_context(void) {
+    return get_core_num() + 1;
+}
+
+// Cortex-M0+ has no exclusive loads/stores: a hardware spin lock, with this core's
+// interrupts off around it (an interrupt taking the same lock would never get it).
+uint32_t failstop_hal_cas(volatile uint32_t *p, uint32_t expect, uint32_t desired) {
+    spin_lock_t *lock = spin_lock_instance(fs_spin < 0 ? PICO_SPINLOCK_ID_OS2 : (uint)fs_spin);
+    uint32_t irq = save_and_disable_interrupts();
+    spin_lock_unsafe_blocking(lock);
+    uint32_t old = *p;
+    if (old == expect) {
+        *p = desired;
+    }
+    spin_unlock_unsafe(lock);
+    restore_interrupts(irq);
+    return old;
+}
+
+// The core forced off by failstop_hal_stop_others (its PSM FRCE_OFF bit), 0 if none.
+static uint32_t fs_stopped_core;
+
+// With the fault path claimed: force the other core off through the power-on state
+// machine, as multicore_reset_core1() does for core 1 (for core 0 the same register
+// has a PROC0 bit). It stops wherever it is, interrupts off or not. Spin locks it held
+// (pico-sdk's, tinyusb's critical sections) are released: the fault path's USB output
+// must not wait for a core that will never let go. Its code never runs again before the
+// reset, which restarts both cores (failstop_hal_reset lets go of the bit first).
+void failstop_hal_stop_others(void) {
+    uint32_t bit = get_core_num() == 0 ? PSM_FRCE_OFF_PROC1_BITS : PSM_FRCE_OFF_PROC0_BITS;
+    hw_set_bits(&psm_hw->frce_off, bit);
+    while (!(psm_hw->frce_off & bit)) {
+        tight_loop_contents();
+    }
+    fs_stopped_core = bit;
+    __mem_fence_release();
+    for (uint i = 0; i < NUM_SPIN_LOCKS; ++i) {
+        spin_unlock_unsafe(spin_lock_instance(i));
+    }
+}
+
+// Before the watchdog resets the chip: the PSM's force-off bits are not among the
+// domains the watchdog resets, so a core left forced off would stay off after it.
+static void fs_release_stopped_core(void) {
+    if (fs_stopped_core) {
+        hw_clear_bits(&psm_hw->frce_off, fs_stopped_core);
+        fs_stopped_core = 0;
+    }
+}
+
+// --- console -------------------------------------------------------------------------
+
 #if MICROPY_HW_ENABLE_USBDEV && MICROPY_HW_USB_CDC
-// The core writes a banner line in pieces. With interrupts off (the fault path) only the
-// first USB transfer goes out before the reset, so send whole lines: one line, one packet.
+// The core writes a banner line in pieces: send whole lines, one line one packet.
 static char fs_line[64];
 static size_t fs_line_len;
 
@@ -115,16 +194,61 @@ static size_t fs_line_len;
 static char fs_early[MICROPY_FAILSTOP_RP2_EARLY_BUF];
 static size_t fs_early_len;
 
+// How long, in all, this fault path's output may still wait for a host that has the port
+// open but does not read (the CDC FIFO full). Once spent, what does not fit is lost, as
+// on a UART nobody listens to.
+static uint32_t fs_tx_wait_us = MICROPY_FAILSTOP_RP2_TX_WAIT_MS * 1000u;
+
+// The tinyusb device task runs class callbacks. MicroPython's own (CDC) schedule and
+// queue only: a Ctrl-C from the host becomes a pending KeyboardInterrupt that nothing
+// raises, because the fault path never returns to Python. A machine.USBDevice the
+// program defined has Python callbacks: its tinyusb task must not run here.
+static bool fs_usb_pollable(void) {
+    #if MICROPY_HW_ENABLE_USB_RUNTIME_DEVICE
+    return MP_STATE_VM(usbd) == MP_OBJ_NULL;
+    #else
+    return true;
+    #endif
+}
+
+// One round of the USB device stack, by polling (interrupts are off): the controller's
+// pending events, then tinyusb's task. A fault inside tinyusb makes this a double fault,
+// which resets at once with the record kept.
+static void fs_usb_poll_once(void) {
+    if (usb_hw->ints) {
+        tusb_int_handler(0, true);
+    }
+    tud_task_ext(0, false);
+}
+
+// Raw: tinyusb's FIFO, and while a host that has the port open lets it stay full, the
+// USB stack polled within the budget above. Nothing of MicroPython's stdout
+// (mp_usbd_cdc_tx_strn waits through mp_event_wait_ms, i.e. the scheduler and pending
+// exceptions; mp_hal_stdout_tx_strn also feeds dupterm streams).
+static void fs_cdc_write(const char *s, size_t len) {
+    bool poll = fs_usb_pollable();
+    while (len > 0) {
+        uint32_t n = tud_cdc_n_write(0, s, len); // with no host on the port: always all
+        s += n;
+        len -= n;
+        tud_cdc_n_write_flush(0);
+        if (len == 0 || !poll || fs_tx_wait_us == 0) {
+            break;
+        }
+        uint32_t t0 = time_us_32();
+        fs_usb_poll_once();
+        uint32_t dt = time_us_32() - t0 + 1;
+        fs_tx_wait_us = dt < fs_tx_wait_us ? fs_tx_wait_us - dt : 0;
+    }
+}
+
 static void fs_line_flush(void) {
-    // Not mp_hal_stdout_tx_strn: it may run dupterm (Python code). The CDC write
-    // queues into tinyusb's FIFO; only a full FIFO with a host attached waits, and
-    // that is bounded by MICROPY_HW_USB_CDC_TX_TIMEOUT.
     if (!tusb_inited()) {
         size_t n = MIN(fs_line_len, sizeof(fs_early) - fs_early_len);
         memcpy(fs_early + fs_early_len, fs_line, n); // the rest is lost, as on a UART
         fs_early_len += n;
     } else {
-        mp_usbd_cdc_tx_strn(fs_line, fs_line_len);
+        fs_cdc_write(fs_line, fs_line_len);
     }
     fs_line_len = 0;
 }
@@ -140,6 +264,8 @@ void __wrap_mp_usbd_init(void) {
     }
     fs_cdc_tx_size = MAX(fs_cdc_tx_size, tud_cdc_n_write_available(0));
     if (fs_early_len) {
+        // The program's context (after boot.py), not the fault path: MicroPython's
+        // writer is fine here.
         mp_usbd_cdc_tx_strn(fs_early, fs_early_len);
         fs_early_len = 0;
     }
@@ -162,19 +288,20 @@ void failstop_hal_write(const char *str, size_t len) {
 
 // Run the USB device stack by polling for `us` microseconds, interrupts off: the fault
 // banner queued behind a transfer still in flight leaves before the reset (and a halted
-// board stays connected). A fault inside tinyusb itself makes this a double fault, which
-// resets at once with the record kept.
+// board stays connected).
 static void fs_usb_poll(uint32_t us) {
     #if MICROPY_HW_ENABLE_USBDEV && MICROPY_HW_USB_CDC
     if (!tusb_inited()) {
         return;
     }
+    #if MICROPY_HW_ENABLE_USB_RUNTIME_DEVICE
+    // The board is going down: a USB device the program defined in Python is abandoned
+    // (its callbacks are Python), tinyusb serves the built-in CDC only.
+    MP_STATE_VM(usbd) = MP_OBJ_NULL;
+    #endif
     uint32_t t0 = time_us_32();
     do {
-        if (usb_hw->ints) {
-            tusb_int_handler(0, true);
-        }
-        tud_task_ext(0, false);
+        fs_usb_poll_once();
     } while (time_us_32() - t0 < us);
     #else
     busy_wait_us_32(us);
@@ -185,7 +312,8 @@ static void fs_usb_poll(uint32_t us) {
 // since boot, which MicroPython holds until a host opens the port) goes out, if a host
 // takes it within MICROPY_FAILSTOP_RP2_USB_DRAIN_MS: a host still enumerating the board
 // after its last reset gets that long to open the port. With nothing pending, or nobody
-// reading (e.g. a power bank), what is not sent is lost, as on a UART.
+// reading (e.g. a power bank, or a host that has the port open and does not read), what
+// is not sent is lost, as on a UART.
 static void fs_usb_drain(void) {
     #if MICROPY_HW_ENABLE_USBDEV && MICROPY_HW_USB_CDC
     if (!tusb_inited()) {
@@ -211,12 +339,13 @@ void failstop_hal_irq_disable(void) {
 void failstop_hal_reset(uint8_t cause) {
     failstop_hal_irq_disable();
     FS_SCRATCH = FS_SCRATCH_MAGIC | cause;
-    // The program's watchdog must not bite during the drain (its cause would hide ours);
-    // a fresh timeout still resets if the drain itself hangs.
+    // The record is written: a fresh timeout for the drain (the program's watchdog or
+    // the fault path's budget would read as a hang); it still resets if the drain hangs.
     fs_warn_us = 0;
     __real_watchdog_enable(MICROPY_FAILSTOP_RP2_USB_DRAIN_MS + 100u, true);
     fs_usb_drain();
 
+    fs_release_stopped_core();
     watchdog_reboot(0, 0, 0); // TRIGGER: REASON reads FORCE after the reset
     for (;;) {
         __asm volatile ("" : : : "memory");
@@ -225,6 +354,7 @@ void failstop_hal_reset(uint8_t cause) {
 
 void failstop_hal_halt(void) {
     failstop_hal_irq_disable();
+    fs_warn_us = 0;
     hw_clear_bits(&watchdog_hw->ctrl, WATCHDOG_CTRL_ENABLE_BITS); // a debugger's halt stops it too
     for (;;) {
         fs_usb_poll(1000); // keep the host connected: it sees the banner, the board stays put
@@ -276,11 +406,13 @@ void __wrap_watchdog_enable(uint32_t delay_ms, bool pause_on_debug) {
     // takes about a millisecond (bench-rp2.md); the slack covers flash writes, which
     // stall the CPU.
     uint32_t slack = MIN(MAX(timeout_us / 16u, 1000u), 50000u);
-    __real_watchdog_enable(delay_ms, pause_on_debug);
+    // The NMI ignores the alarm while the deadline changes; the feed time is taken
+    // before the hardware is fed, so the early deadline never lies after the real one.
+    fs_warn_us = 0;
     fs_fed_us = time_us_32();
+    __real_watchdog_enable(delay_ms, pause_on_debug);
     if (timeout_us <= slack) {
-        fs_warn_us = 0; // too short to warn: the hardware resets (cause: watchdog)
-        return;
+        return; // too short to warn: the hardware resets (cause: watchdog, recorded post hoc)
     }
     if (fs_alarm < 0) {
         int alarm = hardware_alarm_claim_unused(false);
@@ -297,11 +429,24 @@ void __wrap_watchdog_enable(uint32_t delay_ms, bool pause_on_debug) {
     fs_alarm_set();
 }
 
-// Feeding: failstop.feed() and machine.WDT.feed().
+// Feeding: failstop.feed() and machine.WDT.feed(). The feed time first, then the
+// hardware: an early warning taken in between (a long interrupt handler right after
+// the feed) sees the new time and waits for the new deadline, instead of recording a
+// hang that the hardware, already fed, would never have had.
 void __real_watchdog_update(void);
 void __wrap_watchdog_update(void) {
-    __real_watchdog_update();
     fs_fed_us = time_us_32();
+    __real_watchdog_update();
+}
+
+// Fault-path entry: whatever the program armed (or nothing), the hardware now bites
+// `ms` from here, so the record is finished (a short program timeout cannot bite
+// mid-record) and a hang in the fault path still resets. No early warning from here on:
+// the fault is already being handled.
+void failstop_hal_wdt_budget(uint32_t ms) {
+    fs_warn_us = 0;
+    syscfg_hw->proc0_nmi_mask = 0;
+    __real_watchdog_enable(MIN(ms, FS_WDT_MAX_MS), true);
 }
 
 void failstop_hal_wdt_arm(uint32_t timeout_ms) {
@@ -315,6 +460,127 @@ void failstop_hal_wdt_feed(void) {
 uint32_t failstop_hal_wdt_max_ms(void) {
     return FS_WDT_MAX_MS;
 }
+
+// --- C asserts and pico-sdk panics ---------------------------------------------------
+
+// A tiny formatter for pico-sdk's panic texts (%s %c %d %i %u %x %p %%): no allocation,
+// no libc printf (which may allocate, lock or print).
+static size_t fs_vformat(char *out, size_t cap, const char *fmt, va_list ap) {
+    size_t n = 0;
+    for (const char *f = fmt; *f && n < cap; ++f) {
+        if (*f != '%' || f[1] == 0) {
+            out[n++] = *f;
+            continue;
+        }
+        char c = *++f;
+        while (c == 'l' || c == 'z' || (c >= '0' && c <= '9')) {
+            c = *++f; // flags and widths: ignored
+        }
+        char num[11];
+        const char *p = num;
+        size_t len = 0;
+        switch (c) {
+            case 's':
+                p = va_arg(ap, const char *);
+                p = p ? p : "(null)";
+                len = strlen(p);
+                break;
+            case 'c':
+                num[0] = (char)va_arg(ap, int);
+                len = 1;
+                break;
+            case 'd':
+            case 'i':
+            case 'u': {
+                int v = va_arg(ap, int);
+                bool neg = c != 'u' && v < 0;
+                p = failstop_utoa(num + sizeof(num), neg ? -(mp_uint_t)v : (mp_uint_t)v);
+                if (neg) {
+                    *(char *)--p = '-';
+                }
+                len = num + sizeof(num) - p;
+                break;
+            }
+            case 'x':
+            case 'X':
+            case 'p': {
+                uint32_t v = va_arg(ap, uint32_t);
+                char *q = num + sizeof(num);
+                do {
+                    *--q = "0123456789abcdef"[v & 15];
+                    v >>= 4;
+                } while (v);
+                p = q;
+                len = num + sizeof(num) - q;
+                break;
+            }
+            default:
+                num[0] = c;
+                len = 1;
+                break;
+        }
+        for (size_t i = 0; i < len && n < cap; ++i) {
+            out[n++] = p[i];
+        }
+    }
+    return n;
+}
+
+// pico-sdk's panic() (hard_assert, claims of hardware in use, "not supported", ...) comes
+// here (PICO_PANIC_FUNCTION, failstop_port.cmake) instead of printing through stdio and
+// stopping at a breakpoint: FATAL, with its text.
+NORETURN void failstop_rp2_panic(const char *fmt, ...);
+NORETURN void failstop_rp2_panic(const char *fmt, ...) {
+    char msg[sizeof(((failstop_record_t *)0)->message)];
+    static const char pre[] = "panic: ";
+    memcpy(msg, pre, sizeof(pre) - 1);
+    size_t n = sizeof(pre) - 1;
+    va_list ap;
+    va_start(ap, fmt);
+    n += fs_vformat(msg + n, sizeof(msg) - n, fmt ? fmt : "", ap);
+    va_end(ap);
+    failstop_fatal(msg, n);
+}
+
+// A failed C assert (MicroPython and pico-sdk in a debug build, the C library): FATAL,
+// "assert <expr> at <file>:<line>". Replaces main.c's weak one (printf, then panic) and
+// newlib's (fiprintf, then abort).
+void __assert_func(const char *file, int line, const char *func, const char *expr) {
+    (void)func;
+    failstop_fatal_assert(file, line, expr);
+}
+
+#if MICROPY_FAILSTOP_RP2_TEST_HOOKS
+// Test hooks, not an API: reach the two routes above from Python, as no correct program
+// can (the emulated-Pico tests use them). _failstop_rp2.sdk_panic(text) calls pico-sdk's
+// panic() with a format; _failstop_rp2.c_assert() fails a C assert.
+void panic(const char *fmt, ...);
+static mp_obj_t fs_test_sdk_panic(mp_obj_t text) {
+    panic("%s (%d, 0x%x)", mp_obj_str_get_str(text), -42, 0xf5u);
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_1(fs_test_sdk_panic_obj, fs_test_sdk_panic);
+
+static mp_obj_t fs_test_c_assert(void) {
+    void (*volatile fail)(const char *, int, const char *, const char *) = __assert_func;
+    fail("ports/rp2/failstop_hal.c", __LINE__, __func__, "hook != 0");
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_0(fs_test_c_assert_obj, fs_test_c_assert);
+
+static const mp_rom_map_elem_t fs_test_globals_table[] = {
+    { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR__failstop_rp2) },
+    { MP_ROM_QSTR(MP_QSTR_sdk_panic), MP_ROM_PTR(&fs_test_sdk_panic_obj) },
+    { MP_ROM_QSTR(MP_QSTR_c_assert), MP_ROM_PTR(&fs_test_c_assert_obj) },
+};
+static MP_DEFINE_CONST_DICT(fs_test_globals, fs_test_globals_table);
+
+const mp_obj_module_t failstop_rp2_test_module = {
+    .base = { &mp_type_module },
+    .globals = (mp_obj_dict_t *)&fs_test_globals,
+};
+MP_REGISTER_MODULE(MP_QSTR__failstop_rp2, failstop_rp2_test_module);
+#endif
 
 // --- hard fault ------------------------------------------------------------------
 

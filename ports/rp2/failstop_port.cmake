@@ -13,3 +13,6 @@ if(NOT DEFINED FAILSTOP_RP2_CDC_TX_BUFSIZE)
     set(FAILSTOP_RP2_CDC_TX_BUFSIZE 1024)
 endif()
 target_compile_definitions(usermod_failstop INTERFACE CFG_TUD_CDC_TX_BUFSIZE=${FAILSTOP_RP2_CDC_TX_BUFSIZE})
+# pico-sdk's panic() (hard_assert, claims of hardware in use, ...) forwards to failstop:
+# FATAL with its text, instead of stdio output and a breakpoint (a hang in the field).
+target_compile_definitions(usermod_failstop INTERFACE PICO_PANIC_FUNCTION=failstop_rp2_panic)

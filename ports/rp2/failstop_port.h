@@ -14,6 +14,23 @@
 #define MICROPY_FAILSTOP_RP2_EARLY_BUF (256)
 #endif
 
+// Fault-path console output: how long, in all, it may wait for a host that has the USB
+// serial open but does not read (the CDC FIFO full); then what does not fit is lost.
+#ifndef MICROPY_FAILSTOP_RP2_TX_WAIT_MS
+#define MICROPY_FAILSTOP_RP2_TX_WAIT_MS (20)
+#endif
+
+// _failstop_rp2: test hooks that reach pico-sdk's panic() and the C assert handler
+// from Python (the emulated-Pico tests); 0 leaves them out.
+#ifndef MICROPY_FAILSTOP_RP2_TEST_HOOKS
+#define MICROPY_FAILSTOP_RP2_TEST_HOOKS (1)
+#endif
+
+// Two cores run Python (_thread starts a thread on core 1, no GIL): one shadow frame
+// stack each, indexed by the SIO CPUID register (0 or 1; a load, no header needed).
+#define FAILSTOP_NCORES (2)
+#define FAILSTOP_CORE_ID() (*(volatile const uint32_t *)0xd0000000u) // SIO_BASE + CPUID
+
 // Before a fault reset, how long a host gets to open the port and take what the board
 // wrote (only while output is pending).
 #ifndef MICROPY_FAILSTOP_RP2_USB_DRAIN_MS

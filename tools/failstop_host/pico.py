@@ -151,6 +151,33 @@ class PicoBoard(ConsoleBoard):
             raise EmulatorError("the board is off")
         self._control.command("resume")
 
+    def host_read(self, on: bool) -> None:
+        """``False``: the host keeps the USB serial open and stops reading it (the board's
+        CDC FIFO fills, its writes wait); ``True``: it reads again. A reset of the board
+        ends it (its port goes away, a new one is read)."""
+        if self._control is None:
+            raise EmulatorError("the board is off")
+        self._control.command("host_read", on=on)
+
+    def pin_reset(self) -> None:
+        """Pull the RUN pin: a chip reset that keeps SRAM (the retained region), with the
+        watchdog's REASON and SCRATCH registers cleared; the next boot reads ``pin``."""
+        if self._control is None:
+            raise EmulatorError("the board is off")
+        self._control.command("pin_reset")
+
+    def stall_after(self, function: str, ms: float, skip: int = 0) -> None:
+        """Stall the CPU for ``ms`` (the clock runs on) when it next returns from
+        ``function`` (after ``skip`` returns), as a long interrupt handler or a flash
+        write stalls it; ``stalls()`` lists them."""
+        if self._control is None:
+            raise EmulatorError("the board is off")
+        addr = elf_symbol(self.elf, function)[0]
+        self._control.command("stall_after", addr=addr, skip=skip, ms=ms)
+
+    def stalls(self) -> list[dict[str, Any]]:
+        return self._events("stalled")
+
     def watchdog_resets(self) -> int:
         """Resets through the watchdog since power-on (its TRIGGER, or its expiry)."""
         return sum(1 for r in self.boot_reasons()[1:] if r in ("force", "timer"))

@@ -11,6 +11,17 @@
 //    them): MicroPython flushes what it printed before the host opened the port on the
 //    16th SOF after DTR, so without them the banner and boot output wait for host input;
 //  - the NMI from IRQs in SYSCFG PROC0_NMI_MASK (rp2040js keeps the mask, unused);
+//  - VREG_AND_CHIP_RESET's CHIP_RESET register (unmodelled in rp2040js): HAD_POR after a
+//    power-on, HAD_RUN after a RUN-pin reset (control: pin_reset);
+//  - the second core (rp2040js has one): a Cortex-M0+ stepping alongside core 0, started
+//    through the bootrom's FIFO protocol (multicore_launch_core1), with its own NVIC,
+//    VTOR, NMI mask, SIO CPUID, divider and interpolators; the SIO FIFOs and their IRQs
+//    (SIO_IRQ_PROC0/1); SEV waking the other core's WFE; PSM FRCE_OFF for either core
+//    (a core forced off stops where it is; a core 0 let go again stays stopped until the
+//    chip reset that follows it in failstop's fault path);
+//  - a host that has the port open but does not read (control: host_read): the CDC IN
+//    transfer the device queued is NAKed until the host reads again (or the chip
+//    resets: the port goes away), so the device's CDC FIFO fills as on a desk;
 //  - HardFault on BKPT/UDF (rp2040js stops the simulation there) and on a bus error (a
 //    CPU access to an unmapped address; rp2040js reads 0xffffffff and drops writes); a
 //    fault inside the HardFault handler is a lockup: the CPU stops, the clock (and
@@ -35,7 +46,13 @@
 // JSON object a line. Commands: {"cmd": "read", "addr": A, "size": N} (memory as a debug
 // probe reads it) -> {"reply": "read", "data": HEX}; {"cmd": "power_cycle", "max_boots": N}
 // (SRAM lost, flash kept); {"cmd": "halt"} / {"cmd": "resume"} (a debugger's halt);
-// {"cmd": "status"} (boots, states, emulated ms since power-on: sim_ms, and when the
+// {"cmd": "pin_reset"} (the RUN pin: a chip reset that keeps SRAM; REASON and SCRATCH
+// cleared, CHIP_RESET reads HAD_RUN); {"cmd": "stall_after", "addr": A, "skip": K, "ms": M} (the CPU stalls M ms, the clock
+// running on, when it returns from the (K+1)th call of the function at A, as a long
+// interrupt handler or a flash write would stall it there; then a "stalled" event);
+// {"cmd": "host_read", "on": B} (false: the host keeps the port open and stops reading;
+// until true or the next chip reset); {"cmd": "status"} (boots, states, host_read and
+// in_stalled (a device transfer waits for the host), emulated ms since power-on: sim_ms, and when the
 // device last took host bytes / sent bytes to the host: in_sim_ms / out_sim_ms); {"cmd": "quit"}. Events to every client:
 // {"event": "boots", "reasons": [R, ...], "capped": B} first (the boots so far), then
 // {"event": "boot", "boot": N, "reason": R}, {"event": "capped"}, {"event": "lockup"}.
@@ -114,11 +131,13 @@ function mapped(addr) {
 }
 const logger = {
   debug() {},
-  info() {},
+  info(c, m) {
+    if (m === 'SEV') sev(); // rp2040js logs SEV and does nothing else
+  },
   warn(c, m) {
     const bad = inCore && busFaultPC === null && BUS_ERROR.exec(m);
     if (bad && !mapped(parseInt(bad[1], 16) >>> 0)) {
-      busFaultPC = (core.PC - 2) >>> 0; // loads and stores are 16-bit: PC was advanced by 2
+      busFaultPC = (cur.PC - 2) >>> 0; // loads and stores are 16-bit: PC was advanced by 2
       event(`bus error at pc 0x${busFaultPC.toString(16)}: ${m}`);
     }
     if (opt.verbose) fs.writeSync(logFd, `[rp2040js] ${c}: ${m}\n`);
@@ -179,6 +198,12 @@ function saveFlash() {
 }
 
 let sim, mcu, core, clock, cdc;
+let chipResetBits = 0; // VREG_AND_CHIP_RESET.CHIP_RESET: what the last chip-level reset was
+const HAD_POR = 1 << 8;
+const HAD_RUN = 1 << 16;
+let core1 = null; // the second core (see "two cores" below)
+let cur = null; // the core executing the current instruction
+let curId = 0;
 let boots = 0;
 let bootReasons = []; // since power-on, for a client that connects late
 let lockedUp = false;
@@ -189,6 +214,8 @@ let maxBoots = Number(opt['max-boots']);
 let bootWall = 0;
 let simBefore = 0; // emulated ns of the earlier boots
 const simMs = () => (simBefore + (clock ? clock.nanos : 0)) / 1e6; // since power-on
+let hostReading = true; // false: the host has the port open and does not read (control)
+let stalledIN = null; // the device's IN transfer the host has not taken (DPRAM offset)
 let inSimMs = 0; // when the device last took host bytes (emulated ms since power-on)
 let outSimMs = 0; // when the device last sent bytes to the host
 const hostQueue = []; // host bytes not yet taken by the device
@@ -213,7 +240,13 @@ function boot(carry) {
     mcu.sram.set(carry.sram);
     wd.scratchData.set(carry.scratch);
     wd.reason = carry.reason;
+    if (carry.pin) chipResetBits = HAD_RUN;
+  } else {
+    chipResetBits = HAD_POR;
   }
+  const vreg = mcu.peripherals[0x40064];
+  const vregRead = vreg.readUint32.bind(vreg);
+  vreg.readUint32 = (offset) => (offset === 8 ? chipResetBits : vregRead(offset));
   wd.onWatchdogTrigger = () => {
     // Finish the current instruction, then reset (see run()).
     wd.alarm.enable = wd.timer.enable = false;
@@ -222,10 +255,14 @@ function boot(carry) {
   routeNMI(core);
   mcu.onBreak = (code) => {
     // BKPT/UDF: on a Cortex-M0+ without a debugger, a HardFault.
-    hardFault((core.PC - core.breakRewind) >>> 0, `bkpt/udf 0x${code.toString(16)}`);
+    hardFault((cur.PC - cur.breakRewind) >>> 0, `bkpt/udf 0x${code.toString(16)}`);
   };
+  setupCores();
   cdc = new USBCDC(mcu.usbCtrl);
   quietCDC(cdc, mcu.usbCtrl);
+  hostReading = true; // a new port after a reset: the host reads again
+  stalledIN = null;
+  stallableIN(cdc, mcu.usbCtrl);
   deviceSOF(mcu.usbCtrl, clock);
   cdc.onDeviceConnected = () => {
     event(`usb connected (sim ${(clock.nanos / 1e6).toFixed(1)} ms)`);
@@ -239,7 +276,7 @@ function boot(carry) {
   resetPending = false;
   bootWall = performance.now();
   core.PC = FLASH_BASE; // boot2 (the bootrom's flash-boot path needs a real SSI)
-  const reason = REASON_NAMES[wd.reason] ?? String(wd.reason);
+  const reason = carry?.pin ? 'pin' : REASON_NAMES[wd.reason] ?? String(wd.reason);
   bootReasons.push(reason);
   event(`boot ${boots} reason=${reason}`, { event: 'boot', boot: boots, reason, sim_ms: simMs() });
 }
@@ -262,13 +299,204 @@ function routeNMI(core) {
 // A HardFault with the stacked PC at the faulting instruction; in the HardFault handler
 // (or NMI), a lockup.
 function hardFault(pc, what) {
-  if (core.IPSR === EXC_HARDFAULT || core.IPSR === 2) {
-    lockedUp = true;
-    event(`lockup at 0x${pc.toString(16)} (${what} in handler ${core.IPSR})`, { event: 'lockup' });
+  const c = cur;
+  if (c.IPSR === EXC_HARDFAULT || c.IPSR === 2) {
+    if (c === core) lockedUp = true;
+    else core1State = 'locked';
+    event(`lockup at 0x${pc.toString(16)} (${what} in handler ${c.IPSR}, core ${curId})`, { event: 'lockup', core: curId });
     return;
   }
-  core.PC = pc;
-  core.exceptionEntry(EXC_HARDFAULT);
+  c.PC = pc;
+  c.exceptionEntry(EXC_HARDFAULT);
+}
+
+// --- two cores -------------------------------------------------------------------------
+// rp2040js models core 0 only. Core 1 is a second CortexM0Core on the same chip: it
+// shares memory and peripherals; what is per core on the RP2040 is swapped in while it
+// executes (rp2040js's PPB, i.e. NVIC/VTOR/SCB, follows mcu.core; the SIO's CPUID,
+// divider and interpolators are per core). Each IRQ line reaches both NVICs, except the
+// SIO FIFO IRQs (PROC0 to core 0, PROC1 to core 1).
+const SIO_CPUID = 0x000;
+const SIO_FIFO_ST = 0x050;
+const SIO_FIFO_WR = 0x054;
+const SIO_FIFO_RD = 0x058;
+const FIFO_DEPTH = 8;
+const IRQ_SIO_PROC0 = 15;
+const IRQ_SIO_PROC1 = 16;
+const PSM_BASE = 0x40010;
+const PSM_FRCE_OFF = 0x04;
+const PSM_PROC0 = 1 << 15;
+const PSM_PROC1 = 1 << 16;
+const SYSCFG_BASE = 0x40004;
+// Where core 1 goes when its entry function returns: back to the bootrom's wait.
+const CORE1_RETURN = 0x000000f0;
+
+let core1State = 'bootrom'; // 'off' (PSM), 'bootrom' (waits for a launch), 'running', 'locked'
+let core0Off = false; // PSM FRCE_OFF.PROC0 (set by core 1)
+let fifo = [[], []]; // fifo[n]: words core n reads
+let fifoErr = [0, 0]; // sticky WOF (4) / ROE (8) per core
+let bootSeq = []; // core 1's bootrom: the words it took so far
+let sioState = [null, null]; // divider and interpolators of the core not executing
+
+function setupCores() {
+  core1 = new core.constructor(mcu);
+  routeNMI(core1);
+  core1State = 'bootrom';
+  core0Off = false;
+  fifo = [[], []];
+  fifoErr = [0, 0];
+  bootSeq = [];
+  sioState = [null, null];
+  cur = core;
+  curId = 0;
+  mcu.setInterrupt = (irq, value) => {
+    if (irq !== IRQ_SIO_PROC1) core.setInterrupt(irq, value);
+    if (irq !== IRQ_SIO_PROC0) core1.setInterrupt(irq, value);
+  };
+  const sio = mcu.sio;
+  const sioRead = sio.readUint32.bind(sio);
+  const sioWrite = sio.writeUint32.bind(sio);
+  sio.readUint32 = (offset) => {
+    switch (offset) {
+      case SIO_CPUID:
+        return curId;
+      case SIO_FIFO_ST:
+        return (fifo[curId].length ? 1 : 0) | (fifo[1 - curId].length < FIFO_DEPTH ? 2 : 0) | fifoErr[curId];
+      case SIO_FIFO_RD: {
+        const q = fifo[curId];
+        if (!q.length) {
+          fifoErr[curId] |= 8;
+          sioIrq(curId);
+          return 0;
+        }
+        const v = q.shift();
+        sioIrq(curId);
+        return v;
+      }
+    }
+    return sioRead(offset);
+  };
+  sio.writeUint32 = (offset, value) => {
+    switch (offset) {
+      case SIO_FIFO_ST:
+        fifoErr[curId] &= ~(value & 0xc);
+        sioIrq(curId);
+        return;
+      case SIO_FIFO_WR:
+        fifoPush(curId, value >>> 0);
+        return;
+    }
+    sioWrite(offset, value);
+  };
+  const syscfg = mcu.peripherals[SYSCFG_BASE];
+  syscfg.readUint32 = (offset) => (offset === 0 ? core.interruptNMIMask : offset === 4 ? core1.interruptNMIMask : 0);
+  syscfg.writeUint32 = (offset, value) => {
+    if (offset === 0) core.interruptNMIMask = value >>> 0;
+    if (offset === 4) core1.interruptNMIMask = value >>> 0;
+  };
+  const psm = mcu.peripherals[PSM_BASE];
+  const psmWrite = psm.writeUint32.bind(psm);
+  psm.writeUint32 = (offset, value) => {
+    const before = psm.frceOff;
+    psmWrite(offset, value);
+    if (offset !== PSM_FRCE_OFF) return;
+    const on = psm.frceOff & ~before;
+    const off = before & ~psm.frceOff;
+    if (on & PSM_PROC1) {
+      core1State = 'off';
+      event('core 1 forced off', { event: 'core1', state: 'off' });
+    }
+    if (off & PSM_PROC1) {
+      // Out of reset: the bootrom drains its FIFO and tells core 0 with a 0.
+      core1State = 'bootrom';
+      bootSeq = [];
+      fifo[1] = [];
+      fifoPush(1, 0);
+    }
+    if (on & PSM_PROC0) {
+      core0Off = true;
+      event('core 0 forced off', { event: 'core0', state: 'off' });
+    }
+  };
+}
+
+function coreById(id) {
+  return id ? core1 : core;
+}
+
+function sioIrq(id) {
+  coreById(id).setInterrupt(id ? IRQ_SIO_PROC1 : IRQ_SIO_PROC0, fifo[id].length > 0 || fifoErr[id] !== 0);
+}
+
+// A word from core `from` to the other core's FIFO.
+function fifoPush(from, v) {
+  const to = 1 - from;
+  if (to === 1 && core1State === 'bootrom') {
+    bootromTake(v);
+    return;
+  }
+  if (to === 1 && core1State === 'off') return; // held in reset: the word is lost
+  if (fifo[to].length >= FIFO_DEPTH) {
+    fifoErr[from] |= 4;
+    sioIrq(from);
+    return;
+  }
+  fifo[to].push(v);
+  sioIrq(to);
+}
+
+// Core 1's bootrom: every word is echoed back; 0, 0, 1, vector table, stack pointer,
+// entry starts core 1 there (pico-sdk's multicore_launch_core1_raw sends exactly that).
+function bootromTake(v) {
+  if (v === 0) fifo[1] = [];
+  bootSeq.push(v);
+  if (bootSeq.length > 6) bootSeq.shift();
+  if (fifo[0].length < FIFO_DEPTH) fifo[0].push(v);
+  sioIrq(0);
+  wake(core);
+  const [a, b, c, vt, sp, entry] = bootSeq;
+  if (bootSeq.length === 6 && a === 0 && b === 0 && c === 1) {
+    const k = core1;
+    k.registers.fill(0);
+    k.SPSEL = 0;
+    k.bankedSP = 0;
+    k.SP = sp;
+    k.PC = entry & ~1;
+    k.LR = CORE1_RETURN | 1;
+    k.VTOR = vt >>> 0;
+    k.PM = false;
+    k.IPSR = 0;
+    k.currentMode = 0; // thread mode
+    k.waiting = false;
+    k.eventRegistered = false;
+    k.pendingInterrupts = 0;
+    k.enabledInterrupts = 0;
+    core1State = 'running';
+    bootSeq = [];
+    event(`core 1 launched at 0x${(entry >>> 0).toString(16)}`, { event: 'core1', state: 'running', pc: entry >>> 0 });
+  }
+}
+
+function wake(c) {
+  c.eventRegistered = true;
+  c.waiting = false;
+}
+
+// SEV: an event for the other core (its WFE returns).
+function sev() {
+  wake(curId ? core : core1);
+}
+
+// Swap in the per-core state of core `id` before it executes.
+function switchTo(id) {
+  if (id === curId) return;
+  const sio = mcu.sio;
+  sioState[curId] = [sio.divDividend, sio.divDivisor, sio.divQuotient, sio.divRemainder, sio.divCSR, sio.interp0, sio.interp1];
+  const st = sioState[id] ?? [0, 1, 0, 0, 0, new sio.interp0.constructor(0), new sio.interp1.constructor(1)];
+  [sio.divDividend, sio.divDivisor, sio.divQuotient, sio.divRemainder, sio.divCSR, sio.interp0, sio.interp1] = st;
+  mcu.core = coreById(id);
+  cur = mcu.core;
+  curId = id;
 }
 
 function chipReset() {
@@ -296,6 +524,28 @@ function quietCDC(cdc, usb) {
     for (let i = 0; i < buffer.length; i++) buffer[i] = cdc.txFIFO.pull();
     pending = null;
     usb.endpointReadDone(cdc.outEndpoint, buffer);
+  };
+}
+
+// A host that does not read: the device's IN transfer on the CDC data endpoint (buffer
+// control written with AVAILABLE) is held, as a host NAKs it, until the host reads.
+const EP0_IN_BUFFER_CONTROL = 0x80;
+const BUF_CTRL_AVAILABLE = 1 << 10;
+function stallableIN(cdc, usb) {
+  const updated = usb.DPRAMUpdated.bind(usb);
+  usb.DPRAMUpdated = (offset, value) => {
+    if (!hostReading && cdc.inEndpoint > 0 && offset === EP0_IN_BUFFER_CONTROL + 8 * cdc.inEndpoint
+        && value & (BUF_CTRL_AVAILABLE | (BUF_CTRL_AVAILABLE << 16))) {
+      stalledIN = offset;
+      return;
+    }
+    updated(offset, value);
+  };
+  usb.releaseIN = () => {
+    if (stalledIN === null) return;
+    const offset = stalledIN;
+    stalledIN = null;
+    updated(offset, mcu.usbDPRAMView.getUint32(offset, true));
   };
 }
 
@@ -335,13 +585,13 @@ function feedHost() {
 // --- flash programming glue ------------------------------------------------------
 
 function romHook() {
-  const pc = core.PC;
+  const pc = cur.PC;
   if (pc === ROM_USB_BOOT) {
     enterBootloader();
     return;
   }
   if (pc !== ROM_ERASE && pc !== ROM_PROGRAM) return;
-  const r = core.registers;
+  const r = cur.registers;
   if (pc === ROM_ERASE) {
     // flash_range_erase(addr, count, block_size, block_cmd)
     const addr = r[0] >>> 0, count = r[1] >>> 0;
@@ -353,7 +603,7 @@ function romHook() {
       mcu.flash[addr + i] &= mcu.readUint8(data + i);
     }
   }
-  core.PC = core.LR & ~1; // return to the caller
+  cur.PC = cur.LR & ~1; // return to the caller
 }
 
 // --- the bootloader's USB drive -------------------------------------------------------
@@ -445,9 +695,42 @@ function probeReport() {
   event(`probe 0x${p.at.toString(16)}: ${r.stack} B of stack, ${(r.ns / 1e3).toFixed(1)} us to the reset`, r);
 }
 
+// --- a stall at a function's return (control: stall_after) -----------------------------
+
+let stall = null; // { at, skip, ns, ret }
+
+function stallStep() {
+  const pc = core.PC;
+  if (stall.ret === null) {
+    if (pc === stall.at) {
+      if (stall.skip > 0) stall.skip--;
+      else stall.ret = (core.LR & ~1) >>> 0;
+    }
+    return;
+  }
+  if (pc !== stall.ret) return;
+  const s = stall;
+  stall = null;
+  clock.tick(s.ns); // alarms due meanwhile fire; their interrupts are taken next
+  event(`stalled ${(s.ns / 1e6).toFixed(1)} ms at 0x${pc.toString(16)}`, { event: 'stalled', pc, sim_ms: simMs() });
+}
+
 // --- main loop ---------------------------------------------------------------------
 
 const CYCLE_NS = 1e9 / 125000000;
+
+// One instruction of the current core; a bus error it caused is a HardFault.
+function step() {
+  inCore = true;
+  const cycles = cur.executeInstruction();
+  inCore = false;
+  if (busFaultPC !== null) {
+    const pc = busFaultPC;
+    busFaultPC = null;
+    hardFault(pc, 'bus error');
+  }
+  return cycles;
+}
 
 function run() {
   if (paused || halted || inBootloader) return;
@@ -457,7 +740,9 @@ function run() {
       chipReset();
       if (paused) return;
     }
-    if (lockedUp || core.waiting) {
+    const run0 = !core0Off && !lockedUp && !core.waiting;
+    const run1 = core1State === 'running' && !core1.waiting;
+    if (!run0 && !run1) {
       let delta = clock.nanosToNextAlarm;
       if (delta <= 0) {
         setTimeout(run, 1); // nothing scheduled: wait for the host
@@ -475,18 +760,26 @@ function run() {
       }
       clock.tick(delta);
     } else {
-      romHook();
-      if (inBootloader) return; // the chip is the RPI-RP2 drive now (see enterBootloader)
-      if (probeAt.size) probeStep();
-      inCore = true;
-      const cycles = core.executeInstruction();
-      inCore = false;
-      clock.tick(cycles * CYCLE_NS);
-      if (busFaultPC !== null) {
-        const pc = busFaultPC;
-        busFaultPC = null;
-        hardFault(pc, 'bus error');
+      let cycles = 0;
+      if (run0) {
+        romHook();
+        if (inBootloader) return; // the chip is the RPI-RP2 drive now (see enterBootloader)
+        if (probeAt.size) probeStep();
+        if (stall !== null) stallStep();
+        cycles = step();
       }
+      if (run1) {
+        switchTo(1);
+        if (core1.PC === CORE1_RETURN) {
+          core1State = 'bootrom'; // its entry function returned
+          event('core 1 returned to the bootrom', { event: 'core1', state: 'bootrom' });
+        } else {
+          romHook();
+          cycles = Math.max(cycles, step());
+        }
+        switchTo(0);
+      }
+      clock.tick(cycles * CYCLE_NS);
     }
     if ((n & 0xfff) === 0 && performance.now() > sliceEnd) break;
   }
@@ -536,10 +829,34 @@ function control(req) {
         setImmediate(run);
       }
       return { reply: 'resume' };
+    case 'pin_reset': {
+      // The RUN pin: SRAM kept, the watchdog (REASON, SCRATCH) and everything else reset.
+      probeReport();
+      flash.set(mcu.flash.subarray(0, flash.length));
+      saveFlash();
+      simBefore += clock.nanos;
+      const carry = { sram: mcu.sram.slice(), scratch: new Uint32Array(8), reason: 0, pin: true };
+      event('RUN pin reset');
+      const stopped = paused || inBootloader;
+      paused = false;
+      leaveBootloader();
+      boot(carry);
+      if (stopped) setImmediate(run);
+      return { reply: 'pin_reset' };
+    }
+    case 'stall_after':
+      stall = { at: Number(req.addr) & ~1, skip: Number(req.skip ?? 0), ns: Number(req.ms) * 1e6, ret: null };
+      return { reply: 'stall_after' };
+    case 'host_read':
+      hostReading = !!req.on;
+      if (hostReading) mcu.usbCtrl.releaseIN();
+      return { reply: 'host_read', on: hostReading };
     case 'status':
       return {
         reply: 'status', boots, paused, halted, bootloader: inBootloader, lockedUp,
         sim_ms: simMs(), in_sim_ms: inSimMs, out_sim_ms: outSimMs,
+        host_read: hostReading, in_stalled: stalledIN !== null, core1: core1State, core0_off: core0Off,
+        pc: core.PC, primask: core.PM, waiting: core.waiting, ipsr: core.IPSR,
       };
     case 'quit':
       setImmediate(() => finish(0));
