@@ -50,7 +50,23 @@ from sim_backend import SimBackend
 EXCLUDED = {
     "reset_loop.py": "a QEMU-board script: the unix port has no machine.reset()",
     "forever.py": "never ends, by design (test_field.py power-cycles it on the unix port)",
+    "threads_race.py": "which racing thread wins (and what the losers print) is timing",
 }
+# Scripts of the emulated Pico's own tests (test_rp2_field.py): two cores in lockstep,
+# the RUN pin, a stalled USB host, watchdog timing of the RP2040.
+EXCLUDED.update(
+    (name, "an RP2040 script (test_rp2_field.py)")
+    for name in (
+        "both_cores_fault.py",
+        "core0_fault.py",
+        "core1_fault.py",
+        "pin_forever.py",
+        "usb_stalled_ctrlc.py",
+        "watchdog_budget.py",
+        "watchdog_feed_stall.py",
+        "watchdog_no_warning.py",
+    )
+)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@
 
 #include <stdbool.h>
 #include "py/obj.h"
-#include "py/bc.h"
 #include "failstop_hal.h"
 
 #define FAILSTOP_VERSION "0.1.0"
@@ -155,18 +154,7 @@ typedef struct _failstop_fault_t {
     mp_obj_t exc;              // exception whose traceback gives the frames (MP_OBJ_NULL: none)
 } failstop_fault_t;
 
-// Shadow stack of active bytecode frames (one node per mp_execute_bytecode call).
-typedef struct _failstop_vmframe_t {
-    struct _failstop_vmframe_t *prev;
-    mp_code_state_t *cs;
-} failstop_vmframe_t;
 
-#if FAILSTOP_NCORES > 1
-extern failstop_vmframe_t *failstop_vm_tops[FAILSTOP_NCORES];
-#define failstop_vm_top (failstop_vm_tops[FAILSTOP_CORE_ID()])
-#else
-extern FAILSTOP_TLS failstop_vmframe_t *failstop_vm_top;
-#endif
 // Set by port glue while the main program (main.py / the unix script) runs.
 extern bool failstop_main_active;
 
@@ -217,7 +205,5 @@ char *failstop_utoa(char *end, mp_uint_t v);
 // that is a str or a small int (formatted into buf). Sets *out; returns the length.
 size_t failstop_exc_message(mp_obj_t exc, char *buf, size_t cap, const char **out);
 
-// Frames (failstop_hooks.c).
-size_t failstop_frame_decode(const mp_code_state_t *cs, qstr *file, qstr *block);
 
 #endif // MICROPY_INCLUDED_FAILSTOP_H

@@ -5,6 +5,7 @@
 #include "py/gc.h"
 #include "py/cstack.h"
 #include "failstop.h"
+#include "failstop_frames.h"
 
 static failstop_region_t *fs_region;
 static uint8_t fs_policy[FAILSTOP_KIND_MAX + 1]; // 0: default (REBOOT)

@@ -14,6 +14,7 @@ add_library(usermod_failstop INTERFACE)
 
 target_sources(usermod_failstop INTERFACE
     ${CMAKE_CURRENT_LIST_DIR}/failstop_core.c
+    ${CMAKE_CURRENT_LIST_DIR}/failstop_frames.c
     ${CMAKE_CURRENT_LIST_DIR}/failstop_hooks.c
     ${CMAKE_CURRENT_LIST_DIR}/modfailstop.c
     ${FAILSTOP_PORT_DIR}/failstop_hal.c

@@ -12,6 +12,7 @@ endif
 
 SRC_USERMOD_C += \
 	$(FAILSTOP_MOD_DIR)/failstop_core.c \
+	$(FAILSTOP_MOD_DIR)/failstop_frames.c \
 	$(FAILSTOP_MOD_DIR)/failstop_hooks.c \
 	$(FAILSTOP_MOD_DIR)/modfailstop.c \
 	$(FAILSTOP_PORT_DIR)/failstop_hal.c

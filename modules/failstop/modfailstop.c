@@ -21,9 +21,25 @@ static mp_obj_t fs_qstr_or_unknown(const qstr *table, size_t n, uint8_t code) {
     return MP_OBJ_NEW_QSTR(code < n && table[code] != MP_QSTRnull ? table[code] : MP_QSTR_unknown);
 }
 
+// The argument checks, shared: "<what> must be <want>, not <type>" and a range check.
+static MP_NORETURN void fs_type_error(const char *what, const char *want, mp_obj_t got) {
+    mp_raise_msg_varg(&mp_type_TypeError, MP_ERROR_TEXT("%s must be %s, not %s"), what, want, mp_obj_get_type_str(got));
+}
+
+static mp_int_t fs_int_arg(mp_obj_t o, const char *what, mp_int_t lo, mp_int_t hi) {
+    if (!mp_obj_is_int(o)) {
+        fs_type_error(what, "an int", o);
+    }
+    mp_int_t v = mp_obj_get_int(o);
+    if (v < lo || v > hi) {
+        mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("%s must be %d..%d"), what, (int)lo, (int)hi);
+    }
+    return v;
+}
+
 static uint8_t fs_lookup(mp_obj_t name, const qstr *table, size_t n, const char *what) {
     if (!mp_obj_is_str(name)) {
-        mp_raise_msg_varg(&mp_type_TypeError, MP_ERROR_TEXT("%s must be a str, not %s"), what, mp_obj_get_type_str(name));
+        fs_type_error(what, "a str", name);
     }
     size_t len;
     const char *s = mp_obj_str_get_data(name, &len);
@@ -67,46 +83,79 @@ static mp_obj_t fs_frame_tuple(const failstop_frame_t *fr) {
     return mp_obj_new_tuple(3, items);
 }
 
+// Record attributes, table-driven: one row per plain field (offset into the record, how
+// to decode it); location and traceback are built from the frames.
+enum { FS_F_U32, FS_F_U8, FS_F_STR, FS_F_KIND, FS_F_ACTION, FS_F_CAUSE, FS_F_HEAP };
+typedef struct _fs_field_t {
+    uint16_t name; // qstr
+    uint8_t offset;
+    uint8_t type : 4;
+    uint8_t len : 4; // FS_F_STR: size / 8
+} fs_field_t;
+#define FS_FIELD(q, member, t) { MP_QSTR_##q, offsetof(failstop_record_t, member), t, sizeof(((failstop_record_t *)0)->member) / 8 }
+static const fs_field_t fs_fields[] = {
+    FS_FIELD(kind, kind, FS_F_KIND),
+    FS_FIELD(action, action, FS_F_ACTION),
+    FS_FIELD(reset_cause, reset_cause, FS_F_CAUSE),
+    FS_FIELD(seq, seq, FS_F_U32),
+    FS_FIELD(boot, boot, FS_F_U32),
+    FS_FIELD(uptime_ms, uptime_ms, FS_F_U32),
+    FS_FIELD(flags, flags, FS_F_U32),
+    FS_FIELD(heap_free, heap_free, FS_F_HEAP),
+    FS_FIELD(alloc_size, alloc_size, FS_F_U32),
+    FS_FIELD(stack_used, stack_used, FS_F_U32),
+    FS_FIELD(pc, pc, FS_F_U32),
+    FS_FIELD(lr, lr, FS_F_U32),
+    FS_FIELD(depth, depth, FS_F_U8),
+    FS_FIELD(mark, mark, FS_F_STR),
+    FS_FIELD(firmware, firmware, FS_F_STR),
+    FS_FIELD(exc_type, exc_type, FS_F_STR),
+    FS_FIELD(message, message, FS_F_STR),
+};
+_Static_assert(sizeof(((failstop_record_t *)0)->message) / 8 < 16, "failstop: text field size fits the table");
+
 static void failstop_rec_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
     if (dest[0] != MP_OBJ_NULL) {
         return; // read-only
     }
     const failstop_record_t *r = &((failstop_rec_obj_t *)MP_OBJ_TO_PTR(self_in))->rec;
-    mp_obj_t v;
-    switch (attr) {
-        case MP_QSTR_kind: v = fs_qstr_or_unknown(fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), r->kind); break;
-        case MP_QSTR_action: v = fs_qstr_or_unknown(fs_action_qstrs, MP_ARRAY_SIZE(fs_action_qstrs), r->action); break;
-        case MP_QSTR_reset_cause: v = fs_qstr_or_unknown(fs_cause_qstrs, MP_ARRAY_SIZE(fs_cause_qstrs), r->reset_cause); break;
-        case MP_QSTR_seq: v = mp_obj_new_int_from_uint(r->seq); break;
-        case MP_QSTR_boot: v = mp_obj_new_int_from_uint(r->boot); break;
-        case MP_QSTR_uptime_ms: v = mp_obj_new_int_from_uint(r->uptime_ms); break;
-        case MP_QSTR_flags: v = mp_obj_new_int_from_uint(r->flags); break;
-        case MP_QSTR_heap_free: v = r->heap_free == 0xffffffff ? mp_const_none : mp_obj_new_int_from_uint(r->heap_free); break;
-        case MP_QSTR_alloc_size: v = mp_obj_new_int_from_uint(r->alloc_size); break;
-        case MP_QSTR_stack_used: v = mp_obj_new_int_from_uint(r->stack_used); break;
-        case MP_QSTR_pc: v = mp_obj_new_int_from_uint(r->pc); break;
-        case MP_QSTR_lr: v = mp_obj_new_int_from_uint(r->lr); break;
-        case MP_QSTR_depth: v = MP_OBJ_NEW_SMALL_INT(r->depth); break;
-        case MP_QSTR_mark: v = fs_str_field(r->mark, sizeof(r->mark)); break;
-        case MP_QSTR_firmware: v = fs_str_field(r->firmware, sizeof(r->firmware)); break;
-        case MP_QSTR_exc_type: v = fs_str_field(r->exc_type, sizeof(r->exc_type)); break;
-        case MP_QSTR_message: v = fs_str_field(r->message, sizeof(r->message)); break;
-        case MP_QSTR_location:
-            v = r->nframes ? fs_frame_tuple(&r->frames[0]) : mp_const_none;
-            break;
-        case MP_QSTR_traceback: {
-            size_t n = MIN(r->nframes, FAILSTOP_NFRAMES);
-            v = mp_obj_new_list(n, NULL);
-            for (size_t i = 0; i < n; ++i) {
-                ((mp_obj_list_t *)MP_OBJ_TO_PTR(v))->items[i] = fs_frame_tuple(&r->frames[i]);
-            }
-            break;
+    const uint8_t *b = (const uint8_t *)r;
+    for (size_t i = 0; i < MP_ARRAY_SIZE(fs_fields); ++i) {
+        const fs_field_t *f = &fs_fields[i];
+        if (f->name != attr) {
+            continue;
         }
-        case MP_QSTR_raw: v = mp_obj_new_bytes((const byte *)r, sizeof(*r)); break;
-        default:
-            return;
+        uint32_t v = b[f->offset];
+        if (f->type == FS_F_U32 || f->type == FS_F_HEAP) {
+            memcpy(&v, b + f->offset, sizeof(v));
+        }
+        switch (f->type) {
+            case FS_F_STR: dest[0] = fs_str_field((const char *)b + f->offset, f->len * 8); break;
+            case FS_F_KIND: dest[0] = fs_qstr_or_unknown(fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), v); break;
+            case FS_F_ACTION: dest[0] = fs_qstr_or_unknown(fs_action_qstrs, MP_ARRAY_SIZE(fs_action_qstrs), v); break;
+            case FS_F_CAUSE: dest[0] = fs_qstr_or_unknown(fs_cause_qstrs, MP_ARRAY_SIZE(fs_cause_qstrs), v); break;
+            case FS_F_HEAP:
+                if (v == 0xffffffff) {
+                    dest[0] = mp_const_none;
+                    break;
+                }
+                MP_FALLTHROUGH
+            default: dest[0] = mp_obj_new_int_from_uint(v); break;
+        }
+        return;
     }
-    dest[0] = v;
+    if (attr == MP_QSTR_location) {
+        dest[0] = r->nframes ? fs_frame_tuple(&r->frames[0]) : mp_const_none;
+    } else if (attr == MP_QSTR_traceback) {
+        size_t n = MIN(r->nframes, FAILSTOP_NFRAMES);
+        mp_obj_t items[FAILSTOP_NFRAMES];
+        for (size_t i = 0; i < n; ++i) {
+            items[i] = fs_frame_tuple(&r->frames[i]);
+        }
+        dest[0] = mp_obj_new_list(n, items);
+    } else if (attr == MP_QSTR_raw) {
+        dest[0] = mp_obj_new_bytes((const byte *)r, sizeof(*r));
+    }
 }
 
 static void failstop_rec_print(const mp_print_t *print, mp_obj_t self_in, mp_print_kind_t kind) {
@@ -395,7 +444,7 @@ static MP_DEFINE_CONST_FUN_OBJ_0(failstop_dump_obj, failstop_dump);
 // keeper(fn): on the first boot after a fault, fn(record) — once per record.
 static mp_obj_t failstop_keeper(mp_obj_t fn) {
     if (!mp_obj_is_callable(fn)) {
-        mp_raise_msg_varg(&mp_type_TypeError, MP_ERROR_TEXT("keeper must be callable, not %s"), mp_obj_get_type_str(fn));
+        fs_type_error("keeper", "callable", fn);
     }
     const failstop_record_t *r = fs_last();
     failstop_header_t *h = fs_hdr();
@@ -426,14 +475,8 @@ static MP_DEFINE_CONST_FUN_OBJ_1(failstop_keeper_obj, failstop_keeper);
 // Watchdog, breadcrumbs, boot state.
 
 static mp_obj_t failstop_watchdog(mp_obj_t timeout_in) {
-    if (!mp_obj_is_int(timeout_in)) {
-        mp_raise_msg_varg(&mp_type_TypeError, MP_ERROR_TEXT("timeout_ms must be an int, not %s"), mp_obj_get_type_str(timeout_in));
-    }
-    mp_int_t ms = mp_obj_get_int(timeout_in);
-    if (ms <= 0 || (mp_uint_t)ms > failstop_hal_wdt_max_ms()) {
-        mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("timeout_ms must be 1..%u"), (uint)failstop_hal_wdt_max_ms());
-    }
-    failstop_hal_wdt_arm(ms);
+    uint32_t max = failstop_hal_wdt_max_ms();
+    failstop_hal_wdt_arm(fs_int_arg(timeout_in, "timeout_ms", 1, max > 0x7fffffff ? 0x7fffffff : max));
     return mp_const_none;
 }
 static MP_DEFINE_CONST_FUN_OBJ_1(failstop_watchdog_obj, failstop_watchdog);
@@ -462,7 +505,7 @@ static mp_obj_t failstop_mark(size_t n_args, const mp_obj_t *args) {
         }
         failstop_mark_set(s, len);
     } else {
-        mp_raise_msg_varg(&mp_type_TypeError, MP_ERROR_TEXT("mark tag must be a str or None, not %s"), mp_obj_get_type_str(args[0]));
+        fs_type_error("mark tag", "a str or None", args[0]);
     }
     return mp_const_none;
 }
@@ -488,24 +531,10 @@ static MP_DEFINE_CONST_FUN_OBJ_0(failstop_safe_mode_obj, failstop_safe_mode);
 static mp_obj_t failstop_crash_loop(size_t n_args, const mp_obj_t *args) {
     failstop_header_t *h = fs_hdr();
     if (n_args > 0 && args[0] != mp_const_none) {
-        if (!mp_obj_is_int(args[0])) {
-            mp_raise_TypeError(MP_ERROR_TEXT("limit must be an int"));
-        }
-        mp_int_t limit = mp_obj_get_int(args[0]);
-        if (limit < 1 || limit > 254) {
-            mp_raise_ValueError(MP_ERROR_TEXT("limit must be 1..254"));
-        }
-        h->loop_limit = limit;
+        h->loop_limit = fs_int_arg(args[0], "limit", 1, 254);
     }
     if (n_args > 1 && args[1] != mp_const_none) {
-        if (!mp_obj_is_int(args[1])) {
-            mp_raise_TypeError(MP_ERROR_TEXT("window_ms must be an int"));
-        }
-        mp_int_t ms = mp_obj_get_int(args[1]);
-        if (ms < 1 || (mp_uint_t)ms > 0x7fffffff) {
-            mp_raise_ValueError(MP_ERROR_TEXT("window_ms must be 1..2147483647"));
-        }
-        h->loop_window_ms = ms;
+        h->loop_window_ms = fs_int_arg(args[1], "window_ms", 1, 0x7fffffff);
     }
     failstop_header_commit();
     mp_obj_t items[2] = { MP_OBJ_NEW_SMALL_INT(h->loop_limit), mp_obj_new_int_from_uint(h->loop_window_ms) };

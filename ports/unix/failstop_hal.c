@@ -25,6 +25,7 @@
 #include "py/runtime.h"
 #include "py/lexer.h"
 #include "failstop.h"
+#include "failstop_frames.h"
 
 #define FS_EXIT_BOOT_LIMIT (75) // EX_TEMPFAIL: the boot cap stopped a reset
 #define FS_WDT_MAX_MS (3600000)
@@ -185,7 +186,7 @@ void failstop_hal_stop_others(void) {
     if (fd < 0) {
         return;
     }
-    char buf[512];
+    char buf[128]; // a few entries a call: the fault path keeps its stack small
     long n;
     while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
         for (long off = 0; off < n;) {

@@ -267,14 +267,14 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
         h = ret.hdr
         if limit is not None:
             if not _is_int(limit):
-                raise TypeError("limit must be an int")
+                raise TypeError(f"limit must be an int, not {_tname(limit)}")
             assert isinstance(limit, int)
             if not 1 <= limit <= 254:
                 raise ValueError("limit must be 1..254")
             h.loop_limit = limit
         if window_ms is not None:
             if not _is_int(window_ms):
-                raise TypeError("window_ms must be an int")
+                raise TypeError(f"window_ms must be an int, not {_tname(window_ms)}")
             assert isinstance(window_ms, int)
             if not 1 <= window_ms <= 0x7FFFFFFF:
                 raise ValueError("window_ms must be 1..2147483647")
