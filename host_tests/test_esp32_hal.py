@@ -93,7 +93,12 @@ def test_reset_hints_read_back_as_the_recorded_cause(logic: list[dict[str, Any]]
     assert hints["watchdog"]["hint"] == "ESP_RST_TASK_WDT"
     for cause, r in hints.items():
         if r["hint"] != "ESP_RST_UNKNOWN":
-            assert r["hint"] in ("ESP_RST_PANIC", "ESP_RST_BROWNOUT", "ESP_RST_TASK_WDT", "ESP_RST_INT_WDT")
+            assert r["hint"] in (
+                "ESP_RST_PANIC",
+                "ESP_RST_BROWNOUT",
+                "ESP_RST_TASK_WDT",
+                "ESP_RST_INT_WDT",
+            )
             assert RESET_CAUSES[r["reads_back"]] == cause
     assert hints["soft"]["hint"] == "ESP_RST_UNKNOWN"
     assert RESET_CAUSES[hints["soft"]["reads_back"]] == "soft"

@@ -14,7 +14,7 @@ set -euo pipefail
 BOARD=${1:?usage: build.sh BOARD OUTDIR}
 OUT=${2:?usage: build.sh BOARD OUTDIR}
 ROOT=${ROOT:-$(cd "$(dirname "$0")/../.." && pwd)}
-MICROPY_DIR=${MICROPY_DIR:?MICROPY_DIR: the MicroPython source tree}
+MICROPY_DIR=${MICROPY_DIR:-}
 
 # The supported ESP-IDF versions: MicroPython 1.25's esp32 port supports IDF 5.2-5.4, and its
 # ports/esp32/panichandler.c calls esp_panic_handler_reconfigure_wdts, which IDF v5.4.2
@@ -26,8 +26,12 @@ SUPPORTED="ESP-IDF v5.2.x, v5.3.x, v5.4 or v5.4.1"
 say() { echo "[firmware] $*"; }
 
 no_idf() {
+    local where="IDF_PATH is not set"
+    if [ -n "${IDF_PATH:-}" ]; then
+        where="IDF_PATH=$IDF_PATH has no usable export.sh"
+    fi
     cat <<EOF
-[firmware] $BOARD: ESP-IDF not found (no idf.py on PATH; IDF_PATH ${IDF_PATH:+is $IDF_PATH, without export.sh}${IDF_PATH:-is not set}).
+[firmware] $BOARD: ESP-IDF not found (no idf.py on PATH; $where).
   The ESP32 boards are MicroPython's esp32 port, which only ESP-IDF (Espressif's SDK, with its
   Xtensa and RISC-V toolchains) can build; it is not in the package registries this project
   installs from, so \`make deps\` cannot install it.
