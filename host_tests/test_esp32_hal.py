@@ -18,12 +18,13 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from failstop_host.codec import KINDS, RESET_CAUSES
+from failstop_host.codec import KINDS, RESET_CAUSES, encode_region, encode_slot
 
 ROOT = Path(__file__).resolve().parent.parent
 PORT = ROOT / "ports" / "esp32"
@@ -211,3 +212,78 @@ def test_every_wrapped_hook_is_defined_and_esp_panic_handler_is_left_alone() -> 
     build = (PORT / "build.sh").read_text()
     for sym in wrapped:
         assert f"__wrap_{sym}" in build
+
+
+# --- ESP32 records on the host ------------------------------------------------------------
+
+
+def test_esp32_records_decode_on_the_host(logic: list[dict[str, Any]], tmp_path: Path) -> None:
+    """The records an ESP32 writes, as `failstop decode` shows them: a region of 1024 bytes
+    (header + 3 slots, as in RTC memory), hex-dumped as failstop.dump() gives it; the
+    HARDFAULT carries the HAL's own message (from the compiled logic above) and its PC and
+    window-bit-cleared return address; the FATAL an abort() text cut to 64 bytes; the
+    WATCHDOG the mark and the Python location. Only the host decoder runs here."""
+    fault_msg = rows(logic, "message")[0]["message"]  # LoadProhibited ... (core 1)
+    lr = {r["ra"]: r["xtensa"] for r in rows(logic, "ra")}[0x800D1234]
+    abort_text = "abort() was called at PC 0x400d8f3a on core 1; assert failed: xQueueGenericSend queue.c:820"
+    fw = "1.25.0+fs0.1.0"
+    region = encode_region(
+        [
+            encode_slot(
+                kind="HARDFAULT",
+                seq=1,
+                boot=1,
+                uptime_ms=5123,
+                reset_cause="power_on",
+                message=fault_msg,
+                pc=0x400D1234,
+                lr=lr,
+                firmware=fw,
+                traceback=[("main.py", 12, "read_sensor")],
+            ),
+            encode_slot(
+                kind="FATAL",
+                seq=2,
+                boot=2,
+                uptime_ms=77,
+                reset_cause="fault",
+                message=abort_text,
+                pc=0x40082A1E,
+                lr=0x400D8F3A,
+                firmware=fw,
+            ),
+            encode_slot(
+                kind="WATCHDOG",
+                seq=3,
+                boot=3,
+                uptime_ms=30012,
+                reset_cause="fault",
+                message="watchdog timeout",
+                mark="mqtt-connect",
+                firmware=fw,
+                traceback=[("main.py", 40, "connect"), ("main.py", 55, "<module>")],
+            ),
+        ],
+        boot_count=4,
+        boot_cause="watchdog",
+        seen_seq=0,
+    )
+    assert len(region) == 1024
+    dump = tmp_path / "esp32-region.hex"
+    dump.write_text(region.hex())
+    cmd = [sys.executable, "-m", "failstop_host", "decode", "--all", str(dump)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert "#1 HARDFAULT (REBOOT) boot 1, 5123 ms after reset (reset cause: power_on)" in out
+    assert "LoadProhibited at 0x400d1234, addr 0x00000000 (core 1)" in out
+    assert "pc 0x400d1234, lr 0x400d1234" in out
+    assert "#2 FATAL (REBOOT) boot 2, 77 ms after reset (reset cause: fault)" in out
+    assert abort_text[:64] in out and "MSG_TRUNCATED" in out
+    assert "#3 WATCHDOG (REBOOT) boot 3" in out and "mark 'mqtt-connect'" in out
+    assert "at main.py:40 in connect" in out
+    p = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=60)
+    recs = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [r["kind"] for r in recs] == ["HARDFAULT", "FATAL", "WATCHDOG"]
+    assert recs[0]["pc"] == 0x400D1234 and recs[0]["lr"] == 0x400D1234
+    assert recs[1]["lr"] == 0x400D8F3A
