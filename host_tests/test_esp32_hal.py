@@ -225,7 +225,9 @@ def test_esp32_records_decode_on_the_host(logic: list[dict[str, Any]], tmp_path:
     WATCHDOG the mark and the Python location. Only the host decoder runs here."""
     fault_msg = rows(logic, "message")[0]["message"]  # LoadProhibited ... (core 1)
     lr = {r["ra"]: r["xtensa"] for r in rows(logic, "ra")}[0x800D1234]
-    abort_text = "abort() was called at PC 0x400d8f3a on core 1; assert failed: xQueueGenericSend queue.c:820"
+    abort_text = (
+        "abort() was called at PC 0x400d8f3a on core 1; " + "assert failed: xQueue queue.c:820"
+    )
     fw = "1.25.0+fs0.1.0"
     region = encode_region(
         [
