@@ -45,7 +45,7 @@
 #include "esp_task_wdt.h"                  // esp_task_wdt_*; esp_task_wdt_isr_user_handler (weak)
 #include "esp_private/system_internal.h"   // esp_restart_noos, esp_reset_reason_set_hint
 #include "esp_private/panic_internal.h"    // panic_info_t, panic_exception_t, panic_print_char, g_panic_abort(_details)
-#include "freertos/FreeRTOS.h"             // portDISABLE_INTERRUPTS
+#include "freertos/FreeRTOS.h"
 #include "freertos/task.h"                 // xTaskGetCurrentTaskHandle
 #include "hal/wdt_hal.h"                   // wdt_hal_* (as components/esp_system/panic.c)
 #include "hal/mwdt_ll.h"                   // MWDT_LL_DEFAULT_CLK_PRESCALER
@@ -56,9 +56,12 @@
 #if __XTENSA__
 #include "xtensa_context.h"                // XtExcFrame (components/xtensa/include)
 #include "xtensa/corebits.h"               // EXCCAUSE_*
+#include "xtensa/xtruntime.h"              // XTOS_SET_MIN_INTLEVEL
+#include "xtensa/config/core.h"            // XCHAL_EXCM_LEVEL
 #define FS_XTENSA (true)
 #else
 #include "riscv/rvruntime-frames.h"        // RvExcFrame (components/riscv/include)
+#include "riscv/rv_utils.h"                // rv_utils_intr_global_disable
 #define FS_XTENSA (false)
 #endif
 
@@ -117,12 +120,17 @@ void failstop_hal_write(const char *str, size_t len) {
     #endif
 }
 
-// Interrupts up to the kernel's level off on this core (Xtensa: PS.INTLEVEL =
-// XCHAL_EXCM_LEVEL; RISC-V: the interrupt threshold). CPU exceptions, the interrupt
-// watchdog and debug exceptions stay deliverable: a fault in the fault path is a double
-// fault, and a fault path that hangs still ends.
+// Interrupts up to the kernel's level off on this core. Xtensa: PS.INTLEVEL raised to
+// XCHAL_EXCM_LEVEL, never lowered (the panic handler may run at a higher level); the
+// interrupt watchdog (level 4) and debug exceptions stay deliverable. RISC-V: MSTATUS.MIE
+// cleared. CPU exceptions are always taken: a fault in the fault path is a double fault,
+// and the budget watchdog (a reset, no interrupt) ends a fault path that hangs.
 void failstop_hal_irq_disable(void) {
-    portDISABLE_INTERRUPTS();
+    #if __XTENSA__
+    (void)XTOS_SET_MIN_INTLEVEL(XCHAL_EXCM_LEVEL); // xtensa/xtruntime.h
+    #else
+    rv_utils_intr_global_disable(); // riscv/rv_utils.h
+    #endif
 }
 
 // The calling task (a fault in an interrupt belongs to the task it interrupted), or the
