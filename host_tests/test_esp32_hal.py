@@ -15,6 +15,7 @@ wraps has its __wrap_ function, and esp_panic_handler (MicroPython's own wrap) i
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -289,3 +290,44 @@ def test_esp32_records_decode_on_the_host(logic: list[dict[str, Any]], tmp_path:
     assert [r["kind"] for r in recs] == ["HARDFAULT", "FATAL", "WATCHDOG"]
     assert recs[0]["pc"] == 0x400D1234 and recs[0]["lr"] == 0x400D1234
     assert recs[1]["lr"] == 0x400D8F3A
+
+
+# --- the whole HAL, type-checked against the fake -----------------------------------------
+
+MICROPY_DIR = Path(
+    os.environ.get(
+        "MICROPY_DIR",
+        Path(os.environ.get("FAILSTOP_CACHE", Path.home() / ".cache" / "failstop"))
+        / "src"
+        / "micropython-1.25.0",
+    )
+)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ["-D__XTENSA__=1"],  # ESP32 / S3: two cores, UART console
+        ["-D__XTENSA__=1", "-DCONFIG_ESP_PANIC_HANDLER_IRAM=1"],
+        ["-DFAKE_SINGLE_CORE", "-DCONFIG_ESP_CONSOLE_SECONDARY_USB_SERIAL_JTAG=1"],  # C3
+    ],
+    ids=["xtensa-dual-core", "xtensa-panic-iram", "riscv-single-core-usb-jtag"],
+)
+def test_the_whole_hal_type_checks_against_the_fake(config: list[str]) -> None:
+    """ports/esp32/failstop_hal.c through gcc -fsyntax-only -Wall -Wextra -Werror, with
+    MicroPython 1.25.0's real py/ headers and the FAKE IDF headers (host_tests/esp32_fake/:
+    IDF's signatures copied by hand, so this checks the HAL's C against those copies, not
+    against ESP-IDF itself; NO_QSTR as in MicroPython's own qstr pass)."""
+    if CC is None:
+        pytest.skip("no C compiler on this machine")
+    if not (MICROPY_DIR / "py" / "mpconfig.h").exists():
+        if os.environ.get("FAILSTOP_REQUIRE_ALL"):
+            pytest.fail(f"no MicroPython source at {MICROPY_DIR} (make deps)")
+        pytest.skip(f"no MicroPython source at {MICROPY_DIR} (make deps)")
+    cmd = [CC, "-std=gnu99", "-fsyntax-only", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    cmd += ["-Werror", "-DNO_QSTR", *config]
+    for inc in (FAKE, FAKE / "port", MICROPY_DIR, ROOT / "modules" / "failstop", PORT):
+        cmd += ["-I", str(inc)]
+    cmd.append(str(PORT / "failstop_hal.c"))
+    cc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert cc.returncode == 0, cc.stderr

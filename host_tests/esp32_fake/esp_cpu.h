@@ -15,3 +15,9 @@ static inline bool esp_cpu_compare_and_set(volatile uint32_t *addr, uint32_t com
     }
     return __atomic_compare_exchange_n(addr, &compare_value, new_value, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
+
+// (used by the full HAL only)
+static inline int esp_cpu_get_core_id(void) {
+    return 1;
+}
+void esp_cpu_stall(int core_id);

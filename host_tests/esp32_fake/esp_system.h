@@ -19,3 +19,7 @@ typedef enum {
     ESP_RST_PWR_GLITCH,
     ESP_RST_CPU_LOCKUP,
 } esp_reset_reason_t;
+
+// (used by the full HAL only)
+esp_reset_reason_t esp_reset_reason(void);
+void __attribute__((noreturn)) esp_system_abort(const char *details);

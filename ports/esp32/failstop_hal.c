@@ -149,10 +149,10 @@ void failstop_hal_stop_others(void) {
     // Python runs on one core; the other runs Wi-Fi, BT and IDF tasks. Stalled (as IDF's
     // panic handler stalls it), it writes no flash and touches no Python object while
     // the record is written; esp_restart_noos resets both.
-    int me = esp_cpu_get_core_id();
-    for (int i = 0; i < SOC_CPU_CORES_NUM; ++i) {
+    uint32_t me = (uint32_t)esp_cpu_get_core_id();
+    for (uint32_t i = 0; i < SOC_CPU_CORES_NUM; ++i) { // SOC_CPU_CORES_NUM is unsigned (2U)
         if (i != me) {
-            esp_cpu_stall(i);
+            esp_cpu_stall((int)i);
         }
     }
     #endif
