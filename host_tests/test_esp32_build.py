@@ -125,7 +125,7 @@ b = Path(sys.argv[sys.argv.index("-B") + 1])
         nm.chmod(0o755)
 
 
-def scratch_micropython(tmp: Path, board: str, submodules: bool = True) -> Path:
+def scratch_micropython(tmp: Path, board: str, submodules: bool = True, minor: int = 25) -> Path:
     """A scratch MicroPython tree: the real 1.25.0 ports/esp32/Makefile and py/verbose.mk,
     the board's directory, the two submodules (placeholders), and a stand-in makeimg.py."""
     real = MICROPY_DIR / "ports" / "esp32" / "Makefile"
@@ -139,6 +139,9 @@ def scratch_micropython(tmp: Path, board: str, submodules: bool = True) -> Path:
     shutil.copy(real, port / "Makefile")
     (tree / "py").mkdir()
     shutil.copy(MICROPY_DIR / "py" / "verbose.mk", tree / "py" / "verbose.mk")
+    (tree / "py" / "mpconfig.h").write_text(
+        f"#define MICROPY_VERSION_MAJOR 1\n#define MICROPY_VERSION_MINOR {minor}\n"
+    )
     if submodules:
         for sub in ("lib/berkeley-db-1.xx", "lib/micropython-lib"):
             (tree / sub).mkdir(parents=True)
@@ -245,3 +248,17 @@ def test_dry_run_prints_the_command(tmp_path: Path) -> None:
     assert "ESP-IDF v5.4.0" in p.stdout
     assert f"USER_C_MODULES={ROOT}/modules/failstop/micropython.cmake" in p.stdout
     assert not (tmp_path / "idf.log").exists()
+
+
+def test_micropython_1_26_takes_idf_5_4_2(tmp_path: Path) -> None:
+    """MicroPython 1.26 calls IDF 5.4.2's renamed panic function: with a 1.26 tree the gate
+    moves to 5.4.2; with 1.25 (the default) 5.4.2 is refused."""
+    fake_idf(tmp_path / "bin", "5.4.2", tmp_path / "idf.log", nm_symbols=list(HOOKS))
+    env = clean_env(tmp_path, tmp_path / "bin")
+    tree = scratch_micropython(tmp_path, "ESP32_GENERIC", minor=26)
+    p = run_build("ESP32_GENERIC", tmp_path / "out", env, tree)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (tmp_path / "idf.log").exists()
+    old = scratch_micropython(tmp_path / "old", "ESP32_GENERIC", minor=25)
+    p = run_build("ESP32_GENERIC", tmp_path / "out2", env, old)
+    assert p.returncode == 2 and "ESP-IDF v5.4.2 is not supported" in p.stdout

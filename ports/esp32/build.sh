@@ -19,9 +19,18 @@ MICROPY_DIR=${MICROPY_DIR:-}
 # The supported ESP-IDF versions: MicroPython 1.25's esp32 port supports IDF 5.2-5.4, and its
 # ports/esp32/panichandler.c calls esp_panic_handler_reconfigure_wdts, which IDF v5.4.2
 # renamed (esp_panic_handler_feed_wdts): 1.25 does not link with IDF 5.4.2 or later.
+# MicroPython 1.26 calls the new name from IDF 5.4.2 on (and recommends 5.4.2).
 IDF_MIN=5.2.0
 IDF_MAX=5.4.1
 SUPPORTED="ESP-IDF v5.2.x, v5.3.x, v5.4 or v5.4.1"
+if [ -n "$MICROPY_DIR" ] && [ -f "$MICROPY_DIR/py/mpconfig.h" ]; then
+    mp_minor=$(sed -n 's/^#define MICROPY_VERSION_MINOR (*\([0-9][0-9]*\))*$/\1/p' "$MICROPY_DIR/py/mpconfig.h")
+    mp_major=$(sed -n 's/^#define MICROPY_VERSION_MAJOR (*\([0-9][0-9]*\))*$/\1/p' "$MICROPY_DIR/py/mpconfig.h")
+    if [ "${mp_major:-1}" -gt 1 ] || [ "${mp_minor:-25}" -ge 26 ]; then
+        IDF_MAX=5.4.2
+        SUPPORTED="ESP-IDF v5.2.x, v5.3.x, v5.4, v5.4.1 or v5.4.2 (MicroPython ${mp_major}.${mp_minor})"
+    fi
+fi
 
 say() { echo "[firmware] $*"; }
 
@@ -35,7 +44,8 @@ no_idf() {
   The ESP32 boards are MicroPython's esp32 port, which only ESP-IDF (Espressif's SDK, with its
   Xtensa and RISC-V toolchains) can build; it is not in the package registries this project
   installs from, so \`make deps\` cannot install it.
-  Supported: $SUPPORTED (MicroPython 1.25 does not link with IDF 5.4.2+).
+  Supported: $SUPPORTED.
+  (MicroPython 1.25 does not link with IDF 5.4.2 or later; 1.26 does.)
   Install it as Espressif's "ESP-IDF Get Started" guide says, for example:
       git clone -b v5.4.1 --recursive <esp-idf repository> ~/esp/esp-idf
       ~/esp/esp-idf/install.sh esp32,esp32s3,esp32c3
@@ -74,7 +84,7 @@ if ! { version_le "$IDF_MIN" "$idf_version" && version_le "$idf_version" "$IDF_M
         cat <<EOF
 [firmware] $BOARD: ESP-IDF v$idf_version is not supported.
   Supported: $SUPPORTED. MicroPython 1.25's esp32 port does not link with IDF 5.4.2 or later
-  (esp_panic_handler_reconfigure_wdts was renamed) and needs 5.2 at least.
+  (esp_panic_handler_reconfigure_wdts was renamed; 1.26 takes up to 5.4.2); 5.2 at least.
   Check out a supported IDF (git checkout v5.4.1 && git submodule update --init --recursive;
   ./install.sh; . ./export.sh), or FAILSTOP_IDF_ANY=1 to try anyway.
 EOF
