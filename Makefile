@@ -58,7 +58,15 @@ RP2_CMAKE = GIT_CEILING_DIRECTORIES=$(RP2_BUILD) cmake -S $(RP2_TREE)/ports/rp2 
 	-DMICROPY_FROZEN_MANIFEST=$(ROOT)/boards/RPI_PICO/manifest.py \
 	-DMICROPY_LIB_DIR=$(BUILD)/no-micropython-lib
 
-.PHONY: deps-rp2 deps-board firmware-RPI_PICO firmware-RPI_PICO-stock flash
+# ESP32 boards: MicroPython's esp32 port, built by ports/esp32/build.sh with the user's
+# ESP-IDF (5.2-5.4.1; not installable from the package registries, so make deps does not).
+# Without ESP-IDF the build stops at once and says what to install.
+ESP32_BOARDS := ESP32_GENERIC ESP32_GENERIC_S3 ESP32_GENERIC_C3
+ESP32_CHIP_ESP32_GENERIC := esp32
+ESP32_CHIP_ESP32_GENERIC_S3 := esp32s3
+ESP32_CHIP_ESP32_GENERIC_C3 := esp32c3
+
+.PHONY: deps-rp2 deps-board firmware-RPI_PICO firmware-RPI_PICO-stock flash $(addprefix firmware-,$(ESP32_BOARDS))
 .PHONY: demo-unix demo-pico all deps firmware firmware-unix firmware-unix-stock firmware-MPS2_AN385 test test-host lint demo bench clean help
 
 all: firmware
@@ -74,6 +82,8 @@ help:
 	@echo "make firmware BOARD=MPS2_AN385   the Cortex-M3 firmware for QEMU"
 	@echo "make firmware BOARD=RPI_PICO     the RP2040 firmware (UF2) for a Raspberry Pi Pico"
 	@echo "make flash BOARD=RPI_PICO        copy it to a Pico in its bootloader (RPI-RP2 drive)"
+	@echo "make firmware BOARD=ESP32_GENERIC  ESP32 firmware.bin (also _S3, _C3; needs ESP-IDF 5.2-5.4.1)"
+	@echo "make flash BOARD=ESP32_GENERIC PORT=/dev/ttyUSB0   write it through esptool"
 	@echo "make bench                fault-path cost, hot-path cost, sizes (figures in docs/)"
 
 # Everything `make test` needs, rp2 included (deps-rp2: the same, its old name).
@@ -90,7 +100,8 @@ $(error RPI_PICO builds with MicroPython $(MP_DEFAULT) only (pico-sdk 2.1.1 is p
 endif
 endif
 
-firmware: deps-board
+# ESP32 boards need only the user's ESP-IDF (checked by ports/esp32/build.sh).
+firmware: $(if $(filter $(ESP32_BOARDS),$(BOARD)),,deps-board)
 	@$(MAKE) --no-print-directory firmware-$(BOARD)
 
 firmware-unix:
@@ -172,6 +183,11 @@ firmware-RPI_PICO-stock: $(RP2_TREE)/.failstop-tree
 		|| { tail -n 40 $(RP2_BUILD)/stock.log; exit 1; }
 	@arm-none-eabi-size $(RP2_BUILD)/stock/firmware.elf | tail -n 1
 
+# ESP32, ESP32-S3, ESP32-C3 -> build/<BOARD>/firmware.bin and firmware.elf.
+$(addprefix firmware-,$(ESP32_BOARDS)):
+	@ROOT=$(ROOT) MICROPY_DIR=$(MICROPY_DIR) bash $(ROOT)/ports/esp32/build.sh \
+		$(patsubst firmware-%,%,$@) $(BUILD)/$(patsubst firmware-%,%,$@)
+
 $(BUILD):
 	@mkdir -p $(BUILD)
 
@@ -203,11 +219,20 @@ lint:
 # Flash a Raspberry Pi Pico: the UF2 onto its RPI-RP2 drive (found among the mounted file
 # systems, or DRIVE=dir). BOOTLOADER=1 first restarts a board running MicroPython into its
 # bootloader (mpremote bootloader; PORT=/dev/ttyACM0 to choose the board).
+# ESP32 boards: build, then failstop flash writes firmware.bin through esptool at the chip's
+# offset (PORT=/dev/ttyUSB0, BAUD= to change esptool's 460800).
 flash:
-	@[ "$(BOARD)" = RPI_PICO ] || { echo "make flash: BOARD=RPI_PICO (the MPS2_AN385 board runs in QEMU: make demo)"; exit 2; }
+ifneq ($(filter $(ESP32_BOARDS),$(BOARD)),)
+	@[ -n "$(PORT)" ] || { echo "make flash BOARD=$(BOARD): give the board's serial port, PORT=/dev/ttyUSB0"; exit 2; }
+	@$(MAKE) --no-print-directory firmware BOARD=$(BOARD)
+	@$(PY) -m failstop_host flash $(BUILD)/$(BOARD)/firmware.bin --port "$(PORT)" \
+		--chip $(ESP32_CHIP_$(BOARD)) $(if $(BAUD),--baud $(BAUD))
+else
+	@[ "$(BOARD)" = RPI_PICO ] || { echo "make flash: BOARD=RPI_PICO or $(ESP32_BOARDS) (the MPS2_AN385 board runs in QEMU: make demo)"; exit 2; }
 	@$(MAKE) --no-print-directory firmware BOARD=RPI_PICO
 	@$(PY) -m failstop_host flash $(RP2_FW) $(if $(DRIVE),--drive "$(DRIVE)") \
 		$(if $(filter 1,$(BOOTLOADER)),--bootloader) $(if $(PORT),--port "$(PORT)")
+endif
 
 # The main job on the default emulated board (QEMU MPS2_AN385), through mpremote.
 demo: deps-board

@@ -167,11 +167,26 @@ def cmd_emulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_flash(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from .flash import FlashError, flash
+    import os
 
+    from .flash import FlashError, flash, flash_esp, is_esp_image
+
+    firmware = Path(args.firmware)
     try:
+        if args.chip or is_esp_image(firmware):
+            # ESP32/S3/C3: a MicroPython firmware.bin, written through esptool.
+            port = args.port or os.environ.get("FAILSTOP_PORT")
+            if not port:
+                raise FlashError(
+                    "an ESP32 board is flashed over its serial port: give --port PORT "
+                    "(or set FAILSTOP_PORT), e.g. --port /dev/ttyUSB0"
+                )
+            if args.drive or args.bootloader:
+                raise FlashError("--drive and --bootloader are for a Pico's UF2, not an ESP32")
+            flash_esp(firmware, port, args.chip, args.baud, out, err)
+            return EXIT_OK
         flash(
-            Path(args.firmware),
+            firmware,
             Path(args.drive) if args.drive else None,
             args.bootloader,
             args.port,
@@ -258,15 +273,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(func=cmd_emulate)
 
-    f = sub.add_parser("flash", help="copy a UF2 firmware to a Raspberry Pi Pico (RPI-RP2 drive)")
-    f.add_argument("firmware", metavar="FIRMWARE", help="firmware.uf2 (RPI_PICO build)")
+    f = sub.add_parser(
+        "flash",
+        help="put a firmware on a board: a UF2 onto a Pico's RPI-RP2 drive, or an ESP32/S3/C3 "
+        "firmware.bin through esptool",
+    )
+    f.add_argument(
+        "firmware",
+        metavar="FIRMWARE",
+        help="firmware.uf2 (RPI_PICO build) or firmware.bin (ESP32_GENERIC, _S3, _C3 build)",
+    )
     f.add_argument("--drive", metavar="DIR", help="the mounted RPI-RP2 drive (default: find it)")
     f.add_argument(
         "--bootloader",
         action="store_true",
         help="no drive yet: restart a running MicroPython board into its bootloader first",
     )
-    f.add_argument("--port", "-p", help="the board's serial port for --bootloader")
+    f.add_argument(
+        "--port",
+        "-p",
+        help="the board's serial port: for --bootloader, and for an ESP32 (default: "
+        "$FAILSTOP_PORT); esptool also takes socket://HOST:PORT and rfc2217:// URLs",
+    )
+    f.add_argument(
+        "--chip",
+        choices=("esp32", "esp32s3", "esp32c3"),
+        help="ESP32 target: the image must be built for it (default: from the image header); "
+        "written at 0x1000 (esp32) or 0x0 (esp32s3, esp32c3)",
+    )
+    f.add_argument(
+        "--baud",
+        type=int,
+        default=460800,
+        help="ESP32: esptool's baud rate (default %(default)s)",
+    )
     f.add_argument(
         "--wait",
         type=_positive,
