@@ -55,7 +55,13 @@ def footprint(elf: Path) -> dict[str, int]:
 def objects() -> tuple[list[tuple[str, int, int]], int]:
     """(object, code, static RAM) of the module's objects, and the retained region's size."""
     rows, retained = [], 0
-    names = ("failstop_core.o", "failstop_hooks.o", "modfailstop.o", "failstop_hal.o")
+    names = (
+        "failstop_core.o",
+        "failstop_frames.o",
+        "failstop_hooks.o",
+        "modfailstop.o",
+        "failstop_hal.o",
+    )
     found = [o for o in (BUILD / "MPS2_AN385-module").rglob("*.o") if o.name in names]
     for o in sorted(found, key=lambda o: names.index(o.name)):
         s = sections(o)

@@ -42,7 +42,13 @@ def heap(elf: Path) -> int:
 def objects() -> list[tuple[str, int, int]]:
     """(object, code + read-only data, static RAM) of the module's objects."""
     rows = []
-    names = ("failstop_core.c.o", "failstop_hooks.c.o", "modfailstop.c.o", "failstop_hal.c.o")
+    names = (
+        "failstop_core.c.o",
+        "failstop_frames.c.o",
+        "failstop_hooks.c.o",
+        "modfailstop.c.o",
+        "failstop_hal.c.o",
+    )
     found = [o for o in (BUILD / "cmake").rglob("*.o") if o.name in names]
     for o in sorted(found, key=lambda o: names.index(o.name)):
         out = subprocess.run(

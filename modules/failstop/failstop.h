@@ -189,8 +189,8 @@ uint32_t failstop_crc32(const void *data, size_t len);
 void failstop_print_banner(void);
 // Nonzero while panic() converts its reason: the OOM/stack hooks then raise as stock.
 extern volatile uint8_t failstop_converting;
-// Nesting depth of `with failstop.recoverable(kind)` per kind (OOM, STACK): stock behaviour.
-extern uint8_t failstop_recoverable[FAILSTOP_KIND_MAX + 1];
+// Nesting depth of `with failstop.recoverable(kind)` for OOM and STACK ([kind - OOM]).
+extern uint8_t failstop_recoverable[2];
 // True while failstop.keeper() runs its callback: records get FAILSTOP_FLAG_IN_KEEPER.
 extern bool failstop_keeper_active;
 // Test hook (_inject('DOUBLE', addr)): the next fault path stores to addr mid-record.

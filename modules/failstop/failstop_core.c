@@ -13,7 +13,8 @@ static failstop_record_t *fs_fault_rec; // record of the fault being handled
 static volatile uint32_t fs_owner; // context that holds the fault path (0: free)
 static bool fs_raise_recorded; // one RAISE record per boot
 volatile uint8_t failstop_converting;
-uint8_t failstop_recoverable[FAILSTOP_KIND_MAX + 1];
+uint8_t failstop_recoverable[2];
+_Static_assert(FAILSTOP_KIND_STACK == FAILSTOP_KIND_OOM + 1, "failstop_recoverable is indexed kind - OOM");
 bool failstop_keeper_active;
 uintptr_t failstop_inject_addr;
 bool failstop_main_active;
@@ -353,7 +354,7 @@ static void fs_claim(void) {
 uint8_t failstop_record(const failstop_fault_t *f) {
     uint8_t kind = f->kind;
     if ((kind == FAILSTOP_KIND_OOM || kind == FAILSTOP_KIND_STACK)
-        && (failstop_converting || failstop_recoverable[kind])) {
+        && (failstop_converting || failstop_recoverable[kind - FAILSTOP_KIND_OOM])) {
         return 0; // panic() converting its reason, or a recoverable() block: stock behaviour
     }
     if (fs_region == NULL) {

@@ -362,7 +362,7 @@ typedef struct _fs_recoverable_obj_t {
 } fs_recoverable_obj_t;
 
 static mp_obj_t failstop_recoverable_enter(mp_obj_t self_in) {
-    uint8_t *d = &failstop_recoverable[((fs_recoverable_obj_t *)MP_OBJ_TO_PTR(self_in))->kind];
+    uint8_t *d = &failstop_recoverable[((fs_recoverable_obj_t *)MP_OBJ_TO_PTR(self_in))->kind - FAILSTOP_KIND_OOM];
     if (*d == 255) {
         mp_raise_ValueError(MP_ERROR_TEXT("recoverable() nested too deep"));
     }
@@ -373,7 +373,7 @@ static MP_DEFINE_CONST_FUN_OBJ_1(failstop_recoverable_enter_obj, failstop_recove
 
 static mp_obj_t failstop_recoverable_exit(size_t n_args, const mp_obj_t *args) {
     (void)n_args;
-    uint8_t *d = &failstop_recoverable[((fs_recoverable_obj_t *)MP_OBJ_TO_PTR(args[0]))->kind];
+    uint8_t *d = &failstop_recoverable[((fs_recoverable_obj_t *)MP_OBJ_TO_PTR(args[0]))->kind - FAILSTOP_KIND_OOM];
     if (*d > 0) {
         --*d;
     }
