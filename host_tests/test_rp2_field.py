@@ -330,3 +330,20 @@ def test_halt_stops_the_fault_path_watchdog_budget(tmp_path: Path) -> None:
         assert b.resets == 0 and b.running, b.boot_reasons()
         (rec,) = records(b)
         assert (rec.kind, rec.action) == ("OOM", "HALT")
+
+
+def test_unhandled_traceback_runs_no_dupterm_stream(tmp_path: Path) -> None:
+    """Issue 11 item 4 on the Pico: an UNHANDLED traceback was printed through
+    MicroPython's stdout, which feeds os.dupterm streams: a Python write() ran in the fault
+    path. Now the traceback comes from the record over the raw console."""
+    pico = pico_board(tmp_path)
+    board = EmulatedBackend("rp2", pico)
+    try:
+        res = board.run("dupterm_tap.py", max_boots=3)
+        assert res.end == "exit" and res.boots == 2, res.output
+        assert scratch(pico, SCRATCH2) != ZALGO, "a dupterm stream ran in the fault path"
+        line = fault_line("dupterm_tap.py")
+        assert res.last() == [("UNHANDLED", "KeyError", "valve", ("main.py", line, "lookup"))]
+        assert "KeyError: valve" in res.output  # the traceback still shown
+    finally:
+        board.close()
