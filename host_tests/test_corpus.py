@@ -319,6 +319,16 @@ def test_fault_on_another_thread_or_core(board: Board) -> None:
     ]
 
 
+def test_exception_escaping_a_thread_is_not_unhandled(board: Board) -> None:
+    res = board.run("thread_exception.py")
+    assert res.end == "exit" and res.boots == 1, res.output
+    if "no _thread" not in res.output:
+        assert "main still running 0" in res.output, res.output
+        if board.name != "sim":  # CPython prints a thread's exception its own way
+            assert "ValueError" in res.output, res.output
+    assert not res.region.records
+
+
 def test_simultaneous_faults_on_several_threads_or_cores(board: Board) -> None:
     res = board.run("threads_race.py")
     assert res.end == "exit", res.output

@@ -51,6 +51,7 @@ EXCLUDED = {
     "reset_loop.py": "a QEMU-board script: the unix port has no machine.reset()",
     "forever.py": "never ends, by design (test_field.py power-cycles it on the unix port)",
     "threads_race.py": "which racing thread wins (and what the losers print) is timing",
+    "thread_exception.py": "CPython prints an exception escaping a thread its own way",
 }
 # Scripts of the emulated Pico's own tests (test_rp2_field.py): two cores in lockstep,
 # the RUN pin, a stalled USB host, watchdog timing of the RP2040.
@@ -60,6 +61,7 @@ EXCLUDED.update(
         "both_cores_fault.py",
         "core0_fault.py",
         "core1_fault.py",
+        "dupterm_tap.py",
         "pin_forever.py",
         "usb_stalled_ctrlc.py",
         "watchdog_budget.py",

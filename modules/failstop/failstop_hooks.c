@@ -71,13 +71,18 @@ MP_NORETURN void __wrap_nlr_jump_fail(void *val) {
     __real_nlr_jump_fail(val);
 }
 
+static uint32_t fs_main_context; // the core/thread that runs the main program (mp_init's)
+
 // The top level reports an exception that escaped the program: an UNHANDLED fault
 // when it escaped the main program (no bytecode frame active; sys.print_exception
 // always runs inside one). SystemExit never gets here; KeyboardInterrupt is the
 // user stopping the program, not a fault.
 void __real_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc);
 void __wrap_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc) {
-    if (failstop_vm_top == NULL && failstop_main_active && mp_obj_is_exception_instance(exc)
+    // An exception escaping a thread (its entry prints it) is the thread's end, printed
+    // as stock; only the main program's is UNHANDLED.
+    if (failstop_vm_top == NULL && failstop_main_active && failstop_hal_context() == fs_main_context
+        && mp_obj_is_exception_instance(exc)
         && !mp_obj_exception_match(exc, MP_OBJ_FROM_PTR(&mp_type_KeyboardInterrupt))) {
         char num[24];
         failstop_fault_t f = { .kind = FAILSTOP_KIND_UNHANDLED, .exc = exc };
@@ -98,6 +103,7 @@ void __wrap_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc) {
 void __real_mp_init(void);
 void __wrap_mp_init(void) {
     static bool booted;
+    fs_main_context = failstop_hal_context();
     __real_mp_init();
     if (!booted) {
         booted = true;

@@ -17,6 +17,8 @@ import gc
 import json
 import os
 import sys
+import threading
+import time
 import tracemalloc
 from pathlib import Path
 from types import CodeType, FrameType, TracebackType
@@ -89,6 +91,8 @@ class Runtime:
         # Policy and fault state (RAM: lost at every reset).
         self.policies: dict[int, int] = {}
         self.in_fault = 0
+        self.fault_owner = 0  # the thread that holds the fault path (failstop_hal_claim)
+        self.claim_lock = threading.Lock()
         self.fault_slot: Optional[int] = None
         self.converting = False
         self.recoverable: dict[int, int] = {K_OOM: 0, K_STACK: 0}  # with-block depth
@@ -230,9 +234,8 @@ class Runtime:
         fault while another is handled is a double fault."""
         if self.stock(kind):
             return 0
-        if self.in_fault:
-            self.double_fault()
         action = self.policy(kind)
+        self.claim(0 if action == A_RAISE else kind)
         if action == A_RAISE:
             slot = None if self.raise_recorded else self.retained.pick_slot(action)
             if slot is None:
@@ -271,6 +274,23 @@ class Runtime:
         if action == A_RAISE:
             self.fault_slot = None
         return action
+
+    def claim(self, kind: int) -> None:
+        """fs_claim: the owner's second fault is a double fault; another thread's fault
+        waits for the owner's reset (as another core does, interrupts off). A fail-stop
+        fault (kind != 0) keeps the fault path; a RAISE record only checks it."""
+        me = threading.get_ident()
+        with self.claim_lock:
+            owner = self.fault_owner if self.in_fault else 0
+            if owner == 0:
+                if kind:
+                    self.fault_owner = me
+                    self.in_fault = kind
+                return
+        if owner == me:
+            self.double_fault()
+        while True:  # parked until the owner's reset ends the process
+            time.sleep(1)
 
     def fault(self, kind: int, **kw: Any) -> int:
         """failstop_fault: record, then stop the board unless the action is RAISE (or
