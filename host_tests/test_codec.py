@@ -135,13 +135,15 @@ def test_header_layout_matches_document() -> None:
         state=1,
     )
     assert len(raw) == 64
-    assert raw[0:4] == b"FSRH" and raw[4] == 1 and raw[5] == 3
+    assert raw[0:4] == b"FSRH" and raw[4] == 2 and raw[5] == 3
     assert struct.unpack_from("<HIII", raw, 6) == (320, 4, 9, 8)
     assert tuple(raw[20:24]) == (2, 3, 2, 3)
     assert struct.unpack_from("<II", raw, 24) == (60000, 1500)
-    assert raw[32:48] == b"here" + bytes(12)
-    assert raw[48] == 1 and raw[49:60] == bytes(11)
-    assert struct.unpack_from("<I", raw, 60)[0] == binascii.crc32(raw[:60])
+    assert raw[32] == 1 and raw[33:40] == bytes(7)
+    assert struct.unpack_from("<I", raw, 40)[0] == binascii.crc32(raw[:40])
+    # The mark block: 16 bytes and their own CRC.
+    assert raw[44:60] == b"here" + bytes(12)
+    assert struct.unpack_from("<I", raw, 60)[0] == binascii.crc32(raw[44:60])
     header = decode_header(raw)
     assert isinstance(header, codec.Header)
     assert header.safe_mode and header.pending_cause == "fault" and header.boot_cause == "watchdog"
@@ -359,9 +361,29 @@ def test_wrapped_ring_is_ordered_by_seq() -> None:
     assert dec.invalid == ()
 
 
+def test_torn_mark_block_loses_only_the_mark() -> None:
+    good = encode_region([oom(1)], mark="valve")
+    for damage in (44, 50, 59, 61):
+        region = bytearray(good)
+        region[damage] ^= 0x5A
+        dec = decode_region(bytes(region))
+        assert dec.header is not None and dec.header.mark == ""
+        assert [r.seq for r in dec.records] == [1]
+
+
+def test_version_1_header_still_decodes() -> None:
+    body = struct.pack(
+        "<4sBBHIIIBBBBII16sB11s", b"FSRH", 1, 3, 320, 5, 6, 4, 0, 1, 0, 3, 60000, 0, b"old", 0, b""
+    )
+    raw = body + struct.pack("<I", binascii.crc32(body))
+    header = decode_header(raw)
+    assert isinstance(header, codec.Header)
+    assert (header.version, header.boot_count, header.next_seq, header.mark) == (1, 5, 6, "old")
+
+
 def test_bad_header_but_good_slots() -> None:
     good = encode_region([oom(1), oom(2), oom(3)])
-    for damage in (0, 4, 5, 6, 20, 59, 61):
+    for damage in (0, 4, 5, 6, 20, 39, 41):
         region = bytearray(good)
         region[damage] ^= 0x5A
         dec = decode_region(bytes(region))

@@ -105,7 +105,10 @@ class Mock:
         """Read the mock's flash back with esptool (ROM mode: READ_FLASH_SLOW; the mock's
         stub read answers only after a stub write in the same session, so ROM first)."""
         out = tmp / f"readback-{self.chip}-{offset:x}.bin"
-        for stub in (["--no-stub"], []):
+        # Three rounds: on a loaded machine the mock can answer late after an aborted
+        # session (esptool then reports "No more data to read" and exits nonzero).
+        for stub in (["--no-stub"], [], ["--no-stub"], [], ["--no-stub"], []):
+            time.sleep(0.2)
             out.unlink(missing_ok=True)
             cmd = [*ESPTOOL, "--chip", self.chip, "--port", self.url, *stub]
             cmd += ["--before", "no-reset", "--after", "no-reset"]

@@ -34,6 +34,7 @@
 #include "py/builtin.h"
 #include "shared/runtime/pyexec.h"
 #include "failstop.h"
+#include "failstop_frames.h"
 
 #include "sdkconfig.h"
 #include "soc/soc_caps.h"                  // SOC_CPU_CORES_NUM, SOC_TIMER_GROUPS
