@@ -117,6 +117,94 @@ def test_watch_sees_fault_reboot_and_reads_the_record(board: ConsoleBoard) -> No
     assert (rec["kind"], rec["message"], rec["reset_cause"]) == ("PANIC", "valve stuck", "power_on")
 
 
+def running(board: ConsoleBoard, script: str, until: bytes) -> None:
+    """Install `script` as main.py, power-cycle, wait until its output shows `until`."""
+    p = mpremote(board.port, "fs", "cp", str(SCRIPTS / script), ":main.py")
+    assert p.returncode == 0, p.stdout + p.stderr
+    board.power_cycle()
+    assert board.wait_for(re.escape(until), timeout=30), board.output()
+
+
+def test_log_does_not_disturb_a_running_program(board: ConsoleBoard) -> None:
+    """A program that armed a 1.5 s watchdog and runs forever: `failstop log` stops it
+    with Ctrl-C (no record), feeds the watchdog while it reads, and restarts it."""
+    running(board, "watchdog_ticking.py", b"tick 3\r\n")
+    resets = board.resets
+    p = failstop("log", "-p", board.port, "--all")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "no fault records" in p.stderr
+    assert "interrupted and restarted (soft reset)" in p.stderr
+    after = len(board.output())
+    assert board.wait_for(rb"tick 8\r\n", timeout=30, start=after), board.output(after)
+    assert board.resets == resets  # the watchdog never bit
+    assert codec.decode_region(board.retained()).records == ()  # nothing recorded
+    again = failstop("log", "-p", board.port, "--json")  # and once more, the same
+    assert again.returncode == 1 and again.stdout == "", again.stderr
+    assert codec.decode_region(board.retained()).records == ()
+
+
+def test_log_stay_leaves_the_board_at_its_repl(board: ConsoleBoard) -> None:
+    running(board, "forever.py", b"RUNNING")
+    p = failstop("log", "-p", board.port, "--stay")
+    assert p.returncode == 0, p.stderr  # forever.py panics once after power-on
+    assert "early fault" in p.stdout
+    assert "stopped; the board waits at its REPL" in p.stderr
+    start = len(board.output())
+    board.write(b"print(6 * 7)\r")
+    assert board.wait_for(rb"42\r\n>>> ", timeout=10, start=start), board.output(start)
+
+
+def json_events(w: subprocess.Popen[str], until: str, timeout: float) -> list[dict[str, object]]:
+    """The JSON events `w` prints until one is `until` (or `timeout` passes), then a second
+    more (anything it should not have printed)."""
+    assert w.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = w.stdout
+    threading.Thread(target=lambda: [lines.put(ln) for ln in stdout], daemon=True).start()
+    events: list[dict[str, object]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            events.append(json.loads(lines.get(timeout=0.2)))
+        except queue.Empty:
+            if any(e["event"] == until for e in events):
+                deadline = min(deadline, time.monotonic() + 1.0)
+    return events
+
+
+def test_watch_read_leaves_the_program_running(board: ConsoleBoard) -> None:
+    """forever.py panics once after power-on, then runs: watch --read shows the fault, the
+    reboot and the record once; the program goes on (restarted by a soft reset)."""
+    p = mpremote(board.port, "fs", "cp", str(SCRIPTS / "forever.py"), ":main.py")
+    assert p.returncode == 0, p.stdout + p.stderr
+    w = subprocess.Popen(
+        [*FAILSTOP, "watch", board.port, "--json", "--read", "--timeout", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)  # let it open the port
+        board.power_cycle()
+        events = json_events(w, "record", timeout=40)
+        start = len(board.output())
+        time.sleep(3)  # what the board does after the read
+    finally:
+        w.send_signal(signal.SIGINT)
+        try:
+            w.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            w.kill()
+    kinds = [e["event"] for e in events]
+    assert kinds[:3] == ["fault", "reboot", "record"], events
+    assert kinds.count("record") == 1, events
+    assert events[2]["message"] == "early fault"
+    out = board.output()
+    assert out.rfind(b"soft reboot") < out.rfind(b"RUNNING"), out[-400:]
+    assert b"failstop:" not in board.output(start)  # no fault since
+    assert len(codec.decode_region(board.retained()).records) == 1
+
+
 def test_log_gives_up_in_bounded_time_when_the_board_stops(board: ConsoleBoard) -> None:
     board.pause()  # the CPU stops: the UART is open but nothing answers
     t0 = time.monotonic()

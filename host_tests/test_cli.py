@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
+import serial
 
 from failstop_host.cli import main
 from failstop_host.codec import decode_region, encode_header, encode_region, encode_slot
@@ -308,6 +309,44 @@ def test_parse_fault_boot_and_other_lines() -> None:
         assert parse_line(other) is None, other
 
 
+def test_parse_fault_line_after_output_without_line_end() -> None:
+    # print("tick", end="") then the fault: the fault line shares the program's line.
+    ev = parse_line("tick 5 ...failstop: OOM -> REBOOT\r")
+    assert ev is not None and (ev.event, ev.kind, ev.action) == ("fault", "OOM", "REBOOT")
+    ev = parse_line(">>> \r\nfailstop: double fault -> REBOOT")
+    assert ev is not None and ev.to_json() == {
+        "event": "double_fault",
+        "action": "REBOOT",
+        "line": ">>> \r\nfailstop: double fault -> REBOOT",
+    }
+    assert "double fault" in ev.describe()
+
+
+def test_parse_safe_mode_and_a_tight_boot_banner() -> None:
+    line = (
+        "failstop: safe mode (4 fail-stop reboots within the crash-loop window); "
+        "main program not run"
+    )
+    ev = parse_line(line)
+    assert ev is not None and ev.to_json() == {"event": "safe_mode", "count": 4, "line": line}
+    assert "safe mode after 4" in ev.describe()
+    for banner in [
+        "MicroPython v1.25.0 on 2026-12-03; mps2-an385 with Cortex-M3",
+        "MicroPython v1.25.0 on 2026-12-02; Raspberry Pi Pico with RP2040",
+        "MicroPython v1.26.1 on 2025-09-11; linux [GCC 12.2.0] version",
+        "MicroPython v1.26.0-preview.123.gabcdef on 2025-06-01; ESP32 module with ESP32",
+    ]:
+        ev = parse_line(banner)
+        assert ev is not None and ev.event == "boot", banner
+    for not_a_boot in [
+        "MicroPython rocks",
+        "MicroPython v1.25.0",
+        "MicroPython version check: v1.25.0 on 2026-12-03; x",
+        "MicroPython v1.25 on 2026-12-03; board",
+    ]:
+        assert parse_line(not_a_boot) is None, not_a_boot
+
+
 def test_event_describe_escapes() -> None:
     ev = parse_line("failstop: reboot after PANIC (seq 1, boot 1): \x1b[2J\x9b")
     assert ev is not None
@@ -321,6 +360,18 @@ def test_line_splitter() -> None:
     assert s.feed(b"c\r\nde\nf") == ["abc", "de"]
     assert s.feed(b"\xc3") == [] and s.feed(b"\xa9\n") == ["f\u00e9"]
     assert s.feed(b"x" * 12) == ["x" * 12]
+
+
+def test_line_splitter_never_cuts_a_character() -> None:
+    s = LineSplitter(limit=10)
+    assert s.feed(b"caf\xc3") == [] and s.pending() == "caf"  # the rest is still coming
+    assert s.feed(b"\xa9") == [] and s.pending() == "caf\u00e9"
+    assert s.feed(b"\n") == ["caf\u00e9"]
+    assert s.feed(b"\xe2\x82") == [] and s.pending() == ""
+    assert s.feed(b"\xac\n") == ["\u20ac"]
+    # A runaway line is cut between characters, not inside one.
+    assert s.feed(b"abcdefghij\xe2\x82") == ["abcdefghij"]
+    assert s.feed(b"\xac\n") == ["\u20ac"]
 
 
 # --- pseudo-terminals ----------------------------------------------------------------------
@@ -571,6 +622,7 @@ class WatchRun:
         self.out, self.err = io.StringIO(), io.StringIO()
         self.result: list[int] = []
         self.ready = threading.Event()  # set once watch has opened the port
+        self.opens: list[float] = []  # when watch opened the port
         self.thread = threading.Thread(target=self._run, args=(pty.name, as_json, read))
         self.thread.daemon = True
         self.t0 = time.monotonic()
@@ -578,6 +630,7 @@ class WatchRun:
 
     def _open(self, port: str, baud: int) -> object:
         ser = open_serial(port, baud)
+        self.opens.append(time.monotonic())
         self.ready.set()
         return ser
 
@@ -654,6 +707,63 @@ def test_watch_json_events(pty: Pty) -> None:
     assert [e["event"] for e in events] == ["fault", "reboot", "boot"]
     assert events[1]["seq"] == 3 and events[1]["message"] == "oops \x1b[2J"
     assert events[1]["location"] == {"file": "purse.py", "line": 23, "function": "deposit"}
+
+
+def test_watch_shows_a_multibyte_character_split_across_reads(pty: Pty) -> None:
+    run_ = WatchRun(pty, as_json=False)
+    run_.wait_ready()
+    pty.send(b"temp 21\xc2")  # the prompt-like partial line is shown once it settles
+    time.sleep(0.8)
+    pty.send(b"\xb0C\r\nok\r\n")
+    time.sleep(0.5)
+    unplug(pty)
+    _, out, _, _ = run_.finish()
+    assert "temp 21\u00b0C\nok\n" in out, out
+    assert "\ufffd" not in out
+
+
+def test_watch_port_is_exclusive_with_dtr_rts_low(pty: Pty) -> None:
+    ser = open_serial(pty.name, 115200)
+    try:
+        assert ser.dtr is False and ser.rts is False  # set before opening
+        with pytest.raises(serial.SerialException):
+            open_serial(pty.name, 115200)  # a second monitor: busy
+        err = io.StringIO()
+        assert watch(pty.name, out=io.StringIO(), err=err) == 1
+        assert "cannot open" in err.getvalue()
+    finally:
+        ser.close()
+
+
+def test_watch_reads_each_record_once(pty: Pty) -> None:
+    region = three_records()
+    inner = board_with(region)
+    run_ = WatchRun(pty, as_json=True, read=True)
+
+    def serve(p: Pty) -> None:
+        run_.wait_ready()
+        p.send(b"failstop: reboot after STACK (seq 6, boot 5)\r\n")
+        inner(p)
+
+    pty.serve(serve)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and DUMP_SNIPPET not in inner.commands:
+        time.sleep(0.05)
+    while time.monotonic() < deadline and len(run_.opens) < 2:
+        time.sleep(0.05)  # watch has the port again
+    time.sleep(0.2)
+    pty.send(b"failstop: reboot after STACK (seq 6, boot 5)\r\n")  # the same record again
+    time.sleep(1.0)
+    unplug(pty)
+    _, out, err, _ = run_.finish()
+    events = [json.loads(ln) for ln in out.splitlines()]
+    assert [e["event"] for e in events] == ["reboot", "record", "reboot"], (
+        err,
+        out,
+        inner.commands,
+        pty.received,
+    )
+    assert inner.commands == [DUMP_SNIPPET]
 
 
 def test_watch_read_after_reboot(pty: Pty) -> None:

@@ -88,13 +88,24 @@ def cmd_decode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def cmd_log(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
-        with Board(args.port, args.timeout) as board:
+        with Board(args.port, args.timeout, resume=not args.stay) as board:
             region = board.read_region()
             status = _print_records(region, args, out, err)
             if args.clear:
                 board.clear()
                 err.write(f"failstop log: records cleared on {escape(board.port)}\n")
-            return status
+        if board.interrupted and board.resumed:
+            err.write(
+                "failstop log: the running program was interrupted and restarted (soft reset)\n"
+            )
+        elif board.interrupted and args.stay:
+            err.write(
+                "failstop log: the running program was stopped; the board waits at its REPL "
+                "(a watchdog it armed is no longer fed)\n"
+            )
+        elif board.interrupted:
+            err.write("failstop log: the running program was stopped and could not be restarted\n")
+        return status
     except DeviceError as exc:
         err.write(f"failstop log: {exc}\n")
         return EXIT_ERROR
@@ -214,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--json", action="store_true", help="one JSON object per record and line")
     lg.add_argument("--all", action="store_true", help="every record, oldest first")
     lg.add_argument("--clear", action="store_true", help="erase the records after a good read")
+    lg.add_argument(
+        "--stay",
+        action="store_true",
+        help="leave a program the read interrupted stopped, the board at its REPL "
+        "(default: restart it with a soft reset)",
+    )
     lg.add_argument(
         "--timeout",
         type=_positive,

@@ -32,8 +32,16 @@ DEFAULT_BAUD = 115200
 _READ_SLICE = 0.1
 _WRITE_TIMEOUT = 2.0
 
-DUMP_SNIPPET = "import failstop,binascii;print(binascii.hexlify(failstop.dump()).decode())"
-CLEAR_SNIPPET = "import failstop;failstop.clear()"
+# Each snippet first feeds the board's watchdog (harmless when none is armed): a program
+# the host interrupted to read it must not be reset by its own watchdog meanwhile.
+DUMP_SNIPPET = (
+    "import failstop,binascii;failstop.feed();print(binascii.hexlify(failstop.dump()).decode())"
+)
+CLEAR_SNIPPET = "import failstop;failstop.feed();failstop.clear()"
+FEED_SNIPPET = "import failstop;failstop.feed()"
+# How long the board may take to stop its program and show a prompt after Ctrl-C.
+_INTERRUPT_WAIT = 4.0
+_INTERRUPT_QUIET = 0.3
 
 
 class DeviceError(Exception):
@@ -127,15 +135,29 @@ class Board:
     ``port`` None picks the first USB serial device that can be opened. Every public call
     (connecting included) finishes within ``timeout`` seconds or raises DeviceError. Use as a
     context manager; the board's raw REPL is left and the port closed on exit.
+
+    Reading is non-destructive: a running program is stopped with Ctrl-C (a
+    KeyboardInterrupt, never a fault: no record), every command feeds the watchdog, and on
+    close a program that was running starts again with a soft reset (``resume``, the
+    default); ``resume=False`` leaves the board at its REPL. A board that was already idle
+    at its REPL is left there. ``interrupted`` says whether a program was stopped,
+    ``resumed`` whether it was started again.
     """
 
     def __init__(
-        self, port: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT, baud: int = DEFAULT_BAUD
+        self,
+        port: Optional[str] = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        baud: int = DEFAULT_BAUD,
+        resume: bool = True,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.timeout = timeout
         self.port = ""
+        self.resume = resume
+        self.interrupted = False
+        self.resumed = False
         self._transport: Any = None
         self._guard: Optional[_GuardedSerial] = None
         self._raw = False
@@ -195,6 +217,7 @@ class Board:
             # that off our stdout (it may be JSON) and put it into the error instead.
             with contextlib.redirect_stdout(chatter):
                 if not self._raw:
+                    self._interrupt()
                     self._transport.enter_raw_repl(soft_reset=False, timeout_overall=self.timeout)
                     self._raw = True
                 return bytes(self._transport.exec(code))
@@ -239,6 +262,33 @@ class Board:
                 f"{what}: {type(exc).__name__}: {_describe(str(exc))}"
             ) from None
 
+    def _interrupt(self) -> None:
+        """Ctrl-C until the board shows a prompt (a Ctrl-C that arrives while the board is
+        still booting, between its scripts, is lost, as on any board); a traceback ending in
+        KeyboardInterrupt means a program was running (it is resumed on close)."""
+        assert self._guard is not None
+        guard = self._guard
+        seen = b""
+        start = time.monotonic()
+        while time.monotonic() - start < _INTERRUPT_WAIT:
+            guard.write(b"\r\x03")
+            sent = last = time.monotonic()
+            while True:
+                now = time.monotonic()
+                if now - start > _INTERRUPT_WAIT:
+                    break
+                if now - last > _INTERRUPT_QUIET or now - sent > 1.0:
+                    break
+                n = guard.in_waiting
+                if n:
+                    seen = (seen + guard.read(n))[-4096:]
+                    last = time.monotonic()
+                else:
+                    time.sleep(0.02)
+            if not seen or seen.endswith((b">>> ", b">")):
+                break  # at a prompt; or no answer at all: mpremote's own steps will tell
+        self.interrupted = b"KeyboardInterrupt" in seen
+
     def dump(self) -> bytes:
         """The raw bytes of the board's retained region (``failstop.dump()``)."""
         out = self._run("read the fault region", DUMP_SNIPPET)
@@ -266,8 +316,13 @@ class Board:
         """Erase all records on the board (``failstop.clear()``)."""
         self._run("clear the fault records", CLEAR_SNIPPET)
 
+    def feed(self) -> None:
+        """Feed the board's watchdog (``failstop.feed()``)."""
+        self._run("feed the watchdog", FEED_SNIPPET)
+
     def close(self) -> None:
-        """Leave the raw REPL (best effort, bounded) and close the port."""
+        """Leave the raw REPL (best effort, bounded), start an interrupted program again
+        with a soft reset (``resume``), and close the port."""
         transport, self._transport = self._transport, None
         if transport is None:
             return
@@ -276,6 +331,13 @@ class Board:
             if self._raw and guard is not None:
                 guard.arm(1.0)
                 transport.exit_raw_repl()
+                if self.resume and self.interrupted:
+                    # Ctrl-D at the friendly REPL: a soft reset runs boot.py and main.py.
+                    guard.arm(3.0)
+                    transport.read_until(1, b">>> ", timeout=2)
+                    guard.write(b"\x04")
+                    data = transport.read_until(1, b"soft reboot", timeout=2)
+                    self.resumed = data.endswith(b"soft reboot")
         except (_Timeout, _PortLost):
             pass
         finally:
@@ -287,10 +349,14 @@ class Board:
 
 
 def read_region(
-    port: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT, clear: bool = False
+    port: Optional[str] = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    clear: bool = False,
+    resume: bool = True,
 ) -> Region:
-    """Read and decode a board's region; with ``clear``, erase it after a good read."""
-    with Board(port, timeout) as board:
+    """Read and decode a board's region; with ``clear``, erase it after a good read. A
+    running program is interrupted and, with ``resume``, started again (soft reset)."""
+    with Board(port, timeout, resume=resume) as board:
         region = board.read_region()
         if clear:
             board.clear()
