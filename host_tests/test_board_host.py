@@ -210,7 +210,7 @@ def test_log_gives_up_in_bounded_time_when_the_board_stops(board: ConsoleBoard) 
     t0 = time.monotonic()
     p = failstop("log", "-p", board.port, "--timeout", "2")
     took = time.monotonic() - t0
-    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.returncode == 3, p.stdout + p.stderr
     assert "failstop log:" in p.stderr and len(p.stderr.strip()) > 20
     assert took < 15, took
 
@@ -223,7 +223,7 @@ def test_log_gives_up_in_bounded_time_when_the_board_keeps_resetting(board: Cons
     log = failstop("log", "-p", board.port, "--timeout", "3")
     took = time.monotonic() - t0
     assert board.resets > 3  # it really was resetting meanwhile
-    assert log.returncode == 2, log.stdout + log.stderr
+    assert log.returncode == 3, log.stdout + log.stderr
     assert log.stderr.startswith("failstop log: ") and log.stdout == ""
     assert took < 20, took
 

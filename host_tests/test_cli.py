@@ -151,17 +151,17 @@ def test_decode_reports_invalid_slots(tmp_path: object) -> None:
         (b"00" * 100, "too short"),
     ],
 )
-def test_decode_garbage_exit_2(tmp_path: object, data: bytes, message: str) -> None:
+def test_decode_garbage_exit_3(tmp_path: object, data: bytes, message: str) -> None:
     code, out, err = run("decode", write(tmp_path, "junk", data))
-    assert code == 2 and out == ""
+    assert code == 3 and out == ""
     assert message in err and "Traceback" not in err
 
 
-def test_decode_unreadable_exit_2(tmp_path: object) -> None:
+def test_decode_unreadable_exit_3(tmp_path: object) -> None:
     code, _, err = run("decode", os.path.join(str(tmp_path), "missing.bin"))
-    assert code == 2 and "cannot read" in err and "No such file" in err
+    assert code == 3 and "cannot read" in err and "No such file" in err
     code, _, err = run("decode", str(tmp_path))
-    assert code == 2 and "cannot read" in err
+    assert code == 3 and "cannot read" in err
 
 
 def test_python_m_entry_point(tmp_path: object, region_file: str) -> None:
@@ -176,7 +176,7 @@ def test_python_m_entry_point(tmp_path: object, region_file: str) -> None:
     proc = subprocess.run(
         [PY, "-m", "failstop_host", "decode", junk], capture_output=True, text=True, timeout=60
     )
-    assert proc.returncode == 2 and "too short" in proc.stderr
+    assert proc.returncode == 3 and "too short" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -590,7 +590,7 @@ def test_log_clear_not_sent_after_bad_read(pty: Pty) -> None:
     board = FakeBoard(lambda code: (b"0011\r\n", b""))  # hex, but not a region
     pty.serve(board)
     code, out, err = run("log", "--port", pty.name, "--clear", "--timeout", "5")
-    assert code == 2 and out == ""
+    assert code == 3 and out == ""
     assert "bad region" in err and "too short" in err
     assert board.commands == [DUMP_SNIPPET]
 
@@ -603,7 +603,7 @@ def test_log_human_output_and_no_records(pty: Pty) -> None:
 
 def test_log_missing_port() -> None:
     code, out, err = run("log", "--port", "/dev/does-not-exist-failstop", "--timeout", "1")
-    assert code == 2 and out == ""
+    assert code == 3 and out == ""
     assert "no such serial port" in err and "Traceback" not in err
 
 
@@ -682,7 +682,7 @@ def test_watch_passes_through_and_exits_when_port_vanishes(pty: Pty) -> None:
     time.sleep(0.8)
     unplug(pty)
     code, out, err, elapsed = run_.finish()
-    assert code == 1 and elapsed < 10
+    assert code == 3 and elapsed < 10
     assert "lost" in err and "Traceback" not in err
     lines = out.splitlines()
     assert "hello from main.py" in lines
@@ -702,7 +702,7 @@ def test_watch_json_events(pty: Pty) -> None:
     time.sleep(0.5)
     unplug(pty)
     code, out, _, _ = run_.finish()
-    assert code == 1
+    assert code == 3
     events = [json.loads(ln) for ln in out.splitlines()]
     assert [e["event"] for e in events] == ["fault", "reboot", "boot"]
     assert events[1]["seq"] == 3 and events[1]["message"] == "oops \x1b[2J"
@@ -729,7 +729,7 @@ def test_watch_port_is_exclusive_with_dtr_rts_low(pty: Pty) -> None:
         with pytest.raises(serial.SerialException):
             open_serial(pty.name, 115200)  # a second monitor: busy
         err = io.StringIO()
-        assert watch(pty.name, out=io.StringIO(), err=err) == 1
+        assert watch(pty.name, out=io.StringIO(), err=err) == 3
         assert "cannot open" in err.getvalue()
     finally:
         ser.close()
@@ -787,7 +787,7 @@ def test_watch_read_after_reboot(pty: Pty) -> None:
     events = [json.loads(ln) for ln in out.splitlines()]
     assert [e["event"] for e in events] == ["reboot", "record"], err
     assert events[1]["seq"] == 6 and events[1]["kind"] == "STACK"
-    assert code == 1
+    assert code == 3
 
 
 def test_watch_follows_a_usb_board_through_its_reset(tmp_path: Path) -> None:
@@ -828,7 +828,7 @@ def test_watch_follows_a_usb_board_through_its_reset(tmp_path: Path) -> None:
     link.unlink()
     unplug(second)  # gone for good this time: watch gives up after `reconnect`
     t.join(15)
-    assert result == [1], err.getvalue()
+    assert result == [3], err.getvalue()
     lines = out.getvalue().splitlines()
     assert "[failstop] fault PANIC, action REBOOT" in lines
     assert any(ln.startswith("[failstop] port gone") for ln in lines)
@@ -841,7 +841,7 @@ def test_watch_follows_a_usb_board_through_its_reset(tmp_path: Path) -> None:
 
 def test_watch_missing_port() -> None:
     err = io.StringIO()
-    assert watch("/dev/does-not-exist-failstop", out=io.StringIO(), err=err) == 1
+    assert watch("/dev/does-not-exist-failstop", out=io.StringIO(), err=err) == 3
     assert "cannot open" in err.getvalue()
 
 
@@ -868,3 +868,95 @@ def test_region_roundtrip_through_fake_board_matches_decoder(pty: Pty) -> None:
     pty.serve(board_with(region))
     got = read_region(pty.name, timeout=5)
     assert got == decode_region(region)
+
+
+# --- port names and exit codes, on every command -------------------------------------------
+
+
+class FakePortInfo:
+    def __init__(self, device: str, serial_number: str) -> None:
+        self.device, self.serial_number = device, serial_number
+        self.vid, self.pid = 0x2E8A, 0x0005
+
+    def __lt__(self, other: FakePortInfo) -> bool:
+        return self.device < other.device
+
+
+def test_port_names_as_mpremote_spells_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from failstop_host import ports
+
+    monkeypatch.setattr(
+        ports,
+        "_comports",
+        lambda: [FakePortInfo("/dev/ttyACM1", "E6614C"), FakePortInfo("/dev/ttyACM0", "DE6")],
+    )
+    env: dict[str, str] = {}
+    assert ports.port_name("a0", env) == "/dev/ttyACM0"
+    assert ports.port_name("u3", env) == "/dev/ttyUSB3"
+    assert ports.port_name("c12", env) == "COM12"
+    assert ports.port_name("id:E6614C", env) == "/dev/ttyACM1"
+    assert ports.port_name("port:a0", env) == "a0"
+    assert ports.port_name("/dev/ttyS4", env) == "/dev/ttyS4"
+    assert ports.port_name("socket://localhost:4000", env) == "socket://localhost:4000"
+    assert ports.port_name("auto", env) is None and ports.port_name(None, env) is None
+    assert ports.port_name(None, {"FAILSTOP_PORT": "u1"}) == "/dev/ttyUSB1"
+    assert ports.port_name("a2", {"FAILSTOP_PORT": "u1"}) == "/dev/ttyACM2"  # option wins
+    with pytest.raises(ports.PortError, match="serial number 'NOPE'"):
+        ports.port_name("id:NOPE", env)
+    assert ports.first_usb_port() == "/dev/ttyACM0"
+
+
+def test_log_reads_the_board_named_by_failstop_port(
+    pty: Pty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    board = board_with(three_records())
+    pty.serve(board)
+    monkeypatch.setenv("FAILSTOP_PORT", "port:" + pty.name)
+    code, out, err = run("log", "--json", "--timeout", "5")
+    assert code == 0, err
+    assert json.loads(out)["seq"] == 6
+
+
+def test_log_unknown_serial_number_is_a_board_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from failstop_host import ports
+
+    monkeypatch.setattr(ports, "_comports", lambda: [])
+    code, out, err = run("log", "-p", "id:0123456789", "--timeout", "1")
+    assert code == 3 and out == ""
+    assert "no serial device with serial number '0123456789'" in err
+    code, _, err = run("watch", "-p", "id:0123456789")
+    assert code == 3 and "serial number" in err
+    monkeypatch.delenv("FAILSTOP_PORT", raising=False)
+    code, _, err = run("watch")  # auto, and no USB serial device
+    assert code == 3 and "no USB serial device found" in err and "FAILSTOP_PORT" in err
+
+
+def test_watch_takes_the_port_as_option_or_argument() -> None:
+    for how in ("-p", "argument"):
+        p = Pty()
+        try:
+            argv = ["watch", "-p", p.name] if how == "-p" else ["watch", p.name]
+            threading.Timer(0.8, lambda p=p: p.send(b"hello\r\n")).start()
+            threading.Timer(1.6, lambda p=p: unplug(p)).start()
+            code, out, err = run(*argv, "--reconnect", "0")
+            assert "hello" in out, (how, out, err)
+            assert code == 3 and "lost" in err, (how, err)  # the port went away
+        finally:
+            p.close()
+    code, _, err = run("watch", "/dev/x", "-p", "/dev/y")
+    assert code == 2 and "give the port once" in err
+
+
+def test_exit_codes_are_distinct(tmp_path: object) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(["log", "--no-such-option"], io.StringIO(), io.StringIO())
+    assert usage.value.code == 2  # usage error
+    code, _, _ = run("decode", write(tmp_path, "blank.bin", bytes(1024)))
+    assert code == 1  # no records
+    code, _, _ = run("decode", write(tmp_path, "junk", b"junk"))
+    assert code == 3  # input or board error
+    p = subprocess.run(
+        [PY, "-m", "failstop_host", "--help"], capture_output=True, text=True, timeout=60
+    )
+    text = " ".join(p.stdout.split())
+    assert "1 no records, 2 usage error, 3 board or input error" in text

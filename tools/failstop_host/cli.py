@@ -16,9 +16,10 @@ from .codec import EMPTY, Region, decode_region, format_record
 from .device import DEFAULT_BAUD, DEFAULT_TIMEOUT, Board, DeviceError
 from .textsafe import escape
 
-EXIT_OK = 0  # records found (decode, log); watch stopped with Ctrl-C
-EXIT_NONE = 1  # no records; watch lost its port
-EXIT_ERROR = 2  # unreadable input, garbage, no board, board error
+EXIT_OK = 0  # records found (decode, log); watch stopped with Ctrl-C; flash done
+EXIT_NONE = 1  # no records (decode, log)
+EXIT_USAGE = 2  # usage error: unknown option, bad value (argparse's status)
+EXIT_ERROR = 3  # board or input error: no board, no answer, port lost, garbage, bad file
 
 _TEXT_BYTES = frozenset(string.printable.encode("ascii"))
 _HEX = frozenset(string.hexdigits)
@@ -112,10 +113,19 @@ def cmd_log(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .ports import PortError, first_usb_port, port_name
     from .watch import watch
 
+    if args.port_arg and args.port:
+        err.write("failstop watch: give the port once (PORT or --port)\n")
+        return EXIT_USAGE
+    try:
+        port = port_name(args.port_arg or args.port) or first_usb_port()
+    except PortError as exc:
+        err.write(f"failstop watch: {exc}\n")
+        return EXIT_ERROR
     return watch(
-        args.port,
+        port,
         baud=args.baud,
         as_json=args.json,
         read=args.read,
@@ -178,14 +188,17 @@ def cmd_emulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def cmd_flash(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import os
+
     from .flash import FlashError, flash
+    from .ports import ENV
 
     try:
         flash(
             Path(args.firmware),
             Path(args.drive) if args.drive else None,
             args.bootloader,
-            args.port,
+            args.port or os.environ.get(ENV) or None,
             args.wait,
             out,
             err,
@@ -206,9 +219,21 @@ def _positive(text: str) -> float:
     return value
 
 
+PORT_HELP = (
+    "serial port, as mpremote names it: auto (the first USB serial device), a0 "
+    "(/dev/ttyACM0), u0 (/dev/ttyUSB0), c0 (COM0), id:SERIAL, port:PATH, or a path "
+    "(default: $FAILSTOP_PORT, else auto)"
+)
+
+EPILOG = """exit status: 0 done (records found), 1 no records, 2 usage error,
+3 board or input error (no board, no answer, port lost, unreadable file)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="failstop", description="Read and decode failstop fault records."
+        prog="failstop",
+        description="Read and decode failstop fault records.",
+        epilog=EPILOG,
     )
     p.add_argument("--version", action="version", version=f"failstop {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -221,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_decode)
 
     lg = sub.add_parser("log", help="read the records from a board (mpremote transport)")
-    lg.add_argument("--port", "-p", help="serial port (default: the first USB serial device)")
+    lg.add_argument("--port", "-p", help=PORT_HELP)
     lg.add_argument("--json", action="store_true", help="one JSON object per record and line")
     lg.add_argument("--all", action="store_true", help="every record, oldest first")
     lg.add_argument("--clear", action="store_true", help="erase the records after a good read")
@@ -241,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     lg.set_defaults(func=cmd_log)
 
     w = sub.add_parser("watch", help="serial monitor that recognises faults and reboots")
-    w.add_argument("port", metavar="PORT")
+    w.add_argument("port_arg", metavar="PORT", nargs="?", help="the same as --port")
+    w.add_argument("--port", "-p", help=PORT_HELP)
     w.add_argument("--baud", type=int, default=DEFAULT_BAUD)
     w.add_argument("--json", action="store_true", help="print events as JSON lines only")
     w.add_argument(
@@ -283,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="no drive yet: restart a running MicroPython board into its bootloader first",
     )
-    f.add_argument("--port", "-p", help="the board's serial port for --bootloader")
+    f.add_argument("--port", "-p", help="the board's serial port for --bootloader; " + PORT_HELP)
     f.add_argument(
         "--wait",
         type=_positive,

@@ -19,11 +19,11 @@ from types import TracebackType
 from typing import Any, Optional
 
 import serial
-import serial.tools.list_ports
 from mpremote.transport import TransportError, TransportExecError
 from mpremote.transport_serial import SerialTransport
 
 from .codec import Region, decode_region
+from .ports import ENV, PortError, port_name, usb_ports
 from .textsafe import escape
 
 DEFAULT_TIMEOUT = 10.0
@@ -113,15 +113,6 @@ class _GuardedSerial:
         return getattr(self._inner, name)
 
 
-def usb_ports() -> list[str]:
-    """USB serial devices, sorted by name (the candidates mpremote's ``auto`` tries)."""
-    return [
-        p.device
-        for p in sorted(serial.tools.list_ports.comports())
-        if p.vid is not None and p.pid is not None
-    ]
-
-
 def _describe(output: str) -> str:
     text = " ".join(output.split())
     if len(text) > 200:
@@ -132,7 +123,9 @@ def _describe(output: str) -> str:
 class Board:
     """A connection to a board running failstop firmware.
 
-    ``port`` None picks the first USB serial device that can be opened. Every public call
+    ``port`` is a name as mpremote takes it (see :mod:`failstop_host.ports`; None:
+    ``$FAILSTOP_PORT``, else ``auto``): ``auto`` picks the first USB serial device that can
+    be opened. Every public call
     (connecting included) finishes within ``timeout`` seconds or raises DeviceError. Use as a
     context manager; the board's raw REPL is left and the port closed on exit.
 
@@ -161,9 +154,13 @@ class Board:
         self._transport: Any = None
         self._guard: Optional[_GuardedSerial] = None
         self._raw = False
-        candidates = [port] if port else usb_ports()
+        try:
+            named = port_name(port)
+        except PortError as exc:
+            raise DeviceError(str(exc)) from None
+        candidates = [named] if named else usb_ports()
         if not candidates:
-            raise DeviceError("no USB serial device found; name the port (--port)")
+            raise DeviceError(f"no USB serial device found; name the port (--port, or {ENV})")
         errors = []
         for cand in candidates:
             try:

@@ -214,7 +214,7 @@ def watch(
     dtr: bool = False,
     rts: bool = False,
 ) -> int:
-    """Monitor ``port`` until Ctrl-C (exit 0) or until the port fails or vanishes (exit 1).
+    """Monitor ``port`` until Ctrl-C (exit 0) or until the port fails or vanishes (exit 3).
 
     Board output is passed through line by line, escaped; recognised lines also print an
     event. With ``as_json`` only events are printed, one JSON object per line. With ``read``,
@@ -241,7 +241,7 @@ def watch(
         ser = opener(port, baud)
     except (serial.SerialException, OSError, ValueError) as exc:
         err.write(f"failstop watch: cannot open {escape(port)}: {escape(str(exc))}\n")
-        return 1
+        return 3
     if not as_json:
         err.write(f"failstop watch: {escape(port)} at {baud} baud, Ctrl-C to stop\n")
     splitter = LineSplitter()
@@ -254,7 +254,7 @@ def watch(
             except (serial.SerialException, OSError, TypeError, AttributeError) as exc:
                 if reconnect <= 0:
                     err.write(f"failstop watch: port {escape(port)} lost: {escape(str(exc))}\n")
-                    return 1
+                    return 3
                 with contextlib.suppress(Exception):
                     ser.close()
                 if as_json:
@@ -269,7 +269,7 @@ def watch(
                     err.write(
                         f"failstop watch: port {escape(port)} gone, not back in {reconnect:g} s\n"
                     )
-                    return 1
+                    return 3
                 ser = back
                 if as_json:
                     emit_json({"event": "reconnected", "port": port})
@@ -314,7 +314,7 @@ def watch(
                     ser = opener(port, baud)
                 except (serial.SerialException, OSError, ValueError) as exc:
                     err.write(f"failstop watch: cannot reopen {escape(port)}: {escape(str(exc))}\n")
-                    return 1
+                    return 3
                 splitter = LineSplitter()
                 shown_partial = 0
     except KeyboardInterrupt:
