@@ -63,9 +63,12 @@ def test_log_reports_the_record_the_board_holds(board: ConsoleBoard) -> None:
 
     j = failstop("log", "-p", board.port, "--json")
     assert j.returncode == 0, j.stderr
-    (rec,) = [json.loads(ln) for ln in j.stdout.splitlines()]
-    ram = codec.decode_region(board.retained()).records[-1]
+    region, rec = [json.loads(ln) for ln in j.stdout.splitlines()]
+    ram_region = codec.decode_region(board.retained())
+    ram = ram_region.records[-1]
     assert rec == json.loads(json.dumps(ram.to_json()))  # what RAM holds, field by field
+    assert region == {"region": json.loads(json.dumps(codec.region_json(ram_region)))}
+    assert region["region"]["header"]["boot_count"] == 2  # the boot after the panic
     assert rec["location"] == {"file": "main.py", "line": line, "function": "deposit"}
 
 
@@ -73,7 +76,7 @@ def test_log_all_and_clear(board: ConsoleBoard) -> None:
     faulted(board, "panic_reasons.py")  # six panics; the ring keeps the newest three
     p = failstop("log", "-p", board.port, "--all", "--json", "--clear")
     assert p.returncode == 0, p.stderr
-    assert [json.loads(ln)["seq"] for ln in p.stdout.splitlines()] == [4, 5, 6]
+    assert [json.loads(ln).get("seq") for ln in p.stdout.splitlines()] == [None, 4, 5, 6]
     assert "records cleared" in p.stderr
     assert codec.decode_region(board.retained()).records == ()
     again = failstop("log", "-p", board.port)
@@ -139,7 +142,9 @@ def test_log_does_not_disturb_a_running_program(board: ConsoleBoard) -> None:
     assert board.resets == resets  # the watchdog never bit
     assert codec.decode_region(board.retained()).records == ()  # nothing recorded
     again = failstop("log", "-p", board.port, "--json")  # and once more, the same
-    assert again.returncode == 1 and again.stdout == "", again.stderr
+    assert again.returncode == 1, again.stderr
+    (region,) = [json.loads(ln)["region"] for ln in again.stdout.splitlines()]
+    assert region["records"] == 0 and region["header"]["safe_mode"] is False
     assert codec.decode_region(board.retained()).records == ()
 
 

@@ -44,6 +44,13 @@ def run(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def json_lines(out: str) -> tuple[dict, list[dict]]:
+    """`--json` output: the region line, then the records."""
+    first, *rest = [json.loads(ln) for ln in out.splitlines()]
+    assert list(first) == ["region"], first
+    return first["region"], rest
+
+
 def three_records() -> bytes:
     return encode_region(
         [
@@ -106,12 +113,40 @@ def test_decode_all_oldest_first(region_file: str) -> None:
 def test_decode_json_lines(region_file: str) -> None:
     code, out, _ = run("decode", "--json", "--all", region_file)
     assert code == 0
-    objs = [json.loads(ln) for ln in out.splitlines()]
+    _, objs = json_lines(out)
     assert [o["seq"] for o in objs] == [4, 5, 6]
     assert objs[1]["location"] == {"file": "purse.py", "line": 23, "function": "deposit"}
     assert objs[1]["alloc_size"] == 1000000 and objs[1]["heap_free"] == 1024
     code, out, _ = run("decode", "--json", region_file)
-    assert [json.loads(ln)["seq"] for ln in out.splitlines()] == [6]
+    assert [o["seq"] for o in json_lines(out)[1]] == [6]
+
+
+def test_json_and_text_show_the_region_header(tmp_path: object) -> None:
+    data = bytearray(
+        encode_region(
+            [encode_slot(kind="PANIC", seq=4, boot=3), encode_slot(kind="OOM", seq=5, boot=4)],
+            boot_count=5,
+            loop_count=3,
+            loop_limit=3,
+            state=1,  # safe mode
+        )
+    )
+    data[64 + 320 + 100] ^= 0x10  # slot 1 (seq 4) torn
+    path = write(tmp_path, "r.bin", bytes(data))
+    code, out, _ = run("decode", "--json", path)
+    region, recs = json_lines(out)
+    assert code == 0 and [r["seq"] for r in recs] == [5]
+    assert region["header"]["boot_count"] == 5 and region["header"]["safe_mode"] is True
+    assert (region["header"]["loop_count"], region["header"]["loop_limit"]) == (3, 3)
+    assert region["header_error"] is None and (region["nslots"], region["records"]) == (3, 1)
+    assert region["invalid"] == [
+        {"slot": 0, "reason": "empty"},
+        {"slot": 1, "reason": "bad crc"},
+    ]
+    code, out, _ = run("decode", path)
+    last = out.splitlines()[-1]
+    assert last.startswith("region: boot 5 ") and "crash loop 3/3" in last
+    assert "SAFE MODE" in last and last.endswith("1 of 3 slots hold records, 1 empty, 1 invalid")
 
 
 def test_decode_hex_dump(tmp_path: object) -> None:
@@ -119,13 +154,13 @@ def test_decode_hex_dump(tmp_path: object) -> None:
     wrapped = b"\n".join(hexed[i : i + 60] for i in range(0, len(hexed), 60)) + b"\n"
     path = write(tmp_path, "dump.hex", wrapped)
     code, out, _ = run("decode", "--json", path)
-    assert code == 0 and json.loads(out)["seq"] == 6
+    assert code == 0 and json_lines(out)[1][0]["seq"] == 6
 
 
 def test_decode_empty_region_exit_1(tmp_path: object) -> None:
     path = write(tmp_path, "blank.bin", bytes(1024))
     code, out, err = run("decode", path)
-    assert code == 1 and out == ""
+    assert code == 1 and out == "region: header invalid (empty); 0 of 3 slots hold records, 3 empty\n"
     assert "header invalid (empty)" in err and "no fault records" in err
     code, _, err = run("decode", "--all", path)
     assert code == 1 and "slot 2: empty" in err
@@ -171,7 +206,7 @@ def test_python_m_entry_point(tmp_path: object, region_file: str) -> None:
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 0 and json.loads(proc.stdout)["kind"] == "STACK"
+    assert proc.returncode == 0 and json_lines(proc.stdout)[1][0]["kind"] == "STACK"
     junk = write(tmp_path, "junk.bin", os.urandom(100))
     proc = subprocess.run(
         [PY, "-m", "failstop_host", "decode", junk], capture_output=True, text=True, timeout=60
@@ -231,7 +266,7 @@ def test_hostile_strings_safe_and_exact_in_json(tmp_path: object) -> None:
     code, out, _ = run("decode", "--json", write(tmp_path, "evil.bin", hostile_region()))
     assert code == 0
     assert out.isascii() and all(ch not in out for ch in RAW_HOSTILE)
-    obj = json.loads(out)
+    (obj,) = json_lines(out)[1]
     assert obj["message"] == HOSTILE and obj["mark"] == "\x1b[2J\u202e"
 
 
@@ -581,7 +616,7 @@ def test_log_command_json_and_clear(pty: Pty) -> None:
     pty.serve(board)
     code, out, err = run("log", "--port", pty.name, "--json", "--all", "--clear", "--timeout", "5")
     assert code == 0, err
-    assert [json.loads(ln)["seq"] for ln in out.splitlines()] == [4, 5, 6]
+    assert [o["seq"] for o in json_lines(out)[1]] == [4, 5, 6]
     assert board.commands == [DUMP_SNIPPET, CLEAR_SNIPPET]
     assert "records cleared" in err
 
@@ -598,7 +633,8 @@ def test_log_clear_not_sent_after_bad_read(pty: Pty) -> None:
 def test_log_human_output_and_no_records(pty: Pty) -> None:
     pty.serve(board_with(encode_header() + bytes(960)))
     code, out, err = run("log", "-p", pty.name, "--timeout", "5")
-    assert code == 1 and out == "" and "no fault records" in err
+    assert code == 1 and "no fault records" in err
+    assert out.startswith("region: boot 1 (cause: power_on)"), out
 
 
 def test_log_missing_port() -> None:
@@ -914,7 +950,7 @@ def test_log_reads_the_board_named_by_failstop_port(
     monkeypatch.setenv("FAILSTOP_PORT", "port:" + pty.name)
     code, out, err = run("log", "--json", "--timeout", "5")
     assert code == 0, err
-    assert json.loads(out)["seq"] == 6
+    assert json_lines(out)[1][0]["seq"] == 6
 
 
 def test_log_unknown_serial_number_is_a_board_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional, TextIO
 
 from . import __version__
-from .codec import EMPTY, Region, decode_region, format_record
+from .codec import EMPTY, Region, decode_region, format_record, format_region, region_json
 from .device import DEFAULT_BAUD, DEFAULT_TIMEOUT, Board, DeviceError
 from .textsafe import escape
 
@@ -58,9 +58,8 @@ def _report_problems(region: Region, err: TextIO, show_empty: bool) -> None:
 def _print_records(region: Region, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     _report_problems(region, err, show_empty=args.all)
     records = list(region.records) if args.all else region.records[-1:]
-    if not records:
-        err.write("failstop: no fault records\n")
-        return EXIT_NONE
+    if args.json:  # the region first, on a line of its own, then one record a line
+        out.write(json.dumps({"region": region_json(region)}, ensure_ascii=True) + "\n")
     for i, rec in enumerate(records):
         if args.json:
             out.write(json.dumps(rec.to_json(), ensure_ascii=True) + "\n")
@@ -68,7 +67,12 @@ def _print_records(region: Region, args: argparse.Namespace, out: TextIO, err: T
             if i:
                 out.write("\n")
             out.write(format_record(rec) + "\n")
+    if not args.json:
+        out.write(("\n" if records else "") + format_region(region) + "\n")
     out.flush()
+    if not records:
+        err.write("failstop: no fault records\n")
+        return EXIT_NONE
     return EXIT_OK
 
 

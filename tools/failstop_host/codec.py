@@ -863,3 +863,31 @@ def format_header(header: Header) -> str:
         f"crash loop {header.loop_count}/{header.loop_limit} in {header.loop_window_ms} ms"
         f"{safe}"
     )
+
+
+def region_json(region: Region) -> dict[str, Any]:
+    """What the region says besides its records: the header (boot count, crash-loop state,
+    safe mode; None when invalid, ``header_error`` then says why), the geometry, how many
+    valid records, and every slot that holds none (``empty`` or why it is not a record)."""
+    return {
+        "header": None if region.header is None else region.header.to_json(),
+        "header_error": region.header_error,
+        "nslots": region.nslots,
+        "slot_size": region.slot_size,
+        "records": len(region.records),
+        "invalid": [{"slot": bad.slot, "reason": bad.reason} for bad in region.invalid],
+    }
+
+
+def format_region(region: Region) -> str:
+    """One line about the region: its header's state and its slots."""
+    if region.header is None:
+        head = f"header invalid ({escape(region.header_error or '')})"
+    else:
+        head = format_header(region.header)
+    empty = sum(1 for bad in region.invalid if bad.reason == EMPTY)
+    broken = len(region.invalid) - empty
+    slots = f"{len(region.records)} of {region.nslots} slots hold records, {empty} empty"
+    if broken:
+        slots += f", {broken} invalid"
+    return f"region: {head}; {slots}"
