@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,9 +23,9 @@ import pytest
 from backends import SCRIPTS, fault_line
 from emulated_backend import at_repl, mpremote
 from failstop_host import codec
-from failstop_host.emulator import PROMPT, ConsoleBoard
-from qemu_backend import qemu_board
-from rp2_backend import pico_board
+from failstop_host.emulator import PROMPT, ConsoleBoard, QemuBoard
+from qemu_backend import QEMU_FW, qemu_board
+from rp2_backend import PICO_FW, pico_board
 
 FAILSTOP = [sys.executable, "-m", "failstop_host"]
 
@@ -208,6 +209,40 @@ def test_watch_read_leaves_the_program_running(board: ConsoleBoard) -> None:
     assert out.rfind(b"soft reboot") < out.rfind(b"RUNNING"), out[-400:]
     assert b"failstop:" not in board.output(start)  # no fault since
     assert len(codec.decode_region(board.retained()).records) == 1
+
+
+def addr2line(elf: Path, address: int) -> tuple[str, str]:
+    """binutils' answer (function, file:line), when a toolchain is there to compare with."""
+    tool = shutil.which("arm-none-eabi-addr2line")
+    if tool is None:
+        pytest.skip("no arm-none-eabi-addr2line to compare with")
+    p = subprocess.run(
+        [tool, "-f", "-e", str(elf), hex(address)], capture_output=True, text=True, check=True
+    )
+    func, where = p.stdout.split("\n")[:2]
+    file, line = where.rsplit(":", 1)
+    return func, f"{Path(file).name}:{line.split()[0]}"
+
+
+def test_log_elf_symbolizes_a_hard_fault(board: ConsoleBoard) -> None:
+    """hardfault.py stores to an unmapped address: the record's pc and lr, symbolized from
+    the firmware's ELF (DWARF line table, pyelftools), agree with binutils' addr2line."""
+    elf = QEMU_FW if isinstance(board, QemuBoard) else PICO_FW.with_suffix(".elf")
+    running(board, "hardfault.py", b"LAST")
+    board.settle()
+    p = failstop("log", "-p", board.port, "--elf", str(elf))
+    assert p.returncode == 0, p.stderr
+    j = failstop("log", "-p", board.port, "--elf", str(elf), "--json")
+    assert j.returncode == 0, j.stderr
+    rec = json.loads(j.stdout.splitlines()[1])
+    assert rec["kind"] == "HARDFAULT" and rec["pc"] and rec["lr"]
+    assert rec["pc_symbol"]["function"] == "mp_binary_set_val_array_from_int"
+    for reg, is_return in (("pc", False), ("lr", True)):
+        sym = rec[f"{reg}_symbol"]
+        address = rec[reg] & ~1
+        func, where = addr2line(elf, address - 1 if is_return else address)
+        assert (sym["function"], f"{sym['file']}:{sym['line']}") == (func, where), reg
+        assert f"  {reg} 0x{rec[reg]:08x}  {func} ({where})" in p.stdout.splitlines()
 
 
 def test_log_gives_up_in_bounded_time_when_the_board_stops(board: ConsoleBoard) -> None:

@@ -160,7 +160,9 @@ def test_decode_hex_dump(tmp_path: object) -> None:
 def test_decode_empty_region_exit_1(tmp_path: object) -> None:
     path = write(tmp_path, "blank.bin", bytes(1024))
     code, out, err = run("decode", path)
-    assert code == 1 and out == "region: header invalid (empty); 0 of 3 slots hold records, 3 empty\n"
+    assert (
+        code == 1 and out == "region: header invalid (empty); 0 of 3 slots hold records, 3 empty\n"
+    )
     assert "header invalid (empty)" in err and "no fault records" in err
     code, _, err = run("decode", "--all", path)
     assert code == 1 and "slot 2: empty" in err
@@ -996,3 +998,102 @@ def test_exit_codes_are_distinct(tmp_path: object) -> None:
     )
     text = " ".join(p.stdout.split())
     assert "1 no records, 2 usage error, 3 board or input error" in text
+
+
+# --- --elf: symbolized code addresses ------------------------------------------------------
+
+QEMU_ELF = Path(
+    os.environ.get(
+        "FAILSTOP_QEMU_FW", Path(__file__).parent.parent / "build/MPS2_AN385/firmware.elf"
+    )
+)
+
+
+def elf_function(elf: Path, name: str) -> int:
+    from elftools.elf.elffile import ELFFile
+
+    with open(elf, "rb") as f:
+        sym = ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name(name)[0]
+        return int(sym["st_value"])
+
+
+@pytest.fixture
+def elf() -> Path:
+    from backends import require_built
+
+    require_built(QEMU_ELF, "make firmware BOARD=MPS2_AN385")
+    return QEMU_ELF
+
+
+def test_decode_elf_symbolizes_pc_and_lr(tmp_path: object, elf: Path) -> None:
+    pc = (elf_function(elf, "gc_alloc") & ~1) + 4
+    lr = elf_function(elf, "mp_obj_new_bytearray") + 8  # Thumb: bit 0 set
+    region = encode_region([encode_slot(kind="HARDFAULT", seq=1, pc=pc, lr=lr)])
+    path = write(tmp_path, "hf.bin", region)
+    code, out, err = run("decode", path, "--elf", str(elf))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert any(ln.startswith(f"  pc 0x{pc:08x}  gc_alloc (gc.c:") for ln in lines), out
+    assert any(ln.startswith(f"  lr 0x{lr:08x}  mp_obj_new_bytearray (objarray.c:") for ln in lines)
+    code, out, _ = run("decode", path, "--elf", str(elf), "--json")
+    (rec,) = json_lines(out)[1]
+    assert rec["pc_symbol"]["function"] == "gc_alloc" and rec["pc_symbol"]["file"] == "gc.c"
+    assert isinstance(rec["pc_symbol"]["line"], int)
+    assert rec["lr_symbol"]["function"] == "mp_obj_new_bytearray"
+    code, out, _ = run("decode", path)  # without --elf: the bare addresses
+    assert f"  pc 0x{pc:08x}, lr 0x{lr:08x}" in out.splitlines()
+
+
+def test_elf_errors_are_input_errors(tmp_path: object, region_file: str) -> None:
+    code, out, err = run("decode", region_file, "--elf", os.path.join(str(tmp_path), "no.elf"))
+    assert code == 3 and out == "" and "--elf: cannot read" in err
+    code, out, err = run("decode", region_file, "--elf", region_file)
+    assert code == 3 and "not an ELF file" in err
+    code, _, err = run("log", "-p", "/dev/null", "--elf", region_file)
+    assert code == 3 and "not an ELF file" in err
+
+
+def test_watch_read_elf(pty: Pty, elf: Path) -> None:
+    from failstop_host.cli import Symbols
+
+    pc = (elf_function(elf, "gc_alloc") & ~1) + 4
+    region = encode_region([encode_slot(kind="HARDFAULT", seq=1, pc=pc, lr=pc + 1)])
+    inner = board_with(region)
+    symbols = Symbols(str(elf))
+    out, err = io.StringIO(), io.StringIO()
+    opened = threading.Event()
+
+    def opener(port: str, baud: int) -> object:
+        ser = open_serial(port, baud)
+        opened.set()
+        return ser
+
+    def serve(p: Pty) -> None:
+        opened.wait(10)
+        p.send(b"failstop: reboot after HARDFAULT (seq 1, boot 1)\r\n")
+        inner(p)
+
+    pty.serve(serve)
+    t = threading.Thread(
+        target=lambda: watch(
+            pty.name,
+            as_json=False,
+            read=True,
+            out=out,
+            err=err,
+            timeout=5,
+            opener=opener,
+            symbolize=symbols.text,
+            symbolize_json=symbols.add_json,
+        ),
+        daemon=True,
+    )
+    t.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "  lr 0x" not in out.getvalue():
+        time.sleep(0.1)
+    time.sleep(0.3)
+    unplug(pty)
+    t.join(10)
+    lines = out.getvalue().splitlines()
+    assert any(ln.startswith(f"  pc 0x{pc:08x}  gc_alloc (gc.c:") for ln in lines), err.getvalue()

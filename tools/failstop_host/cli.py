@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Optional, TextIO
 
 from . import __version__
-from .codec import EMPTY, Region, decode_region, format_record, format_region, region_json
+from .codec import EMPTY, Record, Region, decode_region, format_record, format_region, region_json
 from .device import DEFAULT_BAUD, DEFAULT_TIMEOUT, Board, DeviceError
 from .textsafe import escape
 
@@ -55,18 +55,47 @@ def _report_problems(region: Region, err: TextIO, show_empty: bool) -> None:
         err.write(f"failstop: slot {bad.slot}: {bad.reason}{note}\n")
 
 
-def _print_records(region: Region, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+class Symbols:
+    """``--elf FIRMWARE.elf``: the record's code addresses as function (file:line)."""
+
+    def __init__(self, path: str) -> None:
+        from .symbols import Symbolizer
+
+        self.symbolizer = Symbolizer(path)
+
+    def text(self, address: int, is_return: bool) -> str:
+        return escape(str(self.symbolizer.lookup(address, is_return)))
+
+    def add_json(self, obj: dict[str, object], pc: int, lr: int) -> dict[str, object]:
+        if pc or lr:
+            obj["pc_symbol"] = self.symbolizer.lookup(pc).to_json()
+            obj["lr_symbol"] = self.symbolizer.lookup(lr, True).to_json()
+        return obj
+
+
+def record_json(rec: Record, symbols: Optional[Symbols]) -> dict[str, object]:
+    obj: dict[str, object] = rec.to_json()
+    return symbols.add_json(obj, rec.pc, rec.lr) if symbols else obj
+
+
+def _print_records(
+    region: Region,
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    symbols: Optional[Symbols] = None,
+) -> int:
     _report_problems(region, err, show_empty=args.all)
     records = list(region.records) if args.all else region.records[-1:]
     if args.json:  # the region first, on a line of its own, then one record a line
         out.write(json.dumps({"region": region_json(region)}, ensure_ascii=True) + "\n")
     for i, rec in enumerate(records):
         if args.json:
-            out.write(json.dumps(rec.to_json(), ensure_ascii=True) + "\n")
+            out.write(json.dumps(record_json(rec, symbols), ensure_ascii=True) + "\n")
         else:
             if i:
                 out.write("\n")
-            out.write(format_record(rec) + "\n")
+            out.write(format_record(rec, symbols.text if symbols else None) + "\n")
     if not args.json:
         out.write(("\n" if records else "") + format_region(region) + "\n")
     out.flush()
@@ -76,7 +105,22 @@ def _print_records(region: Region, args: argparse.Namespace, out: TextIO, err: T
     return EXIT_OK
 
 
+def _symbols_or_error(
+    args: argparse.Namespace, err: TextIO, command: str
+) -> tuple[bool, Optional[Symbols]]:
+    from .symbols import ElfError
+
+    try:
+        return True, Symbols(args.elf) if args.elf else None
+    except ElfError as exc:
+        err.write(f"failstop {command}: --elf: {exc}\n")
+        return False, None
+
+
 def cmd_decode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    ok, symbols = _symbols_or_error(args, err, "decode")
+    if not ok:
+        return EXIT_ERROR
     try:
         with open(args.file, "rb") as f:
             data = f.read()
@@ -88,14 +132,17 @@ def cmd_decode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except (InputError, ValueError) as exc:
         err.write(f"failstop decode: {escape(args.file)}: {exc}\n")
         return EXIT_ERROR
-    return _print_records(region, args, out, err)
+    return _print_records(region, args, out, err, symbols)
 
 
 def cmd_log(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    ok, symbols = _symbols_or_error(args, err, "log")
+    if not ok:
+        return EXIT_ERROR
     try:
         with Board(args.port, args.timeout, resume=not args.stay) as board:
             region = board.read_region()
-            status = _print_records(region, args, out, err)
+            status = _print_records(region, args, out, err, symbols)
             if args.clear:
                 board.clear()
                 err.write(f"failstop log: records cleared on {escape(board.port)}\n")
@@ -120,6 +167,9 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from .ports import PortError, first_usb_port, port_name
     from .watch import watch
 
+    ok, symbols = _symbols_or_error(args, err, "watch")
+    if not ok:
+        return EXIT_ERROR
     if args.port_arg and args.port:
         err.write("failstop watch: give the port once (PORT or --port)\n")
         return EXIT_USAGE
@@ -137,6 +187,8 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err=err,
         timeout=args.timeout,
         reconnect=args.reconnect,
+        symbolize=symbols.text if symbols else None,
+        symbolize_json=symbols.add_json if symbols else None,
     )
 
 
@@ -223,6 +275,11 @@ def _positive(text: str) -> float:
     return value
 
 
+ELF_HELP = (
+    "the firmware's ELF file: print a record's pc and lr as function (file.c:line), from "
+    "its symbols and DWARF line table (pyelftools; no toolchain needed)"
+)
+
 PORT_HELP = (
     "serial port, as mpremote names it: auto (the first USB serial device), a0 "
     "(/dev/ttyACM0), u0 (/dev/ttyUSB0), c0 (COM0), id:SERIAL, port:PATH, or a path "
@@ -247,12 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("file", metavar="FILE")
     d.add_argument("--json", action="store_true", help="one JSON object per record and line")
     d.add_argument("--all", action="store_true", help="every record, oldest first")
+    d.add_argument("--elf", metavar="FIRMWARE.elf", help=ELF_HELP)
     d.set_defaults(func=cmd_decode)
 
     lg = sub.add_parser("log", help="read the records from a board (mpremote transport)")
     lg.add_argument("--port", "-p", help=PORT_HELP)
     lg.add_argument("--json", action="store_true", help="one JSON object per record and line")
     lg.add_argument("--all", action="store_true", help="every record, oldest first")
+    lg.add_argument("--elf", metavar="FIRMWARE.elf", help=ELF_HELP)
     lg.add_argument("--clear", action="store_true", help="erase the records after a good read")
     lg.add_argument(
         "--stay",
@@ -278,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--read", action="store_true", help="after a fault reboot, read and print the record"
     )
     w.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT, metavar="S")
+    w.add_argument("--elf", metavar="FIRMWARE.elf", help=ELF_HELP + " (with --read)")
     w.add_argument(
         "--reconnect",
         type=float,

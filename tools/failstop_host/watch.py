@@ -213,6 +213,8 @@ def watch(
     reconnect: float = 0.0,
     dtr: bool = False,
     rts: bool = False,
+    symbolize: Optional[Callable[[int, bool], str]] = None,
+    symbolize_json: Optional[Callable[[dict[str, Any], int, int], dict[str, Any]]] = None,
 ) -> int:
     """Monitor ``port`` until Ctrl-C (exit 0) or until the port fails or vanishes (exit 3).
 
@@ -306,7 +308,9 @@ def watch(
                     want_read = event.seq
             if want_read is not None:
                 ser.close()
-                shown = _read_and_show(port, as_json, out, err, timeout, seen)
+                shown = _read_and_show(
+                    port, as_json, out, err, timeout, seen, symbolize, symbolize_json
+                )
                 seen.add(want_read)
                 if shown is not None:
                     seen.add(shown)
@@ -339,7 +343,14 @@ def _reopen(port: str, baud: int, opener: Opener, within: float) -> Optional[Any
 
 
 def _read_and_show(
-    port: str, as_json: bool, out: TextIO, err: TextIO, timeout: float, seen: set[int]
+    port: str,
+    as_json: bool,
+    out: TextIO,
+    err: TextIO,
+    timeout: float,
+    seen: set[int],
+    symbolize: Optional[Callable[[int, bool], str]] = None,
+    symbolize_json: Optional[Callable[[dict[str, Any], int, int], dict[str, Any]]] = None,
 ) -> Optional[int]:
     """Read the board's newest record and show it unless it was shown already; its seq."""
     try:
@@ -354,8 +365,11 @@ def _read_and_show(
     if rec.seq in seen:
         return rec.seq
     if as_json:
-        out.write(json.dumps({"event": "record", **rec.to_json()}, ensure_ascii=True) + "\n")
+        obj = {"event": "record", **rec.to_json()}
+        if symbolize_json is not None:
+            obj = symbolize_json(obj, rec.pc, rec.lr)
+        out.write(json.dumps(obj, ensure_ascii=True) + "\n")
     else:
-        out.write(format_record(rec) + "\n")
+        out.write(format_record(rec, symbolize) + "\n")
     out.flush()
     return rec.seq
