@@ -30,6 +30,7 @@ from typing import Optional, TextIO, Union
 from .. import codec
 from . import allocpoints, child
 from .config import BootPlan, Inject, Resources
+from .procs import die_with_parent
 from .retained import KIND, NO_RESET, RC_FAULT, RC_POWER_ON, RC_UNKNOWN, REGION_SIZE, Retained
 
 BOOT_LIMIT_EXIT = 75  # as the unix port: the boot cap stopped a reset
@@ -158,9 +159,11 @@ def _fork_boot(plan: BootPlan, retained: Path, console_fd: int, status_w: int) -
     """Fork the process of one boot; its pid."""
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the board, for one boot
         try:
+            die_with_parent(parent)
             child.boot(plan, retained, console_fd, status_w)
         except BaseException:
             with contextlib.suppress(BaseException):
@@ -591,6 +594,7 @@ def _wait_any(pids: Sequence[int], deadline: float) -> tuple[int, int]:
     killed and SimTimeout raised."""
     fds: dict[int, int] = {}
     sel = selectors.DefaultSelector()
+    done = False
     try:
         for pid in pids:
             with contextlib.suppress(OSError, AttributeError):
@@ -601,6 +605,7 @@ def _wait_any(pids: Sequence[int], deadline: float) -> tuple[int, int]:
             for pid in pids:
                 got, wstatus = os.waitpid(pid, os.WNOHANG)
                 if got:
+                    done = True
                     return pid, wstatus
             left = deadline - time.monotonic()
             if left <= 0:
@@ -611,6 +616,11 @@ def _wait_any(pids: Sequence[int], deadline: float) -> tuple[int, int]:
                 raise SimTimeout("the board was still running after the timeout", "")
             sel.select(min(left, 0.05) if len(fds) < len(pids) else left)
     finally:
+        if not done:  # the deadline, Ctrl-C, pytest-timeout, any error: no orphan boots
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
         sel.close()
         for fd in fds:
             os.close(fd)
