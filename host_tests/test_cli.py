@@ -1097,3 +1097,29 @@ def test_watch_read_elf(pty: Pty, elf: Path) -> None:
     t.join(10)
     lines = out.getvalue().splitlines()
     assert any(ln.startswith(f"  pc 0x{pc:08x}  gc_alloc (gc.c:") for ln in lines), err.getvalue()
+
+
+def test_mpremote_is_imported_only_to_read_a_board(region_file: str) -> None:
+    """decode (and the package itself) work without mpremote; log says what it needs."""
+    code = (
+        "import sys\n"
+        "sys.modules['mpremote'] = None  # not installed\n"
+        "from failstop_host.cli import main\n"
+        f"assert main(['decode', {region_file!r}]) == 0\n"
+        "assert not any(m.startswith('mpremote.') for m in sys.modules)\n"
+        "sys.exit(main(['log', '-p', '/dev/null', '--timeout', '1']))\n"
+    )
+    p = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 3, p.stderr
+    assert "#6 STACK" in p.stdout
+    assert "reading a board needs mpremote (pip install 'mpremote>=1.22')" in p.stderr
+
+
+def test_package_readme_has_no_links_into_the_repository() -> None:
+    """docs/host.md is the package's readme (on PyPI, outside the repository): its links
+    are anchors within it."""
+    import re
+
+    text = (Path(__file__).parent.parent / "docs/host.md").read_text()
+    links = re.findall(r"\]\(([^)]*)\)", text)
+    assert links and all(link.startswith(("#", "https://")) for link in links), links

@@ -19,8 +19,6 @@ from types import TracebackType
 from typing import Any, Optional
 
 import serial
-from mpremote.transport import TransportError, TransportExecError
-from mpremote.transport_serial import SerialTransport
 
 from .codec import Region, decode_region
 from .ports import ENV, PortError, port_name, usb_ports
@@ -113,6 +111,19 @@ class _GuardedSerial:
         return getattr(self._inner, name)
 
 
+def _mpremote() -> tuple[Any, Any, Any]:
+    """mpremote's serial transport, imported only by the commands that talk to a board
+    (decode, watch without --read, the simulator work without it)."""
+    try:
+        from mpremote.transport import TransportError, TransportExecError
+        from mpremote.transport_serial import SerialTransport
+    except ImportError as exc:
+        raise DeviceError(
+            f"reading a board needs mpremote (pip install 'mpremote>=1.22'): {exc}"
+        ) from None
+    return SerialTransport, TransportError, TransportExecError
+
+
 def _describe(output: str) -> str:
     text = " ".join(output.split())
     if len(text) > 200:
@@ -173,6 +184,7 @@ class Board:
             raise DeviceError("; ".join(errors))
 
     def _open(self, port: str, baud: int) -> None:
+        SerialTransport, TransportError, _ = _mpremote()
         if not port.startswith(("socket://", "rfc2217://", "loop://")) and not os.path.exists(port):
             raise DeviceError(f"{escape(port)}: no such serial port")
         try:
@@ -206,6 +218,7 @@ class Board:
 
     def _run(self, what: str, code: str) -> bytes:
         """Run ``code`` in the raw REPL; return its output. Bounded by the timeout."""
+        _, TransportError, TransportExecError = _mpremote()
         assert self._guard is not None and self._transport is not None
         self._guard.arm(self.timeout)
         chatter = io.StringIO()
