@@ -188,3 +188,11 @@ def test_simulated_boot_dies_with_its_driver(tmp_path: Path) -> None:
         if not gone(pid, 5):
             os.kill(pid, 9)
             pytest.fail("the simulated boot outlived its driver")
+
+
+def test_simulator_without_fork_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from failstop_host.sim.host import SimDevice, SimError
+
+    monkeypatch.delattr(os, "fork")
+    with pytest.raises(SimError, match=r"has no os\.fork: run it on Linux or macOS"):
+        SimDevice(tmp_path / "sim")

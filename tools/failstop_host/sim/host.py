@@ -207,6 +207,11 @@ class SimDevice:
         retained: Optional[PathLike] = None,
         base: Optional[PathLike] = None,
     ) -> None:
+        if not hasattr(os, "fork"):
+            raise SimError(
+                "the failstop simulator runs each boot in a forked process and this platform "
+                f"({sys.platform}) has no os.fork: run it on Linux or macOS (on Windows: WSL)"
+            )
         self.base = Path(base) if base is not None else None
         self.workdir = Path(workdir).resolve()  # boots run in the board's root
         self.workdir.mkdir(parents=True, exist_ok=True)
