@@ -69,6 +69,20 @@ def test_every_allocation_point(failstop_device):
 def test_a_tiny_stack(failstop_device):
     run = failstop_device.run("firmware/main.py", max_boots=1)  # <module> + transfer: 2
     assert run.record.kind == "STACK" and run.end == "boot_limit"
+
+
+@pytest.mark.failstop_device(board="RPI_PICO")
+def test_a_pico_watchdog_tops_out_at_8388_ms(failstop_device, tmp_path):
+    (tmp_path / "wdt.py").write_text(
+        "import failstop\\n"
+        "failstop.watchdog(8388)\\n"
+        "try:\\n"
+        "    failstop.watchdog(10000)\\n"
+        "except ValueError as e:\\n"
+        "    print('REFUSED', e)\\n"
+    )
+    run = failstop_device.run(str(tmp_path / "wdt.py"))
+    assert run.lines("REFUSED") == ["timeout_ms must be 1..8388"]
 """
 
 
@@ -125,4 +139,4 @@ def test_plugin_from_a_fresh_pip_install(tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout, result.stdout
+    assert "5 passed" in result.stdout, result.stdout
