@@ -196,3 +196,19 @@ def test_simulator_without_fork_says_so(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.delattr(os, "fork")
     with pytest.raises(SimError, match=r"has no os\.fork: run it on Linux or macOS"):
         SimDevice(tmp_path / "sim")
+
+
+def test_simulator_refuses_an_unknown_python(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from failstop_host.sim import allocpoints
+    from failstop_host.sim.host import SimDevice, SimError
+
+    assert allocpoints.unsupported_python(sys.version_info) is None
+    assert allocpoints.unsupported_python((3, 12, 4)) is None
+    why = allocpoints.unsupported_python((3, 13, 0))
+    assert why is not None and "supports CPython 3.9 to 3.12, not 3.13" in why
+    monkeypatch.setattr(allocpoints, "SUPPORTED", ((3, 9), (3, 10)))
+    if sys.version_info[:2] > (3, 10):
+        with pytest.raises(SimError, match=r"supports CPython 3\.9 to 3\.10"):
+            SimDevice(tmp_path / "sim")

@@ -207,6 +207,9 @@ class SimDevice:
         retained: Optional[PathLike] = None,
         base: Optional[PathLike] = None,
     ) -> None:
+        why = allocpoints.unsupported_python((sys.version_info.major, sys.version_info.minor))
+        if why is not None:
+            raise SimError(why)
         if not hasattr(os, "fork"):
             raise SimError(
                 "the failstop simulator runs each boot in a forked process and this platform "
