@@ -1123,3 +1123,17 @@ def test_package_readme_has_no_links_into_the_repository() -> None:
     text = (Path(__file__).parent.parent / "docs/host.md").read_text()
     links = re.findall(r"\]\(([^)]*)\)", text)
     assert links and all(link.startswith(("#", "https://")) for link in links), links
+
+
+def test_emulate_explains_how_to_get_the_emulators(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from failstop_host import emulator
+
+    elf = Path(os.environ.get("FAILSTOP_QEMU_FW", "build/MPS2_AN385/firmware.elf"))
+    if not elf.exists():
+        pytest.skip("no MPS2_AN385 firmware")
+    monkeypatch.setattr(emulator.shutil, "which", lambda name: None)  # no QEMU installed
+    code, _, err = run("emulate", str(elf), "--flash", str(tmp_path / "f.img"))
+    assert code == 3 and "qemu-system-arm not found" in err
+    assert "apt-get install qemu-system-arm" in err and "npm install rp2040js" in err

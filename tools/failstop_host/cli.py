@@ -194,6 +194,16 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 BOARDS = ("MPS2_AN385", "RPI_PICO")
 
+EMULATE_NEEDS = """\
+  The emulators are not Python packages; get them once:
+  - MPS2_AN385: QEMU's qemu-system-arm (Debian/Ubuntu: apt-get install qemu-system-arm;
+    Fedora: dnf install qemu-system-arm; macOS: brew install qemu).
+  - RPI_PICO: Node.js (apt-get install nodejs), rp2040js from npm (npm install rp2040js;
+    set FAILSTOP_RP2040JS to its dist/esm/index.js) and the RP2040 B1 bootrom in
+    $FAILSTOP_CACHE/rp2/bootrom-b1.bin (default ~/.cache/failstop). In the failstop source
+    tree, `make deps-rp2` sets all of this up.
+"""
+
 
 def cmd_emulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import signal
@@ -215,6 +225,8 @@ def cmd_emulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         board.start()
     except EmulatorError as exc:
         err.write(f"failstop emulate: {exc}\n")
+        if "not found" in str(exc) and "firmware not found" not in str(exc):
+            err.write(EMULATE_NEEDS)
         return EXIT_ERROR
     err.write(
         f"failstop emulate: board {name} ({what}) is on.\n"
