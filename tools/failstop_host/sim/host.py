@@ -223,6 +223,7 @@ class SimDevice:
             Path(retained).resolve() if retained is not None else self.workdir / "retained.ram"
         )
         self.on = False  # the last run ended at the REPL: exec() types into it, no reset
+        self.consoles: list[str] = []  # the console output of each run, in order
 
     def _path(self, p: PathLike) -> Path:
         """A path given by the user: relative ones are taken from ``base`` (the pytest
@@ -433,6 +434,9 @@ class SimDevice:
                 hw = rep.hw_next or RC_UNKNOWN
         finally:
             console.close()
+            # Every run's console, also of one that failed or timed out (the pytest
+            # plugin attaches it to a failing test's report).
+            self.consoles.append(console.text())
         self.on = end == "exit"
         return SimRun(console.text(), end, exit_code, self.region(), reports, first_seq)
 

@@ -14,9 +14,9 @@ arguments override it); each test gets a fresh board with fresh retained RAM.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -46,3 +46,20 @@ def failstop_device(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     board = kwargs.pop("board", None)
     resources = Resources.board(board, **kwargs) if board else Resources(**kwargs)
     yield SimDevice(tmp_path / "failstop-device", resources, base=request.config.rootpath)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[Any, Any, None]:
+    """A failing test that used the board gets its console (every run's) in the report,
+    as a section "failstop console"."""
+    outcome = yield
+    report = outcome.get_result()
+    device = getattr(item, "funcargs", {}).get("failstop_device")
+    if report.when == "call" and report.failed and device is not None and device.consoles:
+        text = "".join(
+            f"--- run {i} ---\n{out}" + ("" if out.endswith("\n") else "\n")
+            for i, out in enumerate(device.consoles, 1)
+        )
+        report.sections.append(("failstop console", text))
