@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,9 +23,9 @@ import pytest
 from backends import MICROPY_VERSION, SCRIPTS, fault_line
 from emulated_backend import at_repl, mpremote
 from failstop_host import codec
-from failstop_host.emulator import PROMPT, ConsoleBoard
-from qemu_backend import qemu_board
-from rp2_backend import pico_board
+from failstop_host.emulator import PROMPT, ConsoleBoard, QemuBoard
+from qemu_backend import QEMU_FW, qemu_board
+from rp2_backend import PICO_FW, pico_board
 
 FAILSTOP = [sys.executable, "-m", "failstop_host"]
 
@@ -63,9 +64,12 @@ def test_log_reports_the_record_the_board_holds(board: ConsoleBoard) -> None:
 
     j = failstop("log", "-p", board.port, "--json")
     assert j.returncode == 0, j.stderr
-    (rec,) = [json.loads(ln) for ln in j.stdout.splitlines()]
-    ram = codec.decode_region(board.retained()).records[-1]
+    region, rec = [json.loads(ln) for ln in j.stdout.splitlines()]
+    ram_region = codec.decode_region(board.retained())
+    ram = ram_region.records[-1]
     assert rec == json.loads(json.dumps(ram.to_json()))  # what RAM holds, field by field
+    assert region == {"region": json.loads(json.dumps(codec.region_json(ram_region)))}
+    assert region["region"]["header"]["boot_count"] == 2  # the boot after the panic
     assert rec["location"] == {"file": "main.py", "line": line, "function": "deposit"}
 
 
@@ -73,7 +77,7 @@ def test_log_all_and_clear(board: ConsoleBoard) -> None:
     faulted(board, "panic_reasons.py")  # six panics; the ring keeps the newest three
     p = failstop("log", "-p", board.port, "--all", "--json", "--clear")
     assert p.returncode == 0, p.stderr
-    assert [json.loads(ln)["seq"] for ln in p.stdout.splitlines()] == [4, 5, 6]
+    assert [json.loads(ln).get("seq") for ln in p.stdout.splitlines()] == [None, 4, 5, 6]
     assert "records cleared" in p.stderr
     assert codec.decode_region(board.retained()).records == ()
     again = failstop("log", "-p", board.port)
@@ -117,12 +121,136 @@ def test_watch_sees_fault_reboot_and_reads_the_record(board: ConsoleBoard) -> No
     assert (rec["kind"], rec["message"], rec["reset_cause"]) == ("PANIC", "valve stuck", "power_on")
 
 
+def running(board: ConsoleBoard, script: str, until: bytes) -> None:
+    """Install `script` as main.py, power-cycle, wait until its output shows `until`."""
+    p = mpremote(board.port, "fs", "cp", str(SCRIPTS / script), ":main.py")
+    assert p.returncode == 0, p.stdout + p.stderr
+    board.power_cycle()
+    assert board.wait_for(re.escape(until), timeout=30), board.output()
+
+
+def test_log_does_not_disturb_a_running_program(board: ConsoleBoard) -> None:
+    """A program that armed a 1.5 s watchdog and runs forever: `failstop log` stops it
+    with Ctrl-C (no record), feeds the watchdog while it reads, and restarts it."""
+    running(board, "watchdog_ticking.py", b"tick 3\r\n")
+    resets = board.resets
+    p = failstop("log", "-p", board.port, "--all")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "no fault records" in p.stderr
+    assert "interrupted and restarted (soft reset)" in p.stderr
+    after = len(board.output())
+    assert board.wait_for(rb"tick 8\r\n", timeout=30, start=after), board.output(after)
+    assert board.resets == resets  # the watchdog never bit
+    assert codec.decode_region(board.retained()).records == ()  # nothing recorded
+    again = failstop("log", "-p", board.port, "--json")  # and once more, the same
+    assert again.returncode == 1, again.stderr
+    (region,) = [json.loads(ln)["region"] for ln in again.stdout.splitlines()]
+    assert region["records"] == 0 and region["header"]["safe_mode"] is False
+    assert codec.decode_region(board.retained()).records == ()
+
+
+def test_log_stay_leaves_the_board_at_its_repl(board: ConsoleBoard) -> None:
+    running(board, "forever.py", b"RUNNING")
+    p = failstop("log", "-p", board.port, "--stay")
+    assert p.returncode == 0, p.stderr  # forever.py panics once after power-on
+    assert "early fault" in p.stdout
+    assert "stopped; the board waits at its REPL" in p.stderr
+    start = len(board.output())
+    board.write(b"print(6 * 7)\r")
+    assert board.wait_for(rb"42\r\n>>> ", timeout=10, start=start), board.output(start)
+
+
+def json_events(w: subprocess.Popen[str], until: str, timeout: float) -> list[dict[str, object]]:
+    """The JSON events `w` prints until one is `until` (or `timeout` passes), then a second
+    more (anything it should not have printed)."""
+    assert w.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+    stdout = w.stdout
+    threading.Thread(target=lambda: [lines.put(ln) for ln in stdout], daemon=True).start()
+    events: list[dict[str, object]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            events.append(json.loads(lines.get(timeout=0.2)))
+        except queue.Empty:
+            if any(e["event"] == until for e in events):
+                deadline = min(deadline, time.monotonic() + 1.0)
+    return events
+
+
+def test_watch_read_leaves_the_program_running(board: ConsoleBoard) -> None:
+    """forever.py panics once after power-on, then runs: watch --read shows the fault, the
+    reboot and the record once; the program goes on (restarted by a soft reset)."""
+    p = mpremote(board.port, "fs", "cp", str(SCRIPTS / "forever.py"), ":main.py")
+    assert p.returncode == 0, p.stdout + p.stderr
+    w = subprocess.Popen(
+        [*FAILSTOP, "watch", board.port, "--json", "--read", "--timeout", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1.0)  # let it open the port
+        board.power_cycle()
+        events = json_events(w, "record", timeout=40)
+        start = len(board.output())
+        time.sleep(3)  # what the board does after the read
+    finally:
+        w.send_signal(signal.SIGINT)
+        try:
+            w.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            w.kill()
+    kinds = [e["event"] for e in events]
+    assert kinds[:3] == ["fault", "reboot", "record"], events
+    assert kinds.count("record") == 1, events
+    assert events[2]["message"] == "early fault"
+    out = board.output()
+    assert out.rfind(b"soft reboot") < out.rfind(b"RUNNING"), out[-400:]
+    assert b"failstop:" not in board.output(start)  # no fault since
+    assert len(codec.decode_region(board.retained()).records) == 1
+
+
+def addr2line(elf: Path, address: int) -> tuple[str, str]:
+    """binutils' answer (function, file:line), when a toolchain is there to compare with."""
+    tool = shutil.which("arm-none-eabi-addr2line")
+    if tool is None:
+        pytest.skip("no arm-none-eabi-addr2line to compare with")
+    p = subprocess.run(
+        [tool, "-f", "-e", str(elf), hex(address)], capture_output=True, text=True, check=True
+    )
+    func, where = p.stdout.split("\n")[:2]
+    file, line = where.rsplit(":", 1)
+    return func, f"{Path(file).name}:{line.split()[0]}"
+
+
+def test_log_elf_symbolizes_a_hard_fault(board: ConsoleBoard) -> None:
+    """hardfault.py stores to an unmapped address: the record's pc and lr, symbolized from
+    the firmware's ELF (DWARF line table, pyelftools), agree with binutils' addr2line."""
+    elf = QEMU_FW if isinstance(board, QemuBoard) else PICO_FW.with_suffix(".elf")
+    running(board, "hardfault.py", b"LAST")
+    board.settle()
+    p = failstop("log", "-p", board.port, "--elf", str(elf))
+    assert p.returncode == 0, p.stderr
+    j = failstop("log", "-p", board.port, "--elf", str(elf), "--json")
+    assert j.returncode == 0, j.stderr
+    rec = json.loads(j.stdout.splitlines()[1])
+    assert rec["kind"] == "HARDFAULT" and rec["pc"] and rec["lr"]
+    assert rec["pc_symbol"]["function"] == "mp_binary_set_val_array_from_int"
+    for reg, is_return in (("pc", False), ("lr", True)):
+        sym = rec[f"{reg}_symbol"]
+        address = rec[reg] & ~1
+        func, where = addr2line(elf, address - 1 if is_return else address)
+        assert (sym["function"], f"{sym['file']}:{sym['line']}") == (func, where), reg
+        assert f"  {reg} 0x{rec[reg]:08x}  {func} ({where})" in p.stdout.splitlines()
+
+
 def test_log_gives_up_in_bounded_time_when_the_board_stops(board: ConsoleBoard) -> None:
     board.pause()  # the CPU stops: the UART is open but nothing answers
     t0 = time.monotonic()
     p = failstop("log", "-p", board.port, "--timeout", "2")
     took = time.monotonic() - t0
-    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.returncode == 3, p.stdout + p.stderr
     assert "failstop log:" in p.stderr and len(p.stderr.strip()) > 20
     assert took < 15, took
 
@@ -135,7 +263,7 @@ def test_log_gives_up_in_bounded_time_when_the_board_keeps_resetting(board: Cons
     log = failstop("log", "-p", board.port, "--timeout", "3")
     took = time.monotonic() - t0
     assert board.resets > 3  # it really was resetting meanwhile
-    assert log.returncode == 2, log.stdout + log.stderr
+    assert log.returncode == 3, log.stdout + log.stderr
     assert log.stderr.startswith("failstop log: ") and log.stdout == ""
     assert took < 20, took
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import pytest
+import serial
 
 from failstop_host.cli import main
 from failstop_host.codec import decode_region, encode_header, encode_region, encode_slot
@@ -41,6 +42,13 @@ def run(*argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main(list(argv), out=out, err=err)
     return code, out.getvalue(), err.getvalue()
+
+
+def json_lines(out: str) -> tuple[dict, list[dict]]:
+    """`--json` output: the region line, then the records."""
+    first, *rest = [json.loads(ln) for ln in out.splitlines()]
+    assert list(first) == ["region"], first
+    return first["region"], rest
 
 
 def three_records() -> bytes:
@@ -105,12 +113,40 @@ def test_decode_all_oldest_first(region_file: str) -> None:
 def test_decode_json_lines(region_file: str) -> None:
     code, out, _ = run("decode", "--json", "--all", region_file)
     assert code == 0
-    objs = [json.loads(ln) for ln in out.splitlines()]
+    _, objs = json_lines(out)
     assert [o["seq"] for o in objs] == [4, 5, 6]
     assert objs[1]["location"] == {"file": "purse.py", "line": 23, "function": "deposit"}
     assert objs[1]["alloc_size"] == 1000000 and objs[1]["heap_free"] == 1024
     code, out, _ = run("decode", "--json", region_file)
-    assert [json.loads(ln)["seq"] for ln in out.splitlines()] == [6]
+    assert [o["seq"] for o in json_lines(out)[1]] == [6]
+
+
+def test_json_and_text_show_the_region_header(tmp_path: object) -> None:
+    data = bytearray(
+        encode_region(
+            [encode_slot(kind="PANIC", seq=4, boot=3), encode_slot(kind="OOM", seq=5, boot=4)],
+            boot_count=5,
+            loop_count=3,
+            loop_limit=3,
+            state=1,  # safe mode
+        )
+    )
+    data[64 + 320 + 100] ^= 0x10  # slot 1 (seq 4) torn
+    path = write(tmp_path, "r.bin", bytes(data))
+    code, out, _ = run("decode", "--json", path)
+    region, recs = json_lines(out)
+    assert code == 0 and [r["seq"] for r in recs] == [5]
+    assert region["header"]["boot_count"] == 5 and region["header"]["safe_mode"] is True
+    assert (region["header"]["loop_count"], region["header"]["loop_limit"]) == (3, 3)
+    assert region["header_error"] is None and (region["nslots"], region["records"]) == (3, 1)
+    assert region["invalid"] == [
+        {"slot": 0, "reason": "empty"},
+        {"slot": 1, "reason": "bad crc"},
+    ]
+    code, out, _ = run("decode", path)
+    last = out.splitlines()[-1]
+    assert last.startswith("region: boot 5 ") and "crash loop 3/3" in last
+    assert "SAFE MODE" in last and last.endswith("1 of 3 slots hold records, 1 empty, 1 invalid")
 
 
 def test_decode_hex_dump(tmp_path: object) -> None:
@@ -118,13 +154,15 @@ def test_decode_hex_dump(tmp_path: object) -> None:
     wrapped = b"\n".join(hexed[i : i + 60] for i in range(0, len(hexed), 60)) + b"\n"
     path = write(tmp_path, "dump.hex", wrapped)
     code, out, _ = run("decode", "--json", path)
-    assert code == 0 and json.loads(out)["seq"] == 6
+    assert code == 0 and json_lines(out)[1][0]["seq"] == 6
 
 
 def test_decode_empty_region_exit_1(tmp_path: object) -> None:
     path = write(tmp_path, "blank.bin", bytes(1024))
     code, out, err = run("decode", path)
-    assert code == 1 and out == ""
+    assert (
+        code == 1 and out == "region: header invalid (empty); 0 of 3 slots hold records, 3 empty\n"
+    )
     assert "header invalid (empty)" in err and "no fault records" in err
     code, _, err = run("decode", "--all", path)
     assert code == 1 and "slot 2: empty" in err
@@ -150,17 +188,17 @@ def test_decode_reports_invalid_slots(tmp_path: object) -> None:
         (b"00" * 100, "too short"),
     ],
 )
-def test_decode_garbage_exit_2(tmp_path: object, data: bytes, message: str) -> None:
+def test_decode_garbage_exit_3(tmp_path: object, data: bytes, message: str) -> None:
     code, out, err = run("decode", write(tmp_path, "junk", data))
-    assert code == 2 and out == ""
+    assert code == 3 and out == ""
     assert message in err and "Traceback" not in err
 
 
-def test_decode_unreadable_exit_2(tmp_path: object) -> None:
+def test_decode_unreadable_exit_3(tmp_path: object) -> None:
     code, _, err = run("decode", os.path.join(str(tmp_path), "missing.bin"))
-    assert code == 2 and "cannot read" in err and "No such file" in err
+    assert code == 3 and "cannot read" in err and "No such file" in err
     code, _, err = run("decode", str(tmp_path))
-    assert code == 2 and "cannot read" in err
+    assert code == 3 and "cannot read" in err
 
 
 def test_python_m_entry_point(tmp_path: object, region_file: str) -> None:
@@ -170,12 +208,12 @@ def test_python_m_entry_point(tmp_path: object, region_file: str) -> None:
         text=True,
         timeout=60,
     )
-    assert proc.returncode == 0 and json.loads(proc.stdout)["kind"] == "STACK"
+    assert proc.returncode == 0 and json_lines(proc.stdout)[1][0]["kind"] == "STACK"
     junk = write(tmp_path, "junk.bin", os.urandom(100))
     proc = subprocess.run(
         [PY, "-m", "failstop_host", "decode", junk], capture_output=True, text=True, timeout=60
     )
-    assert proc.returncode == 2 and "too short" in proc.stderr
+    assert proc.returncode == 3 and "too short" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -230,7 +268,7 @@ def test_hostile_strings_safe_and_exact_in_json(tmp_path: object) -> None:
     code, out, _ = run("decode", "--json", write(tmp_path, "evil.bin", hostile_region()))
     assert code == 0
     assert out.isascii() and all(ch not in out for ch in RAW_HOSTILE)
-    obj = json.loads(out)
+    (obj,) = json_lines(out)[1]
     assert obj["message"] == HOSTILE and obj["mark"] == "\x1b[2J\u202e"
 
 
@@ -308,6 +346,44 @@ def test_parse_fault_boot_and_other_lines() -> None:
         assert parse_line(other) is None, other
 
 
+def test_parse_fault_line_after_output_without_line_end() -> None:
+    # print("tick", end="") then the fault: the fault line shares the program's line.
+    ev = parse_line("tick 5 ...failstop: OOM -> REBOOT\r")
+    assert ev is not None and (ev.event, ev.kind, ev.action) == ("fault", "OOM", "REBOOT")
+    ev = parse_line(">>> \r\nfailstop: double fault -> REBOOT")
+    assert ev is not None and ev.to_json() == {
+        "event": "double_fault",
+        "action": "REBOOT",
+        "line": ">>> \r\nfailstop: double fault -> REBOOT",
+    }
+    assert "double fault" in ev.describe()
+
+
+def test_parse_safe_mode_and_a_tight_boot_banner() -> None:
+    line = (
+        "failstop: safe mode (4 fail-stop reboots within the crash-loop window); "
+        "main program not run"
+    )
+    ev = parse_line(line)
+    assert ev is not None and ev.to_json() == {"event": "safe_mode", "count": 4, "line": line}
+    assert "safe mode after 4" in ev.describe()
+    for banner in [
+        "MicroPython v1.25.0 on 2026-12-03; mps2-an385 with Cortex-M3",
+        "MicroPython v1.25.0 on 2026-12-02; Raspberry Pi Pico with RP2040",
+        "MicroPython v1.26.1 on 2025-09-11; linux [GCC 12.2.0] version",
+        "MicroPython v1.26.0-preview.123.gabcdef on 2025-06-01; ESP32 module with ESP32",
+    ]:
+        ev = parse_line(banner)
+        assert ev is not None and ev.event == "boot", banner
+    for not_a_boot in [
+        "MicroPython rocks",
+        "MicroPython v1.25.0",
+        "MicroPython version check: v1.25.0 on 2026-12-03; x",
+        "MicroPython v1.25 on 2026-12-03; board",
+    ]:
+        assert parse_line(not_a_boot) is None, not_a_boot
+
+
 def test_event_describe_escapes() -> None:
     ev = parse_line("failstop: reboot after PANIC (seq 1, boot 1): \x1b[2J\x9b")
     assert ev is not None
@@ -321,6 +397,18 @@ def test_line_splitter() -> None:
     assert s.feed(b"c\r\nde\nf") == ["abc", "de"]
     assert s.feed(b"\xc3") == [] and s.feed(b"\xa9\n") == ["f\u00e9"]
     assert s.feed(b"x" * 12) == ["x" * 12]
+
+
+def test_line_splitter_never_cuts_a_character() -> None:
+    s = LineSplitter(limit=10)
+    assert s.feed(b"caf\xc3") == [] and s.pending() == "caf"  # the rest is still coming
+    assert s.feed(b"\xa9") == [] and s.pending() == "caf\u00e9"
+    assert s.feed(b"\n") == ["caf\u00e9"]
+    assert s.feed(b"\xe2\x82") == [] and s.pending() == ""
+    assert s.feed(b"\xac\n") == ["\u20ac"]
+    # A runaway line is cut between characters, not inside one.
+    assert s.feed(b"abcdefghij\xe2\x82") == ["abcdefghij"]
+    assert s.feed(b"\xac\n") == ["\u20ac"]
 
 
 # --- pseudo-terminals ----------------------------------------------------------------------
@@ -530,7 +618,7 @@ def test_log_command_json_and_clear(pty: Pty) -> None:
     pty.serve(board)
     code, out, err = run("log", "--port", pty.name, "--json", "--all", "--clear", "--timeout", "5")
     assert code == 0, err
-    assert [json.loads(ln)["seq"] for ln in out.splitlines()] == [4, 5, 6]
+    assert [o["seq"] for o in json_lines(out)[1]] == [4, 5, 6]
     assert board.commands == [DUMP_SNIPPET, CLEAR_SNIPPET]
     assert "records cleared" in err
 
@@ -539,7 +627,7 @@ def test_log_clear_not_sent_after_bad_read(pty: Pty) -> None:
     board = FakeBoard(lambda code: (b"0011\r\n", b""))  # hex, but not a region
     pty.serve(board)
     code, out, err = run("log", "--port", pty.name, "--clear", "--timeout", "5")
-    assert code == 2 and out == ""
+    assert code == 3 and out == ""
     assert "bad region" in err and "too short" in err
     assert board.commands == [DUMP_SNIPPET]
 
@@ -547,12 +635,13 @@ def test_log_clear_not_sent_after_bad_read(pty: Pty) -> None:
 def test_log_human_output_and_no_records(pty: Pty) -> None:
     pty.serve(board_with(encode_header() + bytes(960)))
     code, out, err = run("log", "-p", pty.name, "--timeout", "5")
-    assert code == 1 and out == "" and "no fault records" in err
+    assert code == 1 and "no fault records" in err
+    assert out.startswith("region: boot 1 (cause: power_on)"), out
 
 
 def test_log_missing_port() -> None:
     code, out, err = run("log", "--port", "/dev/does-not-exist-failstop", "--timeout", "1")
-    assert code == 2 and out == ""
+    assert code == 3 and out == ""
     assert "no such serial port" in err and "Traceback" not in err
 
 
@@ -571,6 +660,7 @@ class WatchRun:
         self.out, self.err = io.StringIO(), io.StringIO()
         self.result: list[int] = []
         self.ready = threading.Event()  # set once watch has opened the port
+        self.opens: list[float] = []  # when watch opened the port
         self.thread = threading.Thread(target=self._run, args=(pty.name, as_json, read))
         self.thread.daemon = True
         self.t0 = time.monotonic()
@@ -578,6 +668,7 @@ class WatchRun:
 
     def _open(self, port: str, baud: int) -> object:
         ser = open_serial(port, baud)
+        self.opens.append(time.monotonic())
         self.ready.set()
         return ser
 
@@ -629,7 +720,7 @@ def test_watch_passes_through_and_exits_when_port_vanishes(pty: Pty) -> None:
     time.sleep(0.8)
     unplug(pty)
     code, out, err, elapsed = run_.finish()
-    assert code == 1 and elapsed < 10
+    assert code == 3 and elapsed < 10
     assert "lost" in err and "Traceback" not in err
     lines = out.splitlines()
     assert "hello from main.py" in lines
@@ -649,11 +740,68 @@ def test_watch_json_events(pty: Pty) -> None:
     time.sleep(0.5)
     unplug(pty)
     code, out, _, _ = run_.finish()
-    assert code == 1
+    assert code == 3
     events = [json.loads(ln) for ln in out.splitlines()]
     assert [e["event"] for e in events] == ["fault", "reboot", "boot"]
     assert events[1]["seq"] == 3 and events[1]["message"] == "oops \x1b[2J"
     assert events[1]["location"] == {"file": "purse.py", "line": 23, "function": "deposit"}
+
+
+def test_watch_shows_a_multibyte_character_split_across_reads(pty: Pty) -> None:
+    run_ = WatchRun(pty, as_json=False)
+    run_.wait_ready()
+    pty.send(b"temp 21\xc2")  # the prompt-like partial line is shown once it settles
+    time.sleep(0.8)
+    pty.send(b"\xb0C\r\nok\r\n")
+    time.sleep(0.5)
+    unplug(pty)
+    _, out, _, _ = run_.finish()
+    assert "temp 21\u00b0C\nok\n" in out, out
+    assert "\ufffd" not in out
+
+
+def test_watch_port_is_exclusive_with_dtr_rts_low(pty: Pty) -> None:
+    ser = open_serial(pty.name, 115200)
+    try:
+        assert ser.dtr is False and ser.rts is False  # set before opening
+        with pytest.raises(serial.SerialException):
+            open_serial(pty.name, 115200)  # a second monitor: busy
+        err = io.StringIO()
+        assert watch(pty.name, out=io.StringIO(), err=err) == 3
+        assert "cannot open" in err.getvalue()
+    finally:
+        ser.close()
+
+
+def test_watch_reads_each_record_once(pty: Pty) -> None:
+    region = three_records()
+    inner = board_with(region)
+    run_ = WatchRun(pty, as_json=True, read=True)
+
+    def serve(p: Pty) -> None:
+        run_.wait_ready()
+        p.send(b"failstop: reboot after STACK (seq 6, boot 5)\r\n")
+        inner(p)
+
+    pty.serve(serve)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and DUMP_SNIPPET not in inner.commands:
+        time.sleep(0.05)
+    while time.monotonic() < deadline and len(run_.opens) < 2:
+        time.sleep(0.05)  # watch has the port again
+    time.sleep(1.0)  # generous: on a loaded machine watch takes a while to read again
+    pty.send(b"failstop: reboot after STACK (seq 6, boot 5)\r\n")  # the same record again
+    time.sleep(3.0)
+    unplug(pty)
+    _, out, err, _ = run_.finish()
+    events = [json.loads(ln) for ln in out.splitlines()]
+    assert [e["event"] for e in events] == ["reboot", "record", "reboot"], (
+        err,
+        out,
+        inner.commands,
+        pty.received,
+    )
+    assert inner.commands == [DUMP_SNIPPET]
 
 
 def test_watch_read_after_reboot(pty: Pty) -> None:
@@ -677,7 +825,7 @@ def test_watch_read_after_reboot(pty: Pty) -> None:
     events = [json.loads(ln) for ln in out.splitlines()]
     assert [e["event"] for e in events] == ["reboot", "record"], err
     assert events[1]["seq"] == 6 and events[1]["kind"] == "STACK"
-    assert code == 1
+    assert code == 3
 
 
 def test_watch_follows_a_usb_board_through_its_reset(tmp_path: Path) -> None:
@@ -718,7 +866,7 @@ def test_watch_follows_a_usb_board_through_its_reset(tmp_path: Path) -> None:
     link.unlink()
     unplug(second)  # gone for good this time: watch gives up after `reconnect`
     t.join(15)
-    assert result == [1], err.getvalue()
+    assert result == [3], err.getvalue()
     lines = out.getvalue().splitlines()
     assert "[failstop] fault PANIC, action REBOOT" in lines
     assert any(ln.startswith("[failstop] port gone") for ln in lines)
@@ -731,7 +879,7 @@ def test_watch_follows_a_usb_board_through_its_reset(tmp_path: Path) -> None:
 
 def test_watch_missing_port() -> None:
     err = io.StringIO()
-    assert watch("/dev/does-not-exist-failstop", out=io.StringIO(), err=err) == 1
+    assert watch("/dev/does-not-exist-failstop", out=io.StringIO(), err=err) == 3
     assert "cannot open" in err.getvalue()
 
 
@@ -758,3 +906,234 @@ def test_region_roundtrip_through_fake_board_matches_decoder(pty: Pty) -> None:
     pty.serve(board_with(region))
     got = read_region(pty.name, timeout=5)
     assert got == decode_region(region)
+
+
+# --- port names and exit codes, on every command -------------------------------------------
+
+
+class FakePortInfo:
+    def __init__(self, device: str, serial_number: str) -> None:
+        self.device, self.serial_number = device, serial_number
+        self.vid, self.pid = 0x2E8A, 0x0005
+
+    def __lt__(self, other: FakePortInfo) -> bool:
+        return self.device < other.device
+
+
+def test_port_names_as_mpremote_spells_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from failstop_host import ports
+
+    monkeypatch.setattr(
+        ports,
+        "_comports",
+        lambda: [FakePortInfo("/dev/ttyACM1", "E6614C"), FakePortInfo("/dev/ttyACM0", "DE6")],
+    )
+    env: dict[str, str] = {}
+    assert ports.port_name("a0", env) == "/dev/ttyACM0"
+    assert ports.port_name("u3", env) == "/dev/ttyUSB3"
+    assert ports.port_name("c12", env) == "COM12"
+    assert ports.port_name("id:E6614C", env) == "/dev/ttyACM1"
+    assert ports.port_name("port:a0", env) == "a0"
+    assert ports.port_name("/dev/ttyS4", env) == "/dev/ttyS4"
+    assert ports.port_name("socket://localhost:4000", env) == "socket://localhost:4000"
+    assert ports.port_name("auto", env) is None and ports.port_name(None, env) is None
+    assert ports.port_name(None, {"FAILSTOP_PORT": "u1"}) == "/dev/ttyUSB1"
+    assert ports.port_name("a2", {"FAILSTOP_PORT": "u1"}) == "/dev/ttyACM2"  # option wins
+    with pytest.raises(ports.PortError, match="serial number 'NOPE'"):
+        ports.port_name("id:NOPE", env)
+    assert ports.first_usb_port() == "/dev/ttyACM0"
+
+
+def test_log_reads_the_board_named_by_failstop_port(
+    pty: Pty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    board = board_with(three_records())
+    pty.serve(board)
+    monkeypatch.setenv("FAILSTOP_PORT", "port:" + pty.name)
+    code, out, err = run("log", "--json", "--timeout", "5")
+    assert code == 0, err
+    assert json_lines(out)[1][0]["seq"] == 6
+
+
+def test_log_unknown_serial_number_is_a_board_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from failstop_host import ports
+
+    monkeypatch.setattr(ports, "_comports", lambda: [])
+    code, out, err = run("log", "-p", "id:0123456789", "--timeout", "1")
+    assert code == 3 and out == ""
+    assert "no serial device with serial number '0123456789'" in err
+    code, _, err = run("watch", "-p", "id:0123456789")
+    assert code == 3 and "serial number" in err
+    monkeypatch.delenv("FAILSTOP_PORT", raising=False)
+    code, _, err = run("watch")  # auto, and no USB serial device
+    assert code == 3 and "no USB serial device found" in err and "FAILSTOP_PORT" in err
+
+
+def test_watch_takes_the_port_as_option_or_argument() -> None:
+    for how in ("-p", "argument"):
+        p = Pty()
+        try:
+            argv = ["watch", "-p", p.name] if how == "-p" else ["watch", p.name]
+            threading.Timer(0.8, lambda p=p: p.send(b"hello\r\n")).start()
+            threading.Timer(1.6, lambda p=p: unplug(p)).start()
+            code, out, err = run(*argv, "--reconnect", "0")
+            assert "hello" in out, (how, out, err)
+            assert code == 3 and "lost" in err, (how, err)  # the port went away
+        finally:
+            p.close()
+    code, _, err = run("watch", "/dev/x", "-p", "/dev/y")
+    assert code == 2 and "give the port once" in err
+
+
+def test_exit_codes_are_distinct(tmp_path: object) -> None:
+    with pytest.raises(SystemExit) as usage:
+        main(["log", "--no-such-option"], io.StringIO(), io.StringIO())
+    assert usage.value.code == 2  # usage error
+    code, _, _ = run("decode", write(tmp_path, "blank.bin", bytes(1024)))
+    assert code == 1  # no records
+    code, _, _ = run("decode", write(tmp_path, "junk", b"junk"))
+    assert code == 3  # input or board error
+    p = subprocess.run(
+        [PY, "-m", "failstop_host", "--help"], capture_output=True, text=True, timeout=60
+    )
+    text = " ".join(p.stdout.split())
+    assert "1 no records, 2 usage error, 3 board or input error" in text
+
+
+# --- --elf: symbolized code addresses ------------------------------------------------------
+
+QEMU_ELF = Path(
+    os.environ.get(
+        "FAILSTOP_QEMU_FW", Path(__file__).parent.parent / "build/MPS2_AN385/firmware.elf"
+    )
+)
+
+
+def elf_function(elf: Path, name: str) -> int:
+    from elftools.elf.elffile import ELFFile
+
+    with open(elf, "rb") as f:
+        sym = ELFFile(f).get_section_by_name(".symtab").get_symbol_by_name(name)[0]
+        return int(sym["st_value"])
+
+
+@pytest.fixture
+def elf() -> Path:
+    from backends import require_built
+
+    require_built(QEMU_ELF, "make firmware BOARD=MPS2_AN385")
+    return QEMU_ELF
+
+
+def test_decode_elf_symbolizes_pc_and_lr(tmp_path: object, elf: Path) -> None:
+    pc = (elf_function(elf, "gc_alloc") & ~1) + 4
+    lr = elf_function(elf, "mp_obj_new_bytearray") + 8  # Thumb: bit 0 set
+    region = encode_region([encode_slot(kind="HARDFAULT", seq=1, pc=pc, lr=lr)])
+    path = write(tmp_path, "hf.bin", region)
+    code, out, err = run("decode", path, "--elf", str(elf))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert any(ln.startswith(f"  pc 0x{pc:08x}  gc_alloc (gc.c:") for ln in lines), out
+    assert any(ln.startswith(f"  lr 0x{lr:08x}  mp_obj_new_bytearray (objarray.c:") for ln in lines)
+    code, out, _ = run("decode", path, "--elf", str(elf), "--json")
+    (rec,) = json_lines(out)[1]
+    assert rec["pc_symbol"]["function"] == "gc_alloc" and rec["pc_symbol"]["file"] == "gc.c"
+    assert isinstance(rec["pc_symbol"]["line"], int)
+    assert rec["lr_symbol"]["function"] == "mp_obj_new_bytearray"
+    code, out, _ = run("decode", path)  # without --elf: the bare addresses
+    assert f"  pc 0x{pc:08x}, lr 0x{lr:08x}" in out.splitlines()
+
+
+def test_elf_errors_are_input_errors(tmp_path: object, region_file: str) -> None:
+    code, out, err = run("decode", region_file, "--elf", os.path.join(str(tmp_path), "no.elf"))
+    assert code == 3 and out == "" and "--elf: cannot read" in err
+    code, out, err = run("decode", region_file, "--elf", region_file)
+    assert code == 3 and "not an ELF file" in err
+    code, _, err = run("log", "-p", "/dev/null", "--elf", region_file)
+    assert code == 3 and "not an ELF file" in err
+
+
+def test_watch_read_elf(pty: Pty, elf: Path) -> None:
+    from failstop_host.cli import Symbols
+
+    pc = (elf_function(elf, "gc_alloc") & ~1) + 4
+    region = encode_region([encode_slot(kind="HARDFAULT", seq=1, pc=pc, lr=pc + 1)])
+    inner = board_with(region)
+    symbols = Symbols(str(elf))
+    out, err = io.StringIO(), io.StringIO()
+    opened = threading.Event()
+
+    def opener(port: str, baud: int) -> object:
+        ser = open_serial(port, baud)
+        opened.set()
+        return ser
+
+    def serve(p: Pty) -> None:
+        opened.wait(10)
+        p.send(b"failstop: reboot after HARDFAULT (seq 1, boot 1)\r\n")
+        inner(p)
+
+    pty.serve(serve)
+    t = threading.Thread(
+        target=lambda: watch(
+            pty.name,
+            as_json=False,
+            read=True,
+            out=out,
+            err=err,
+            timeout=5,
+            opener=opener,
+            symbolize=symbols.text,
+            symbolize_json=symbols.add_json,
+        ),
+        daemon=True,
+    )
+    t.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "  lr 0x" not in out.getvalue():
+        time.sleep(0.1)
+    time.sleep(0.3)
+    unplug(pty)
+    t.join(10)
+    lines = out.getvalue().splitlines()
+    assert any(ln.startswith(f"  pc 0x{pc:08x}  gc_alloc (gc.c:") for ln in lines), err.getvalue()
+
+
+def test_mpremote_is_imported_only_to_read_a_board(region_file: str) -> None:
+    """decode (and the package itself) work without mpremote; log says what it needs."""
+    code = (
+        "import sys\n"
+        "sys.modules['mpremote'] = None  # not installed\n"
+        "from failstop_host.cli import main\n"
+        f"assert main(['decode', {region_file!r}]) == 0\n"
+        "assert not any(m.startswith('mpremote.') for m in sys.modules)\n"
+        "sys.exit(main(['log', '-p', '/dev/null', '--timeout', '1']))\n"
+    )
+    p = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 3, p.stderr
+    assert "#6 STACK" in p.stdout
+    assert "reading a board needs mpremote (pip install 'mpremote>=1.22')" in p.stderr
+
+
+def test_package_readme_has_no_links_into_the_repository() -> None:
+    """docs/host.md is the package's readme (on PyPI, outside the repository): its links
+    are anchors within it."""
+    import re
+
+    text = (Path(__file__).parent.parent / "docs/host.md").read_text()
+    links = re.findall(r"\]\(([^)]*)\)", text)
+    assert links and all(link.startswith(("#", "https://")) for link in links), links
+
+
+def test_emulate_explains_how_to_get_the_emulators(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from failstop_host import emulator
+
+    elf = Path(os.environ.get("FAILSTOP_QEMU_FW", "build/MPS2_AN385/firmware.elf"))
+    if not elf.exists():
+        pytest.skip("no MPS2_AN385 firmware")
+    monkeypatch.setattr(emulator.shutil, "which", lambda name: None)  # no QEMU installed
+    code, _, err = run("emulate", str(elf), "--flash", str(tmp_path / "f.img"))
+    assert code == 3 and "qemu-system-arm not found" in err
+    assert "apt-get install qemu-system-arm" in err and "npm install rp2040js" in err

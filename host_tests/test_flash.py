@@ -76,7 +76,7 @@ def test_flash_without_a_drive_says_how_to_get_one(tmp_path: Path) -> None:
         flash(PICO_FW, None, False, None, 1.0, sys.stdout, sys.stderr, mounts=mounts)
     assert "mpremote bootloader" in str(e.value) or "--bootloader" in str(e.value)
     p = failstop("flash", "--drive", str(tmp_path), str(PICO_FW))  # not a Pico drive
-    assert p.returncode == 2 and "not an RPI-RP2 drive" in p.stderr
+    assert p.returncode == 3 and "not an RPI-RP2 drive" in p.stderr
 
 
 def test_flash_finds_the_mounted_drive(tmp_path: Path) -> None:
@@ -126,5 +126,5 @@ def test_flash_rejects_what_is_not_a_uf2(tmp_path: Path, content: bytes, why: st
     drive.mkdir()
     (drive / INFO_UF2_NAME).write_text(INFO)
     p = failstop("flash", "--drive", str(drive), str(fw))
-    assert p.returncode == 2 and why in p.stderr, p.stderr
+    assert p.returncode == 3 and why in p.stderr, p.stderr
     assert not (drive / "firmware.uf2").exists()

@@ -774,3 +774,15 @@ def test_watchdog_bite_without_early_warning_on_the_board(dev: SimDevice, board:
     rec = run.record
     assert rec is not None and rec.flag_names == ["NO_PYTHON_FRAME", "POSTHOC"]
     assert run.boot_reports[0].hw_next == RC_WATCHDOG and run.end == "exit"
+
+
+def test_board_presets() -> None:
+    pico = Resources.board("RPI_PICO")
+    assert pico.wdt_max_ms == 8388 and pico.heap_size is not None
+    qemu = Resources.board("MPS2_AN385", stack_limit=50)
+    assert qemu.wdt_max_ms == 171798 and qemu.stack_limit == 50
+    unix = Resources.board("unix")
+    assert unix.heap_size == Resources().heap_size  # the default stands for the unix port
+    assert qemu.heap_size is not None and qemu.heap_size < pico.heap_size < unix.heap_size
+    with pytest.raises(ValueError, match="unknown board 'ESP32'"):
+        Resources.board("ESP32")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import textwrap
 import venv
 from pathlib import Path
@@ -69,6 +70,20 @@ def test_every_allocation_point(failstop_device):
 def test_a_tiny_stack(failstop_device):
     run = failstop_device.run("firmware/main.py", max_boots=1)  # <module> + transfer: 2
     assert run.record.kind == "STACK" and run.end == "boot_limit"
+
+
+@pytest.mark.failstop_device(board="RPI_PICO")
+def test_a_pico_watchdog_tops_out_at_8388_ms(failstop_device, tmp_path):
+    (tmp_path / "wdt.py").write_text(
+        "import failstop\\n"
+        "failstop.watchdog(8388)\\n"
+        "try:\\n"
+        "    failstop.watchdog(10000)\\n"
+        "except ValueError as e:\\n"
+        "    print('REFUSED', e)\\n"
+    )
+    run = failstop_device.run(str(tmp_path / "wdt.py"))
+    assert run.lines("REFUSED") == ["timeout_ms must be 1..8388"]
 """
 
 
@@ -125,4 +140,37 @@ def test_plugin_from_a_fresh_pip_install(tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout, result.stdout
+    assert "5 passed" in result.stdout, result.stdout
+
+
+def test_a_failing_test_shows_the_board_console(tmp_path: Path) -> None:
+    """With the plugin (its entry point; the module from this tree), a failing test's
+    report carries what the simulated board printed."""
+    (tmp_path / "main.py").write_text("print('VALVE OPEN')\nprint('PRESSURE', 7 * 6)\n")
+    (tmp_path / "test_x.py").write_text(
+        "def test_pressure(failstop_device):\n"
+        "    run = failstop_device.run('main.py')\n"
+        "    assert run.lines('PRESSURE') == ['41']\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tools")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(tmp_path / "test_x.py"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    out = result.stdout
+    assert "failstop console" in out and "--- run 1 ---" in out, out
+    assert "VALVE OPEN" in out and "PRESSURE 42" in out

@@ -4,15 +4,20 @@
 //    run (main.py only from the friendly REPL, and not in failstop's safe mode);
 //  - a `time` module (ticks, sleep) on the failstop HAL's SysTick clock;
 //  - machine.reset() resets the board (the stock port exits QEMU);
-//  - the REPL sleeps while it waits for input (the stock port polls the UART).
+//  - a console driven by the UART's receive interrupt: Ctrl-C stops a running program
+//    (KeyboardInterrupt), and the REPL sleeps while it waits for input (the stock port
+//    polls the UART).
 #include "py/runtime.h"
 #include "py/builtin.h"
 #include "py/mphal.h"
 #include "py/smallint.h"
 #include "shared/runtime/pyexec.h"
+#include "shared/runtime/interrupt_char.h"
 #include "failstop.h"
 
 // --- boot sequence -----------------------------------------------------------------
+
+static void board_console_init(void);
 
 static bool board_booted; // boot scripts ran in this VM instance (bss: false after a reset)
 
@@ -21,6 +26,7 @@ static void board_boot_scripts(void) {
         return;
     }
     board_booted = true;
+    board_console_init();
     pyexec_frozen_module("_boot.py", false);
     pyexec_file_if_exists("boot.py");
     if (pyexec_mode_kind != PYEXEC_MODE_FRIENDLY_REPL
@@ -75,6 +81,7 @@ void __wrap___assert_func(const char *file, int line, const char *func, const ch
 // --- console input ---------------------------------------------------------------
 
 // The CMSDK UART the port uses (0x40004000) and its RX interrupt, IRQ 0 on AN385.
+#define BOARD_UART_DATA (*(volatile uint32_t *)0x40004000)
 #define BOARD_UART_STATE (*(volatile uint32_t *)0x40004004)
 #define BOARD_UART_CTRL (*(volatile uint32_t *)0x40004008)
 #define BOARD_UART_INTCLEAR (*(volatile uint32_t *)0x4000400c)
@@ -82,29 +89,78 @@ void __wrap___assert_func(const char *file, int line, const char *func, const ch
 #define BOARD_UART_RX_INTEN (1u << 3)
 #define BOARD_UART_RX_INT (1u << 1)
 #define BOARD_NVIC_ISER0 (*(volatile uint32_t *)0xe000e100)
-#define BOARD_NVIC_ICER0 (*(volatile uint32_t *)0xe000e180)
 #define BOARD_NVIC_ICPR0 (*(volatile uint32_t *)0xe000e280)
+#define BOARD_SCB_VTOR (*(volatile uint32_t *)0xe000ed08)
 #define BOARD_UART_RX_IRQ (1u << 0)
 
-// The stock port spins on the UART while the REPL waits: a whole host CPU for an idle
-// board. Sleep in WFI until a character arrives instead. The RX interrupt only wakes the
-// core: it is enabled in the NVIC just around the WFI, with interrupts masked, and never
-// taken (the port's vector table has no IRQ entries). SysTick wakes it too: then the
-// mask opens for a moment, so the clock and the watchdog's early warning keep running.
+// The console as a real board's UART driver runs it (stm32, rp2): the receive interrupt
+// moves each character into a buffer, except the interrupt character (Ctrl-C while a
+// program runs), which schedules KeyboardInterrupt, so mpremote and `failstop log` can
+// stop a running main.py. The port's vector table (in flash) has no IRQ entries: a copy
+// in RAM with the UART's entry added takes over (VTOR) at the first boot step. A full
+// buffer leaves the next character in the UART (RX interrupt off), so QEMU holds the rest
+// back: nothing is lost. The REPL sleeps in WFI while it waits (the stock port spins).
+#define BOARD_VECTORS (16 + 32) // the Cortex-M3 exceptions, then AN385's 32 IRQs
+#define BOARD_RXBUF (512)
+static uint32_t board_vectors[BOARD_VECTORS] __attribute__((aligned(256)));
+static volatile uint8_t board_rxbuf[BOARD_RXBUF];
+static volatile uint32_t board_rx_head, board_rx_tail; // head: ISR writes; tail: reader
+
+static void board_uart_rx_irq(void) {
+    BOARD_UART_INTCLEAR = BOARD_UART_RX_INT;
+    while (BOARD_UART_STATE & BOARD_UART_RXFULL) {
+        uint32_t next = (board_rx_head + 1) % BOARD_RXBUF;
+        if (next == board_rx_tail) {
+            BOARD_UART_CTRL &= ~BOARD_UART_RX_INTEN; // the reader turns it back on
+            return;
+        }
+        int c = BOARD_UART_DATA & 0xff;
+        if (c == mp_interrupt_char) {
+            mp_sched_keyboard_interrupt();
+            continue;
+        }
+        board_rxbuf[board_rx_head] = (uint8_t)c;
+        board_rx_head = next;
+    }
+}
+
+static void board_console_init(void) {
+    if (BOARD_SCB_VTOR == (uint32_t)board_vectors) {
+        return;
+    }
+    const uint32_t *stock = (const uint32_t *)BOARD_SCB_VTOR;
+    for (size_t i = 0; i < 16; ++i) {
+        board_vectors[i] = stock[i];
+    }
+    for (size_t i = 16; i < BOARD_VECTORS; ++i) {
+        board_vectors[i] = stock[3]; // HardFault: an unexpected IRQ is a fault, not a hang
+    }
+    board_vectors[16 + 0] = (uint32_t)board_uart_rx_irq;
+    board_rx_head = board_rx_tail = 0;
+    __asm volatile ("dsb" : : : "memory");
+    BOARD_SCB_VTOR = (uint32_t)board_vectors;
+    __asm volatile ("dsb\n isb" : : : "memory");
+    BOARD_UART_INTCLEAR = BOARD_UART_RX_INT;
+    BOARD_NVIC_ICPR0 = BOARD_UART_RX_IRQ;
+    BOARD_UART_CTRL |= BOARD_UART_RX_INTEN;
+    BOARD_NVIC_ISER0 = BOARD_UART_RX_IRQ;
+}
+
 int __real_mp_hal_stdin_rx_chr(void);
 int __wrap_mp_hal_stdin_rx_chr(void) {
+    board_console_init();
     for (;;) {
         __asm volatile ("cpsid i" : : : "memory");
-        if (BOARD_UART_STATE & BOARD_UART_RXFULL) {
+        if (board_rx_tail != board_rx_head) {
+            int c = board_rxbuf[board_rx_tail];
+            board_rx_tail = (board_rx_tail + 1) % BOARD_RXBUF;
+            BOARD_UART_CTRL |= BOARD_UART_RX_INTEN; // room again (after a full buffer)
             __asm volatile ("cpsie i" : : : "memory");
-            return __real_mp_hal_stdin_rx_chr();
+            return c;
         }
-        BOARD_UART_CTRL |= BOARD_UART_RX_INTEN;
-        BOARD_NVIC_ISER0 = BOARD_UART_RX_IRQ;
+        // WFI wakes on a pending interrupt even while masked; the UART's or SysTick's
+        // handler runs as soon as the mask opens.
         __asm volatile ("dsb\n wfi" : : : "memory");
-        BOARD_NVIC_ICER0 = BOARD_UART_RX_IRQ;
-        BOARD_UART_INTCLEAR = BOARD_UART_RX_INT;
-        BOARD_NVIC_ICPR0 = BOARD_UART_RX_IRQ;
         __asm volatile ("cpsie i" : : : "memory");
     }
 }

@@ -9,6 +9,9 @@ QEMU_MACHINE = mps2-an385
 CFLAGS += -mthumb -mcpu=cortex-m3 -mfloat-abi=soft
 CFLAGS += -DQEMU_SOC_MPS2
 CFLAGS += -DMICROPY_HW_MCU_NAME='"Cortex-M3"'
+# DWARF for `failstop log --elf`: function and file:line of a record's pc/lr. Not loaded
+# (no code or size change), as on the rp2 port's build.
+CFLAGS += -g
 
 # The stock memory map plus a NOLOAD region for the failstop record at the top of SSRAM1.
 LDSCRIPT = $(BOARD_DIR)/mps2_failstop.ld

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Optional, TextIO
 
 from . import __version__
-from .codec import EMPTY, Region, decode_region, format_record
+from .codec import EMPTY, Record, Region, decode_region, format_record, format_region, region_json
 from .device import DEFAULT_BAUD, DEFAULT_TIMEOUT, Board, DeviceError
 from .textsafe import escape
 
-EXIT_OK = 0  # records found (decode, log); watch stopped with Ctrl-C
-EXIT_NONE = 1  # no records; watch lost its port
-EXIT_ERROR = 2  # unreadable input, garbage, no board, board error
+EXIT_OK = 0  # records found (decode, log); watch stopped with Ctrl-C; flash done
+EXIT_NONE = 1  # no records (decode, log)
+EXIT_USAGE = 2  # usage error: unknown option, bad value (argparse's status)
+EXIT_ERROR = 3  # board or input error: no board, no answer, port lost, garbage, bad file
 
 _TEXT_BYTES = frozenset(string.printable.encode("ascii"))
 _HEX = frozenset(string.hexdigits)
@@ -54,24 +55,72 @@ def _report_problems(region: Region, err: TextIO, show_empty: bool) -> None:
         err.write(f"failstop: slot {bad.slot}: {bad.reason}{note}\n")
 
 
-def _print_records(region: Region, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+class Symbols:
+    """``--elf FIRMWARE.elf``: the record's code addresses as function (file:line)."""
+
+    def __init__(self, path: str) -> None:
+        from .symbols import Symbolizer
+
+        self.symbolizer = Symbolizer(path)
+
+    def text(self, address: int, is_return: bool) -> str:
+        return escape(str(self.symbolizer.lookup(address, is_return)))
+
+    def add_json(self, obj: dict[str, object], pc: int, lr: int) -> dict[str, object]:
+        if pc or lr:
+            obj["pc_symbol"] = self.symbolizer.lookup(pc).to_json()
+            obj["lr_symbol"] = self.symbolizer.lookup(lr, True).to_json()
+        return obj
+
+
+def record_json(rec: Record, symbols: Optional[Symbols]) -> dict[str, object]:
+    obj: dict[str, object] = rec.to_json()
+    return symbols.add_json(obj, rec.pc, rec.lr) if symbols else obj
+
+
+def _print_records(
+    region: Region,
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    symbols: Optional[Symbols] = None,
+) -> int:
     _report_problems(region, err, show_empty=args.all)
     records = list(region.records) if args.all else region.records[-1:]
-    if not records:
-        err.write("failstop: no fault records\n")
-        return EXIT_NONE
+    if args.json:  # the region first, on a line of its own, then one record a line
+        out.write(json.dumps({"region": region_json(region)}, ensure_ascii=True) + "\n")
     for i, rec in enumerate(records):
         if args.json:
-            out.write(json.dumps(rec.to_json(), ensure_ascii=True) + "\n")
+            out.write(json.dumps(record_json(rec, symbols), ensure_ascii=True) + "\n")
         else:
             if i:
                 out.write("\n")
-            out.write(format_record(rec) + "\n")
+            out.write(format_record(rec, symbols.text if symbols else None) + "\n")
+    if not args.json:
+        out.write(("\n" if records else "") + format_region(region) + "\n")
     out.flush()
+    if not records:
+        err.write("failstop: no fault records\n")
+        return EXIT_NONE
     return EXIT_OK
 
 
+def _symbols_or_error(
+    args: argparse.Namespace, err: TextIO, command: str
+) -> tuple[bool, Optional[Symbols]]:
+    from .symbols import ElfError
+
+    try:
+        return True, Symbols(args.elf) if args.elf else None
+    except ElfError as exc:
+        err.write(f"failstop {command}: --elf: {exc}\n")
+        return False, None
+
+
 def cmd_decode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    ok, symbols = _symbols_or_error(args, err, "decode")
+    if not ok:
+        return EXIT_ERROR
     try:
         with open(args.file, "rb") as f:
             data = f.read()
@@ -83,28 +132,54 @@ def cmd_decode(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except (InputError, ValueError) as exc:
         err.write(f"failstop decode: {escape(args.file)}: {exc}\n")
         return EXIT_ERROR
-    return _print_records(region, args, out, err)
+    return _print_records(region, args, out, err, symbols)
 
 
 def cmd_log(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    ok, symbols = _symbols_or_error(args, err, "log")
+    if not ok:
+        return EXIT_ERROR
     try:
-        with Board(args.port, args.timeout) as board:
+        with Board(args.port, args.timeout, resume=not args.stay) as board:
             region = board.read_region()
-            status = _print_records(region, args, out, err)
+            status = _print_records(region, args, out, err, symbols)
             if args.clear:
                 board.clear()
                 err.write(f"failstop log: records cleared on {escape(board.port)}\n")
-            return status
+        if board.interrupted and board.resumed:
+            err.write(
+                "failstop log: the running program was interrupted and restarted (soft reset)\n"
+            )
+        elif board.interrupted and args.stay:
+            err.write(
+                "failstop log: the running program was stopped; the board waits at its REPL "
+                "(a watchdog it armed is no longer fed)\n"
+            )
+        elif board.interrupted:
+            err.write("failstop log: the running program was stopped and could not be restarted\n")
+        return status
     except DeviceError as exc:
         err.write(f"failstop log: {exc}\n")
         return EXIT_ERROR
 
 
 def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .ports import PortError, first_usb_port, port_name
     from .watch import watch
 
+    ok, symbols = _symbols_or_error(args, err, "watch")
+    if not ok:
+        return EXIT_ERROR
+    if args.port_arg and args.port:
+        err.write("failstop watch: give the port once (PORT or --port)\n")
+        return EXIT_USAGE
+    try:
+        port = port_name(args.port_arg or args.port) or first_usb_port()
+    except PortError as exc:
+        err.write(f"failstop watch: {exc}\n")
+        return EXIT_ERROR
     return watch(
-        args.port,
+        port,
         baud=args.baud,
         as_json=args.json,
         read=args.read,
@@ -112,10 +187,22 @@ def cmd_watch(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err=err,
         timeout=args.timeout,
         reconnect=args.reconnect,
+        symbolize=symbols.text if symbols else None,
+        symbolize_json=symbols.add_json if symbols else None,
     )
 
 
 BOARDS = ("MPS2_AN385", "RPI_PICO")
+
+EMULATE_NEEDS = """\
+  The emulators are not Python packages; get them once:
+  - MPS2_AN385: QEMU's qemu-system-arm (Debian/Ubuntu: apt-get install qemu-system-arm;
+    Fedora: dnf install qemu-system-arm; macOS: brew install qemu).
+  - RPI_PICO: Node.js (apt-get install nodejs), rp2040js from npm (npm install rp2040js;
+    set FAILSTOP_RP2040JS to its dist/esm/index.js) and the RP2040 B1 bootrom in
+    $FAILSTOP_CACHE/rp2/bootrom-b1.bin (default ~/.cache/failstop). In the failstop source
+    tree, `make deps-rp2` sets all of this up.
+"""
 
 
 def cmd_emulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -138,6 +225,8 @@ def cmd_emulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         board.start()
     except EmulatorError as exc:
         err.write(f"failstop emulate: {exc}\n")
+        if "not found" in str(exc) and "firmware not found" not in str(exc):
+            err.write(EMULATE_NEEDS)
         return EXIT_ERROR
     err.write(
         f"failstop emulate: board {name} ({what}) is on.\n"
@@ -170,12 +259,13 @@ def cmd_flash(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import os
 
     from .flash import FlashError, flash, flash_esp, is_esp_image
+    from .ports import ENV
 
     firmware = Path(args.firmware)
     try:
         if args.chip or is_esp_image(firmware):
             # ESP32/S3/C3: a MicroPython firmware.bin, written through esptool.
-            port = args.port or os.environ.get("FAILSTOP_PORT")
+            port = args.port or os.environ.get(ENV)
             if not port:
                 raise FlashError(
                     "an ESP32 board is flashed over its serial port: give --port PORT "
@@ -189,7 +279,7 @@ def cmd_flash(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             firmware,
             Path(args.drive) if args.drive else None,
             args.bootloader,
-            args.port,
+            args.port or os.environ.get(ENV) or None,
             args.wait,
             out,
             err,
@@ -210,9 +300,26 @@ def _positive(text: str) -> float:
     return value
 
 
+ELF_HELP = (
+    "the firmware's ELF file: print a record's pc and lr as function (file.c:line), from "
+    "its symbols and DWARF line table (pyelftools; no toolchain needed)"
+)
+
+PORT_HELP = (
+    "serial port, as mpremote names it: auto (the first USB serial device), a0 "
+    "(/dev/ttyACM0), u0 (/dev/ttyUSB0), c0 (COM0), id:SERIAL, port:PATH, or a path "
+    "(default: $FAILSTOP_PORT, else auto)"
+)
+
+EPILOG = """exit status: 0 done (records found), 1 no records, 2 usage error,
+3 board or input error (no board, no answer, port lost, unreadable file)"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="failstop", description="Read and decode failstop fault records."
+        prog="failstop",
+        description="Read and decode failstop fault records.",
+        epilog=EPILOG,
     )
     p.add_argument("--version", action="version", version=f"failstop {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -222,13 +329,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("file", metavar="FILE")
     d.add_argument("--json", action="store_true", help="one JSON object per record and line")
     d.add_argument("--all", action="store_true", help="every record, oldest first")
+    d.add_argument("--elf", metavar="FIRMWARE.elf", help=ELF_HELP)
     d.set_defaults(func=cmd_decode)
 
     lg = sub.add_parser("log", help="read the records from a board (mpremote transport)")
-    lg.add_argument("--port", "-p", help="serial port (default: the first USB serial device)")
+    lg.add_argument("--port", "-p", help=PORT_HELP)
     lg.add_argument("--json", action="store_true", help="one JSON object per record and line")
     lg.add_argument("--all", action="store_true", help="every record, oldest first")
+    lg.add_argument("--elf", metavar="FIRMWARE.elf", help=ELF_HELP)
     lg.add_argument("--clear", action="store_true", help="erase the records after a good read")
+    lg.add_argument(
+        "--stay",
+        action="store_true",
+        help="leave a program the read interrupted stopped, the board at its REPL "
+        "(default: restart it with a soft reset)",
+    )
     lg.add_argument(
         "--timeout",
         type=_positive,
@@ -239,13 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     lg.set_defaults(func=cmd_log)
 
     w = sub.add_parser("watch", help="serial monitor that recognises faults and reboots")
-    w.add_argument("port", metavar="PORT")
+    w.add_argument("port_arg", metavar="PORT", nargs="?", help="the same as --port")
+    w.add_argument("--port", "-p", help=PORT_HELP)
     w.add_argument("--baud", type=int, default=DEFAULT_BAUD)
     w.add_argument("--json", action="store_true", help="print events as JSON lines only")
     w.add_argument(
         "--read", action="store_true", help="after a fault reboot, read and print the record"
     )
     w.add_argument("--timeout", type=_positive, default=DEFAULT_TIMEOUT, metavar="S")
+    w.add_argument("--elf", metavar="FIRMWARE.elf", help=ELF_HELP + " (with --read)")
     w.add_argument(
         "--reconnect",
         type=float,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import binascii
 import dataclasses
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -813,8 +813,10 @@ def encode_region(
 # --- human report -------------------------------------------------------------------------
 
 
-def format_record(rec: Record) -> str:
-    """A short human report of one record; every device string is escaped."""
+def format_record(rec: Record, symbolize: Optional[Callable[[int, bool], str]] = None) -> str:
+    """A short human report of one record; every device string is escaped. With
+    ``symbolize(address, is_return_address)`` (``--elf``), pc and lr get a line each:
+    ``pc 0x…  function (file.c:line)``."""
     e = escape
     lines = [
         f"#{rec.seq} {e(rec.kind)} ({e(rec.action)}) boot {rec.boot}, "
@@ -839,7 +841,10 @@ def format_record(rec: Record) -> str:
         mem.append(f"allocation {rec.alloc_size} B")
     mem.append(f"stack used {rec.stack_used} B")
     lines.append("  " + ", ".join(mem))
-    if rec.pc or rec.lr:
+    if (rec.pc or rec.lr) and symbolize is not None:
+        lines.append(f"  pc 0x{rec.pc:08x}  {symbolize(rec.pc, False)}")
+        lines.append(f"  lr 0x{rec.lr:08x}  {symbolize(rec.lr, True)}")
+    elif rec.pc or rec.lr:
         lines.append(f"  pc 0x{rec.pc:08x}, lr 0x{rec.lr:08x}")
     tail = []
     if rec.mark:
@@ -863,3 +868,31 @@ def format_header(header: Header) -> str:
         f"crash loop {header.loop_count}/{header.loop_limit} in {header.loop_window_ms} ms"
         f"{safe}"
     )
+
+
+def region_json(region: Region) -> dict[str, Any]:
+    """What the region says besides its records: the header (boot count, crash-loop state,
+    safe mode; None when invalid, ``header_error`` then says why), the geometry, how many
+    valid records, and every slot that holds none (``empty`` or why it is not a record)."""
+    return {
+        "header": None if region.header is None else region.header.to_json(),
+        "header_error": region.header_error,
+        "nslots": region.nslots,
+        "slot_size": region.slot_size,
+        "records": len(region.records),
+        "invalid": [{"slot": bad.slot, "reason": bad.reason} for bad in region.invalid],
+    }
+
+
+def format_region(region: Region) -> str:
+    """One line about the region: its header's state and its slots."""
+    if region.header is None:
+        head = f"header invalid ({escape(region.header_error or '')})"
+    else:
+        head = format_header(region.header)
+    empty = sum(1 for bad in region.invalid if bad.reason == EMPTY)
+    broken = len(region.invalid) - empty
+    slots = f"{len(region.records)} of {region.nslots} slots hold records, {empty} empty"
+    if broken:
+        slots += f", {broken} invalid"
+    return f"region: {head}; {slots}"

@@ -19,11 +19,9 @@ from types import TracebackType
 from typing import Any, Optional
 
 import serial
-import serial.tools.list_ports
-from mpremote.transport import TransportError, TransportExecError
-from mpremote.transport_serial import SerialTransport
 
 from .codec import Region, decode_region
+from .ports import ENV, PortError, port_name, usb_ports
 from .textsafe import escape
 
 DEFAULT_TIMEOUT = 10.0
@@ -32,8 +30,16 @@ DEFAULT_BAUD = 115200
 _READ_SLICE = 0.1
 _WRITE_TIMEOUT = 2.0
 
-DUMP_SNIPPET = "import failstop,binascii;print(binascii.hexlify(failstop.dump()).decode())"
-CLEAR_SNIPPET = "import failstop;failstop.clear()"
+# Each snippet first feeds the board's watchdog (harmless when none is armed): a program
+# the host interrupted to read it must not be reset by its own watchdog meanwhile.
+DUMP_SNIPPET = (
+    "import failstop,binascii;failstop.feed();print(binascii.hexlify(failstop.dump()).decode())"
+)
+CLEAR_SNIPPET = "import failstop;failstop.feed();failstop.clear()"
+FEED_SNIPPET = "import failstop;failstop.feed()"
+# How long the board may take to stop its program and show a prompt after Ctrl-C.
+_INTERRUPT_WAIT = 4.0
+_INTERRUPT_QUIET = 0.3
 
 
 class DeviceError(Exception):
@@ -105,13 +111,17 @@ class _GuardedSerial:
         return getattr(self._inner, name)
 
 
-def usb_ports() -> list[str]:
-    """USB serial devices, sorted by name (the candidates mpremote's ``auto`` tries)."""
-    return [
-        p.device
-        for p in sorted(serial.tools.list_ports.comports())
-        if p.vid is not None and p.pid is not None
-    ]
+def _mpremote() -> tuple[Any, Any, Any]:
+    """mpremote's serial transport, imported only by the commands that talk to a board
+    (decode, watch without --read, the simulator work without it)."""
+    try:
+        from mpremote.transport import TransportError, TransportExecError
+        from mpremote.transport_serial import SerialTransport
+    except ImportError as exc:
+        raise DeviceError(
+            f"reading a board needs mpremote (pip install 'mpremote>=1.22'): {exc}"
+        ) from None
+    return SerialTransport, TransportError, TransportExecError
 
 
 def _describe(output: str) -> str:
@@ -124,24 +134,44 @@ def _describe(output: str) -> str:
 class Board:
     """A connection to a board running failstop firmware.
 
-    ``port`` None picks the first USB serial device that can be opened. Every public call
+    ``port`` is a name as mpremote takes it (see :mod:`failstop_host.ports`; None:
+    ``$FAILSTOP_PORT``, else ``auto``): ``auto`` picks the first USB serial device that can
+    be opened. Every public call
     (connecting included) finishes within ``timeout`` seconds or raises DeviceError. Use as a
     context manager; the board's raw REPL is left and the port closed on exit.
+
+    Reading is non-destructive: a running program is stopped with Ctrl-C (a
+    KeyboardInterrupt, never a fault: no record), every command feeds the watchdog, and on
+    close a program that was running starts again with a soft reset (``resume``, the
+    default); ``resume=False`` leaves the board at its REPL. A board that was already idle
+    at its REPL is left there. ``interrupted`` says whether a program was stopped,
+    ``resumed`` whether it was started again.
     """
 
     def __init__(
-        self, port: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT, baud: int = DEFAULT_BAUD
+        self,
+        port: Optional[str] = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        baud: int = DEFAULT_BAUD,
+        resume: bool = True,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.timeout = timeout
         self.port = ""
+        self.resume = resume
+        self.interrupted = False
+        self.resumed = False
         self._transport: Any = None
         self._guard: Optional[_GuardedSerial] = None
         self._raw = False
-        candidates = [port] if port else usb_ports()
+        try:
+            named = port_name(port)
+        except PortError as exc:
+            raise DeviceError(str(exc)) from None
+        candidates = [named] if named else usb_ports()
         if not candidates:
-            raise DeviceError("no USB serial device found; name the port (--port)")
+            raise DeviceError(f"no USB serial device found; name the port (--port, or {ENV})")
         errors = []
         for cand in candidates:
             try:
@@ -154,6 +184,7 @@ class Board:
             raise DeviceError("; ".join(errors))
 
     def _open(self, port: str, baud: int) -> None:
+        SerialTransport, TransportError, _ = _mpremote()
         if not port.startswith(("socket://", "rfc2217://", "loop://")) and not os.path.exists(port):
             raise DeviceError(f"{escape(port)}: no such serial port")
         try:
@@ -187,6 +218,7 @@ class Board:
 
     def _run(self, what: str, code: str) -> bytes:
         """Run ``code`` in the raw REPL; return its output. Bounded by the timeout."""
+        _, TransportError, TransportExecError = _mpremote()
         assert self._guard is not None and self._transport is not None
         self._guard.arm(self.timeout)
         chatter = io.StringIO()
@@ -195,6 +227,7 @@ class Board:
             # that off our stdout (it may be JSON) and put it into the error instead.
             with contextlib.redirect_stdout(chatter):
                 if not self._raw:
+                    self._interrupt()
                     self._transport.enter_raw_repl(soft_reset=False, timeout_overall=self.timeout)
                     self._raw = True
                 return bytes(self._transport.exec(code))
@@ -239,6 +272,33 @@ class Board:
                 f"{what}: {type(exc).__name__}: {_describe(str(exc))}"
             ) from None
 
+    def _interrupt(self) -> None:
+        """Ctrl-C until the board shows a prompt (a Ctrl-C that arrives while the board is
+        still booting, between its scripts, is lost, as on any board); a traceback ending in
+        KeyboardInterrupt means a program was running (it is resumed on close)."""
+        assert self._guard is not None
+        guard = self._guard
+        seen = b""
+        start = time.monotonic()
+        while time.monotonic() - start < _INTERRUPT_WAIT:
+            guard.write(b"\r\x03")
+            sent = last = time.monotonic()
+            while True:
+                now = time.monotonic()
+                if now - start > _INTERRUPT_WAIT:
+                    break
+                if now - last > _INTERRUPT_QUIET or now - sent > 1.0:
+                    break
+                n = guard.in_waiting
+                if n:
+                    seen = (seen + guard.read(n))[-4096:]
+                    last = time.monotonic()
+                else:
+                    time.sleep(0.02)
+            if not seen or seen.endswith((b">>> ", b">")):
+                break  # at a prompt; or no answer at all: mpremote's own steps will tell
+        self.interrupted = b"KeyboardInterrupt" in seen
+
     def dump(self) -> bytes:
         """The raw bytes of the board's retained region (``failstop.dump()``)."""
         out = self._run("read the fault region", DUMP_SNIPPET)
@@ -266,8 +326,13 @@ class Board:
         """Erase all records on the board (``failstop.clear()``)."""
         self._run("clear the fault records", CLEAR_SNIPPET)
 
+    def feed(self) -> None:
+        """Feed the board's watchdog (``failstop.feed()``)."""
+        self._run("feed the watchdog", FEED_SNIPPET)
+
     def close(self) -> None:
-        """Leave the raw REPL (best effort, bounded) and close the port."""
+        """Leave the raw REPL (best effort, bounded), start an interrupted program again
+        with a soft reset (``resume``), and close the port."""
         transport, self._transport = self._transport, None
         if transport is None:
             return
@@ -276,6 +341,13 @@ class Board:
             if self._raw and guard is not None:
                 guard.arm(1.0)
                 transport.exit_raw_repl()
+                if self.resume and self.interrupted:
+                    # Ctrl-D at the friendly REPL: a soft reset runs boot.py and main.py.
+                    guard.arm(3.0)
+                    transport.read_until(1, b">>> ", timeout=2)
+                    guard.write(b"\x04")
+                    data = transport.read_until(1, b"soft reboot", timeout=2)
+                    self.resumed = data.endswith(b"soft reboot")
         except (_Timeout, _PortLost):
             pass
         finally:
@@ -287,10 +359,14 @@ class Board:
 
 
 def read_region(
-    port: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT, clear: bool = False
+    port: Optional[str] = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    clear: bool = False,
+    resume: bool = True,
 ) -> Region:
-    """Read and decode a board's region; with ``clear``, erase it after a good read."""
-    with Board(port, timeout) as board:
+    """Read and decode a board's region; with ``clear``, erase it after a good read. A
+    running program is interrupted and, with ``resume``, started again (soft reset)."""
+    with Board(port, timeout, resume=resume) as board:
         region = board.read_region()
         if clear:
             board.clear()

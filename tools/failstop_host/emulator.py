@@ -20,7 +20,6 @@ import os
 import re
 import select
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -41,21 +40,71 @@ PTY_BACKLOG = 16 * 1024  # board output kept for a slow or absent terminal clien
 
 _B = TypeVar("_B", bound="ConsoleBoard")
 _PR_SET_PDEATHSIG = 1
+OUTPUT_LIMIT = 32 * 1024 * 1024  # board output kept in output(); the oldest goes first
+STDERR_LIMIT = 64 * 1024  # the emulator's own messages kept (the newest)
+
+# Started in a fresh interpreter (no threads, nothing imported but these): ask Linux for
+# SIGTERM when the parent ends, check that it has not ended already, then become the
+# emulator. No preexec_fn: code between fork and exec in a process with live threads may
+# deadlock (an import takes the import lock another thread may hold).
+_EXEC_WITH_PDEATHSIG = (
+    "import ctypes,os,signal,sys\n"
+    "ppid=int(sys.argv[1])\n"
+    "try: ctypes.CDLL(None,use_errno=True).prctl(1,signal.SIGTERM)\n"
+    "except Exception: pass\n"
+    "if os.getppid()!=ppid: sys.exit(0)\n"
+    "os.execvp(sys.argv[2],sys.argv[2:])\n"
+)
 
 
-def _die_with_parent() -> None:
-    """In the emulator's process, before exec: Linux sends it SIGTERM when the process that
-    started it ends, so an emulator never outlives a harness that died (QEMU busy-polls an
-    idle UART: an orphan costs a CPU)."""
-    with contextlib.suppress(Exception):
-        import ctypes
+class _Spawner:
+    """Starts emulator processes from one thread that lives as long as this process.
+    Linux sends the parent-death signal when the *thread* that forked the child ends: an
+    emulator started by a worker thread (a test's helper, a thread pool) must outlive that
+    thread, and end with the process that owns it."""
 
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: Any = None
+
+    def _serve(self, jobs: Any) -> None:
+        while True:
+            args, kwargs, done = jobs.get()
+            try:
+                done.append(subprocess.Popen(args, **kwargs))
+            except BaseException as exc:  # handed to the caller
+                done.append(exc)
+            done_event = done[0]
+            done_event.set()
+
+    def popen(self, cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        import queue
+        import sys
+
+        with self._lock:
+            if self._jobs is None:
+                self._jobs = queue.Queue()
+                threading.Thread(
+                    target=self._serve, args=(self._jobs,), daemon=True, name="failstop-spawner"
+                ).start()
+        done: list[Any] = [threading.Event()]
+        args = [sys.executable, "-c", _EXEC_WITH_PDEATHSIG, str(os.getpid()), *cmd]
+        self._jobs.put((args, kwargs, done))
+        done[0].wait()
+        result = done[1]
+        if isinstance(result, BaseException):
+            raise result
+        proc: subprocess.Popen[bytes] = result
+        return proc
+
+
+_SPAWNER = _Spawner()
 
 
 def spawn(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    """Start an emulator process that ends with this one."""
-    return subprocess.Popen(cmd, preexec_fn=_die_with_parent, **kwargs)
+    """Start an emulator process that ends with this process (SIGTERM when it ends, however
+    it ends) but not with the thread that asked for it."""
+    return _SPAWNER.popen(cmd, **kwargs)
 
 
 class EmulatorError(Exception):
@@ -110,7 +159,10 @@ def elf_symbol(path: Path, name: str) -> tuple[int, int]:
 class JsonLines:
     """A client of a JSON-lines Unix socket, as QEMU's QMP and the Pico runner's control
     socket both are: a command, then its answer; objects with an "event" key are events,
-    collected by a reader thread."""
+    collected by a reader thread (and handed to ``on_event``, in that thread: it must not
+    wait for an answer). With ``ids`` every command carries an "id" that its answer echoes
+    (QMP does), so an answer is never taken for another's, and ``send`` may go without
+    waiting. Commands go out under one lock, from any thread."""
 
     def __init__(
         self,
@@ -119,8 +171,12 @@ class JsonLines:
         what: str,
         alive: Callable[[], bool] = lambda: True,
         greeting: bool = False,
+        ids: bool = False,
+        on_event: Optional[Callable[[dict[str, Any]], None]] = None,
     ) -> None:
         self.what = what
+        self.ids = ids
+        self.on_event = on_event
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -129,16 +185,31 @@ class JsonLines:
                 break
             except OSError as exc:
                 self.sock.close()
-                if not alive() or time.monotonic() > deadline:
+                if not alive():
+                    raise EmulatorError(f"{what}: the emulator ended early") from exc
+                if time.monotonic() > deadline:
                     raise EmulatorError(f"{what}: the socket did not open: {exc}") from exc
                 time.sleep(0.02)
         self.file = self.sock.makefile("rb")
         self.cond = threading.Condition()
+        self.send_lock = threading.Lock()
         self.replies: list[dict[str, Any]] = []
+        self.by_id: dict[int, dict[str, Any]] = {}
+        self.discard: set[int] = set()
+        self.next_id = 1
         self.events: list[dict[str, Any]] = []
         self.closed = False
         if greeting:
-            self.file.readline()
+            # A socket that accepts but never greets must not hang us.
+            self.sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                hello = self.file.readline()
+            except OSError:
+                hello = b""
+            if not hello:
+                self.close()
+                raise EmulatorError(f"{what}: no greeting within {timeout} s")
+            self.sock.settimeout(None)
         self.thread = threading.Thread(target=self._read, daemon=True, name=what)
         self.thread.start()
 
@@ -146,9 +217,20 @@ class JsonLines:
         try:
             for line in self.file:
                 msg = json.loads(line)
-                with self.cond:
-                    if "event" in msg:
+                if "event" in msg:
+                    with self.cond:
                         self.events.append(msg)
+                        self.cond.notify_all()
+                    if self.on_event is not None:
+                        self.on_event(msg)
+                    continue
+                with self.cond:
+                    rid = msg.get("id") if self.ids else None
+                    if isinstance(rid, int):
+                        if rid in self.discard:
+                            self.discard.discard(rid)
+                        else:
+                            self.by_id[rid] = msg
                     else:
                         self.replies.append(msg)
                     self.cond.notify_all()
@@ -158,16 +240,53 @@ class JsonLines:
             self.closed = True
             self.cond.notify_all()
 
+    def _send(self, msg: dict[str, Any], wait: bool) -> Optional[int]:
+        with self.send_lock:
+            rid: Optional[int] = None
+            if self.ids:
+                rid = self.next_id
+                self.next_id += 1
+                msg = {**msg, "id": rid}
+                if not wait:
+                    with self.cond:
+                        self.discard.add(rid)
+            elif wait:
+                with self.cond:
+                    self.replies.clear()
+            try:
+                self.sock.sendall(json.dumps(msg).encode() + b"\n")
+            except OSError as exc:
+                raise EmulatorError(f"{self.what}: the emulator went away ({exc})") from None
+            return rid
+
+    def send(self, msg: dict[str, Any]) -> None:
+        """Send ``msg`` and do not wait for its answer (with ``ids``; from any thread,
+        the reader's own included)."""
+        self._send(msg, wait=False)
+
     def request(self, msg: dict[str, Any], name: str, timeout: float) -> dict[str, Any]:
         """Send ``msg``, return the answer (EmulatorError if none comes)."""
+        if not self.ids:
+            with self.send_lock, self.cond:  # one command at a time: answers in order
+                self.replies.clear()
+                try:
+                    self.sock.sendall(json.dumps(msg).encode() + b"\n")
+                except OSError as exc:
+                    raise EmulatorError(f"{self.what} {name}: the emulator went away") from exc
+                if not self.cond.wait_for(lambda: self.replies or self.closed, timeout):
+                    raise EmulatorError(f"{self.what} {name}: no answer within {timeout} s")
+                if not self.replies:
+                    raise EmulatorError(f"{self.what} {name}: the emulator went away")
+                return self.replies.pop(0)
+        rid = self._send(msg, wait=True)
+        assert rid is not None
         with self.cond:
-            self.replies.clear()
-            self.sock.sendall(json.dumps(msg).encode() + b"\n")
-            if not self.cond.wait_for(lambda: self.replies or self.closed, timeout):
+            if not self.cond.wait_for(lambda: rid in self.by_id or self.closed, timeout):
+                self.discard.add(rid)
                 raise EmulatorError(f"{self.what} {name}: no answer within {timeout} s")
-            if not self.replies:
+            if rid not in self.by_id:
                 raise EmulatorError(f"{self.what} {name}: the emulator went away")
-            return self.replies.pop(0)
+            return self.by_id.pop(rid)
 
     def named(self, event: str) -> list[dict[str, Any]]:
         """The events called ``event`` so far."""
@@ -182,8 +301,16 @@ class JsonLines:
 class _Qmp(JsonLines):
     """QEMU's QMP: {"execute": ...} commands, {"return": ...} or {"error": ...} answers."""
 
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__(path, timeout, "QMP", greeting=True)
+    def __init__(
+        self,
+        path: Path,
+        timeout: float,
+        alive: Callable[[], bool] = lambda: True,
+        on_event: Optional[Callable[[dict[str, Any]], None]] = None,
+    ) -> None:
+        super().__init__(
+            path, timeout, "QMP", alive=alive, greeting=True, ids=True, on_event=on_event
+        )
         self.command("qmp_capabilities")
 
     def command(self, name: str, timeout: float = 10.0, **arguments: Any) -> Any:
@@ -216,6 +343,7 @@ class ConsoleBoard(ABC):
         os.set_blocking(self._master, False)
         self.port = os.ttyname(self._slave)
         self._out = bytearray()
+        self._base = 0  # output offset of self._out[0] (the oldest output beyond the limit goes)
         self._out_lock = threading.Condition()
         self._proc: Optional[subprocess.Popen[bytes]] = None
         self._pump: Optional[threading.Thread] = None
@@ -293,6 +421,7 @@ class ConsoleBoard(ABC):
     def _clear_output(self) -> None:
         with self._out_lock:
             self._out.clear()
+            self._base = 0
             self._stamps.clear()
 
     def _start_pump(self) -> None:
@@ -309,8 +438,16 @@ class ConsoleBoard(ABC):
     # --- console ----------------------------------------------------------------------
 
     def output(self, start: int = 0) -> bytes:
+        """What the board printed since power-on, from offset ``start``. At most
+        OUTPUT_LIMIT bytes are kept: beyond that the oldest output is dropped (offsets stay
+        those of the whole output; ``output_end()`` is where the next byte goes)."""
         with self._out_lock:
-            return bytes(self._out[start:])
+            return bytes(self._out[max(0, start - self._base) :])
+
+    def output_end(self) -> int:
+        """The offset of the next byte the board prints."""
+        with self._out_lock:
+            return self._base + len(self._out)
 
     def wait_for(self, pattern: bytes, timeout: float, start: int = 0) -> Optional[re.Match[bytes]]:
         """Wait until ``pattern`` (a regex) appears in the output after ``start``."""
@@ -318,7 +455,7 @@ class ConsoleBoard(ABC):
         deadline = time.monotonic() + timeout
         with self._out_lock:
             while True:
-                m = rx.search(self._out, start)
+                m = rx.search(self._out, max(0, start - self._base))
                 if m is not None:
                     return m
                 left = deadline - time.monotonic()
@@ -374,7 +511,12 @@ class ConsoleBoard(ABC):
                     break
                 with self._out_lock:
                     self._out += data
-                    self._stamps.append((len(self._out), time.monotonic()))
+                    self._stamps.append((self._base + len(self._out), time.monotonic()))
+                    if len(self._out) > OUTPUT_LIMIT:
+                        drop = len(self._out) - OUTPUT_LIMIT // 2
+                        del self._out[:drop]
+                        self._base += drop
+                        self._stamps = [st for st in self._stamps if st[0] > self._base]
                     self._out_lock.notify_all()
                 if self.echo is not None:
                     self.echo.write(data)
@@ -434,6 +576,8 @@ class QemuBoard(ConsoleBoard):
         super().__init__(flash, echo, "failstop-qemu-")
         self._qmp: Optional[_Qmp] = None
         self._max_boots = 0
+        self._stderr = bytearray()
+        self._stderr_thread: Optional[threading.Thread] = None
 
     # --- power ------------------------------------------------------------------------
 
@@ -467,14 +611,22 @@ class QemuBoard(ConsoleBoard):
         self._proc = spawn(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
+        proc = self._proc
+        self._stderr = bytearray()
+        self._stderr_thread = threading.Thread(
+            target=self._drain_stderr, args=(proc,), daemon=True, name="qemu-stderr"
+        )
+        self._stderr_thread.start()
         try:
-            self._qmp = _Qmp(qmp_path, timeout)
+            self._qmp = _Qmp(
+                qmp_path, timeout, alive=lambda: proc.poll() is None, on_event=self._on_qmp_event
+            )
         except EmulatorError:
             err = self._stop_process()
             raise EmulatorError(f"QEMU did not start: {err.strip() or 'no QMP socket'}") from None
         self._start_pump()
         self._max_boots = max_boots
-        self._arm_cap()
+        self._arm_cap(wait=True)
         self._qmp.command("cont")
 
     def stop(self) -> None:
@@ -497,15 +649,35 @@ class QemuBoard(ConsoleBoard):
         if self._qmp is not None:
             self._qmp.close()
             self._qmp = None
-        err = ""
         if proc is not None:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
-            if proc.stderr is not None:
-                err = proc.stderr.read().decode(errors="replace")
+        if self._stderr_thread is not None:
+            self._stderr_thread.join(5)
+            self._stderr_thread = None
         self._stop_pump_thread()
-        return err
+        return self.stderr()
+
+    def _drain_stderr(self, proc: subprocess.Popen[bytes]) -> None:
+        """QEMU's own messages, read as they come (a full pipe would stop QEMU), the
+        newest STDERR_LIMIT bytes kept."""
+        assert proc.stderr is not None
+        fd = proc.stderr.fileno()
+        while True:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            self._stderr += data
+            if len(self._stderr) > STDERR_LIMIT:
+                del self._stderr[: len(self._stderr) - STDERR_LIMIT]
+
+    def stderr(self) -> str:
+        """What QEMU itself printed (warnings, errors) in this power-on."""
+        return bytes(self._stderr).decode(errors="replace")
 
     # --- state ------------------------------------------------------------------------
 
@@ -530,10 +702,25 @@ class QemuBoard(ConsoleBoard):
         """The boot cap turned a reset into a pause."""
         return self._qmp is not None and bool(self._qmp.named("SHUTDOWN"))
 
-    def _arm_cap(self) -> None:
+    def _arm_cap(self, wait: bool) -> None:
         # A reset that would start boot max_boots + 1 pauses the board instead.
-        if self._qmp is not None and self._max_boots > 0 and self.resets + 1 >= self._max_boots:
-            self._qmp.command("set-action", reboot="shutdown", shutdown="pause")
+        qmp = self._qmp
+        if qmp is not None and self._max_boots > 0 and self.resets + 1 >= self._max_boots:
+            msg = {
+                "execute": "set-action",
+                "arguments": {"reboot": "shutdown", "shutdown": "pause"},
+            }
+            if wait:
+                qmp.command("set-action", reboot="shutdown", shutdown="pause")
+            else:
+                with contextlib.suppress(EmulatorError):
+                    qmp.send(msg)
+
+    def _on_qmp_event(self, event: dict[str, Any]) -> None:
+        # In QMP's reader thread, as the event arrives: the command goes out without
+        # waiting for its answer (the console pump sends no commands).
+        if event.get("event") == "RESET":
+            self._arm_cap(wait=False)
 
     def read_memory(self, addr: int, size: int) -> bytes:
         """Read the board's memory through QEMU, as a debug probe would (no firmware code)."""
@@ -548,4 +735,4 @@ class QemuBoard(ConsoleBoard):
             os.unlink(path)
 
     def _resets_changed(self) -> None:
-        self._arm_cap()
+        pass  # the boot cap is armed from QMP's RESET event (_on_qmp_event)

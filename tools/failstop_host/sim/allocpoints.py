@@ -22,6 +22,25 @@ from types import CodeType
 
 NONE, MAY, ALWAYS = 0, 1, 2
 
+# The CPython versions whose instruction sets are classified below and tested. A newer
+# CPython renames and adds instructions (3.13: FORMAT_SIMPLE, CALL_KW, ...; 3.14:
+# BINARY_SUBSCR folded into BINARY_OP, BUILD_TEMPLATE, ...): unknown names would count as
+# NONE and an OOM sweep would silently reach fewer places, so it is refused instead.
+SUPPORTED = ((3, 9), (3, 12))
+
+
+def unsupported_python(version: tuple[int, ...]) -> str | None:
+    """Why the simulator cannot run on CPython ``version``, or None."""
+    low, high = SUPPORTED
+    if low <= tuple(version[:2]) <= high:
+        return None
+    return (
+        f"the failstop simulator supports CPython {low[0]}.{low[1]} to {high[0]}.{high[1]}, "
+        f"not {version[0]}.{version[1]}: its allocation points (where OOM is injected) are "
+        "classified per CPython version; run it on a supported Python"
+    )
+
+
 _ALWAYS = {
     "BUILD_TUPLE",
     "BUILD_LIST",

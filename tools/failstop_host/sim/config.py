@@ -5,10 +5,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType
-from typing import Optional
+from typing import Any, Optional
 
 KIB = 1024
 MIB = 1024 * KIB
+
+
+# MicroPython's heap on each board (gc.mem_free() + gc.mem_alloc() after boot, measured on
+# the failstop firmware 1.25.0) and the hardware watchdog's maximum timeout (the HALs').
+_UNIX_HEAP = 2072832
+_BOARD_FACTS = {
+    "unix": (2072832, 3600000),
+    "MPS2_AN385": (140032, 0xFFFFFFFF // 25000),  # CMSDK watchdog at 25 MHz
+    "RPI_PICO": (244032, 8388),  # RP2040: 24-bit microsecond counter
+}
+BOARDS: dict[str, dict[str, Any]] = {
+    name: {"heap_size": 2 * 1024 * 1024 * heap // _UNIX_HEAP, "wdt_max_ms": wdt}
+    for name, (heap, wdt) in _BOARD_FACTS.items()
+}
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,18 @@ class Resources:
         if isinstance(self.missing_modules, str):
             raise TypeError("missing_modules must be a sequence of module names, not a str")
         object.__setattr__(self, "missing_modules", tuple(self.missing_modules))
+
+    @classmethod
+    def board(cls, name: str, **overrides: Any) -> Resources:
+        """The resources of a board the firmware runs on (``BOARDS``), so a script that
+        fails there fails here: its watchdog maximum, and a heap that is the same share of
+        the unix port's heap as the board's MicroPython heap is (the default 2 MiB stands
+        for the unix port's 2 MiB). Keyword arguments override."""
+        try:
+            preset = BOARDS[name]
+        except KeyError:
+            raise ValueError(f"unknown board {name!r}; one of: {', '.join(BOARDS)}") from None
+        return cls(**{**preset, **overrides})
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Optional, TextIO, Union
 from .. import codec
 from . import allocpoints, child
 from .config import BootPlan, Inject, Resources
+from .procs import die_with_parent
 from .retained import KIND, NO_RESET, RC_FAULT, RC_POWER_ON, RC_UNKNOWN, REGION_SIZE, Retained
 
 BOOT_LIMIT_EXIT = 75  # as the unix port: the boot cap stopped a reset
@@ -158,9 +159,11 @@ def _fork_boot(plan: BootPlan, retained: Path, console_fd: int, status_w: int) -
     """Fork the process of one boot; its pid."""
     sys.stdout.flush()
     sys.stderr.flush()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the board, for one boot
         try:
+            die_with_parent(parent)
             child.boot(plan, retained, console_fd, status_w)
         except BaseException:
             with contextlib.suppress(BaseException):
@@ -204,6 +207,14 @@ class SimDevice:
         retained: Optional[PathLike] = None,
         base: Optional[PathLike] = None,
     ) -> None:
+        why = allocpoints.unsupported_python((sys.version_info.major, sys.version_info.minor))
+        if why is not None:
+            raise SimError(why)
+        if not hasattr(os, "fork"):
+            raise SimError(
+                "the failstop simulator runs each boot in a forked process and this platform "
+                f"({sys.platform}) has no os.fork: run it on Linux or macOS (on Windows: WSL)"
+            )
         self.base = Path(base) if base is not None else None
         self.workdir = Path(workdir).resolve()  # boots run in the board's root
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -212,6 +223,7 @@ class SimDevice:
             Path(retained).resolve() if retained is not None else self.workdir / "retained.ram"
         )
         self.on = False  # the last run ended at the REPL: exec() types into it, no reset
+        self.consoles: list[str] = []  # the console output of each run, in order
 
     def _path(self, p: PathLike) -> Path:
         """A path given by the user: relative ones are taken from ``base`` (the pytest
@@ -422,6 +434,9 @@ class SimDevice:
                 hw = rep.hw_next or RC_UNKNOWN
         finally:
             console.close()
+            # Every run's console, also of one that failed or timed out (the pytest
+            # plugin attaches it to a failing test's report).
+            self.consoles.append(console.text())
         self.on = end == "exit"
         return SimRun(console.text(), end, exit_code, self.region(), reports, first_seq)
 
@@ -591,6 +606,7 @@ def _wait_any(pids: Sequence[int], deadline: float) -> tuple[int, int]:
     killed and SimTimeout raised."""
     fds: dict[int, int] = {}
     sel = selectors.DefaultSelector()
+    done = False
     try:
         for pid in pids:
             with contextlib.suppress(OSError, AttributeError):
@@ -601,6 +617,7 @@ def _wait_any(pids: Sequence[int], deadline: float) -> tuple[int, int]:
             for pid in pids:
                 got, wstatus = os.waitpid(pid, os.WNOHANG)
                 if got:
+                    done = True
                     return pid, wstatus
             left = deadline - time.monotonic()
             if left <= 0:
@@ -611,6 +628,11 @@ def _wait_any(pids: Sequence[int], deadline: float) -> tuple[int, int]:
                 raise SimTimeout("the board was still running after the timeout", "")
             sel.select(min(left, 0.05) if len(fds) < len(pids) else left)
     finally:
+        if not done:  # the deadline, Ctrl-C, pytest-timeout, any error: no orphan boots
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
         sel.close()
         for fd in fds:
             os.close(fd)

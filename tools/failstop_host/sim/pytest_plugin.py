@@ -7,15 +7,16 @@
 
 Relative paths are taken from pytest's root directory. The board's resources come from
 ``@pytest.mark.failstop_device(heap_size=..., stack_limit=..., op_ns=..., wdt_max_ms=...,
-uptime_start_ms=..., missing_modules=...)``
-(see failstop_host.sim.Resources); each test gets a fresh board with fresh retained RAM.
+uptime_start_ms=..., missing_modules=...)`` (see failstop_host.sim.Resources), or a board's
+preset, ``board="RPI_PICO"`` / ``"MPS2_AN385"`` / ``"unix"`` (Resources.board; the other
+arguments override it); each test gets a fresh board with fresh retained RAM.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "failstop_device(heap_size=None, stack_limit=100, op_ns=1000, wdt_max_ms=3600000, "
+        "failstop_device(board=None, heap_size=None, stack_limit=100, op_ns=1000, "
+        "wdt_max_ms=3600000, "
         "uptime_start_ms=0, missing_modules=()): "
         "resources of the simulated board the failstop_device fixture gives",
     )
@@ -40,5 +42,24 @@ def failstop_device(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
     from .host import SimDevice  # only when a test asks for a board (it needs fork)
 
     marker = request.node.get_closest_marker("failstop_device")
-    resources = Resources(**marker.kwargs) if marker is not None else Resources()
+    kwargs = dict(marker.kwargs) if marker is not None else {}
+    board = kwargs.pop("board", None)
+    resources = Resources.board(board, **kwargs) if board else Resources(**kwargs)
     yield SimDevice(tmp_path / "failstop-device", resources, base=request.config.rootpath)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[Any, Any, None]:
+    """A failing test that used the board gets its console (every run's) in the report,
+    as a section "failstop console"."""
+    outcome = yield
+    report = outcome.get_result()
+    device = getattr(item, "funcargs", {}).get("failstop_device")
+    if report.when == "call" and report.failed and device is not None and device.consoles:
+        text = "".join(
+            f"--- run {i} ---\n{out}" + ("" if out.endswith("\n") else "\n")
+            for i, out in enumerate(device.consoles, 1)
+        )
+        report.sections.append(("failstop console", text))

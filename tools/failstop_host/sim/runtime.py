@@ -28,6 +28,7 @@ from .. import codec
 from . import allocpoints
 from . import mpstyle as mp
 from .config import BootPlan
+from .procs import die_with_parent
 from .retained import ACTION, KIND, RC_WATCHDOG, UPTIME_MAX, Retained, clean_text
 
 TraceFn = Callable[[FrameType, str, Any], Any]
@@ -485,11 +486,13 @@ class Runtime:
             self._sweep_in_process(frame, d, k)
             self._sweep_leftover(before)
             return
+        parent = os.getpid()
         pid = os.fork()
         if pid:
             os.waitpid(pid, 0)
             self._sweep_leftover(before)
             return
+        die_with_parent(parent)
         self.sweep_dir = None
         self.console_pos = os.fstat(1).st_size
         fd = os.open(d / f"{k}.out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
