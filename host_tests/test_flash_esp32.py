@@ -310,7 +310,7 @@ class CorruptingLink:
 def test_a_corrupted_transfer_is_detected(chip: str, tmp_path: Path, mocks: list[Mock]) -> None:
     """Against the MOCK bootloader, through a link that flips one byte of one data packet
     (checksum fixed, so the loader takes it): esptool's MD5 comparison after the write
-    fails and `failstop flash` exits 2 saying so; it never reports success."""
+    fails and `failstop flash` exits 3 (a board error) saying so; it never reports success."""
     mock = Mock(chip, tmp_path)
     mocks.append(mock)
     link = CorruptingLink(mock.tcp)
@@ -322,7 +322,7 @@ def test_a_corrupted_transfer_is_detected(chip: str, tmp_path: Path, mocks: list
     finally:
         link.close()
     assert link.corrupted == 1
-    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.returncode == 3, p.stdout + p.stderr
     assert "does not match" in p.stderr or "MD5" in p.stderr, p.stdout + p.stderr
     assert "written and verified" not in p.stdout
     offset = ESP_CHIPS[chip].offset
@@ -337,7 +337,7 @@ def test_an_image_for_another_chip_is_refused(tmp_path: Path) -> None:
     fw.write_bytes(esp_image("esp32"))
     # Nothing listens on this port: the refusal comes before any connection.
     p = failstop_flash(str(fw), "--port", "socket://127.0.0.1:9", "--chip", "esp32s3")
-    assert p.returncode == 2
+    assert p.returncode == 3
     assert "built for the ESP32 (esp32), not --chip esp32s3" in p.stderr
     (tmp_path / "zeros.bin").write_bytes(b"\0" * 64)
     with pytest.raises(FlashError, match="not an ESP32 firmware image"):
@@ -366,6 +366,6 @@ def test_an_esp32_image_needs_a_port(tmp_path: Path) -> None:
     fw.write_bytes(esp_image("esp32c3"))
     env = {k: v for k, v in os.environ.items() if k != "FAILSTOP_PORT"}
     p = failstop_flash(str(fw), env=env)
-    assert p.returncode == 2 and "--port PORT" in p.stderr
+    assert p.returncode == 3 and "--port PORT" in p.stderr
     p = failstop_flash(str(fw), "--port", "socket://127.0.0.1:9", "--drive", str(tmp_path), env=env)
-    assert p.returncode == 2 and "not an ESP32" in p.stderr
+    assert p.returncode == 3 and "not an ESP32" in p.stderr
