@@ -495,55 +495,35 @@ def decode_header(data: bytes) -> Union[Header, str]:
         return EMPTY
     if data[0:4] != HEADER_MAGIC:
         return BAD_MAGIC
+    # The fields both versions share come first, in the same order; v2 moved the mark out
+    # of the header's CRC into a block of its own at the end.
     if data[4] == 1:
-        (
-            _magic,
-            version,
-            nslots,
-            slot_size,
-            boot_count,
-            next_seq,
-            seen_seq,
-            pending_cause,
-            boot_cause,
-            loop_count,
-            loop_limit,
-            loop_window_ms,
-            loop_uptime_ms,
-            mark,
-            state,
-            _reserved,
-            crc,
-        ) = _HEADER_V1.unpack(data)
+        *common, mark, state, _reserved, crc = _HEADER_V1.unpack(data)
         if _crc(data[:_HEADER_CRC_END]) != crc:
             return BAD_CRC
     elif data[4] == HEADER_VERSION:
-        (
-            _magic,
-            version,
-            nslots,
-            slot_size,
-            boot_count,
-            next_seq,
-            seen_seq,
-            pending_cause,
-            boot_cause,
-            loop_count,
-            loop_limit,
-            loop_window_ms,
-            loop_uptime_ms,
-            state,
-            _reserved,
-            crc,
-            mark,
-            mark_crc,
-        ) = _HEADER.unpack(data)
+        *common, state, _reserved, crc, mark, mark_crc = _HEADER.unpack(data)
         if _crc(data[:_HEADER_V2_CRC_END]) != crc:
             return BAD_CRC
         if _crc(mark) != mark_crc:
             mark = b""  # a torn mark update: the mark is lost, nothing else
     else:
         return BAD_VERSION
+    (
+        _magic,
+        version,
+        nslots,
+        slot_size,
+        boot_count,
+        next_seq,
+        seen_seq,
+        pending_cause,
+        boot_cause,
+        loop_count,
+        loop_limit,
+        loop_window_ms,
+        loop_uptime_ms,
+    ) = common
     if nslots == 0 or slot_size != SLOT_SIZE:
         return BAD_GEOMETRY
     return Header(
