@@ -267,7 +267,10 @@ class JsonLines:
     def request(self, msg: dict[str, Any], name: str, timeout: float) -> dict[str, Any]:
         """Send ``msg``, return the answer (EmulatorError if none comes)."""
         if not self.ids:
-            with self.send_lock, self.cond:  # one command at a time: answers in order
+            # As before request ids: the Pico runner's control socket (pico.py, on another
+            # branch) is called from the console pump too, which must never wait on a lock
+            # a command waiting for its answer holds.
+            with self.cond:
                 self.replies.clear()
                 try:
                     self.sock.sendall(json.dumps(msg).encode() + b"\n")
