@@ -8,6 +8,9 @@ from backends import MICROPY_VERSION, firmware_path, require_built, unavailable
 from emulated_backend import EmulatedBackend
 from failstop_host.emulator import EmulatorError, QemuBoard
 
+# The default MPS2_AN385 firmware (MicroPython MICROPY_VERSION).
+QEMU_FW = firmware_path("QEMU_FW")
+
 
 def qemu_board(tmp_path: Path, micropython: str = MICROPY_VERSION) -> QemuBoard:
     """The emulated MPS2_AN385 (off) with its flash in `tmp_path`, its firmware built on
