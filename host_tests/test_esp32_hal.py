@@ -286,7 +286,9 @@ def test_esp32_records_decode_on_the_host(logic: list[dict[str, Any]], tmp_path:
     assert "#3 WATCHDOG (REBOOT) boot 3" in out and "mark 'mqtt-connect'" in out
     assert "at main.py:40 in connect" in out
     p = subprocess.run([*cmd, "--json"], capture_output=True, text=True, timeout=60)
-    recs = [json.loads(line) for line in p.stdout.splitlines()]
+    lines = [json.loads(line) for line in p.stdout.splitlines()]
+    assert lines[0]["region"]["header"]["boot_count"] == 4  # the region comes first
+    recs = lines[1:]
     assert [r["kind"] for r in recs] == ["HARDFAULT", "FATAL", "WATCHDOG"]
     assert recs[0]["pc"] == 0x400D1234 and recs[0]["lr"] == 0x400D1234
     assert recs[1]["lr"] == 0x400D8F3A
