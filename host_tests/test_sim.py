@@ -263,8 +263,10 @@ def test_virtual_clock_and_ticks(dev: SimDevice, board: Path) -> None:
         """,
     )
     run = dev.run(script, max_boots=1)
-    assert run.lines("DIFF") == ["1484"] and run.lines("WRAP") == ["-1 0"]
+    assert run.lines("DIFF") == ["1484"] and run.lines("WRAP") == [f"-1 {2**30}"]  # 64-bit
     assert run.record is not None and run.record.uptime_ms == 1484
+    pico = SimDevice(dev.workdir.parent / "pico", Resources.board("RPI_PICO"))
+    assert pico.run(script, max_boots=1).lines("WRAP") == ["-1 0"]  # 30-bit ticks
 
 
 def test_time_budget_stops_a_program_that_runs_forever(dev: SimDevice, board: Path) -> None:
@@ -496,6 +498,18 @@ def test_micropython_wording() -> None:
     assert [mp.exc_message(x) for x in (KeyError("k"), ValueError(-7), ValueError(2**70))] == [
         "k",
         "-7",
+        "",
+    ]
+    edges = [ValueError(v) for v in (-(2**62), 2**62 - 1, 2**62, -(2**30), 2**30 - 1, 2**30)]
+    assert [mp.exc_message(x) for x in edges] == [str(e.args[0]) for e in edges[:2]] + [""] + [
+        str(e.args[0]) for e in edges[3:]
+    ]
+    assert [mp.exc_message(x, small_int_bits=31) for x in edges] == [
+        "",
+        "",
+        "",
+        "-1073741824",
+        "1073741823",
         "",
     ]
 
@@ -781,8 +795,70 @@ def test_board_presets() -> None:
     assert pico.wdt_max_ms == 8388 and pico.heap_size is not None
     qemu = Resources.board("MPS2_AN385", stack_limit=50)
     assert qemu.wdt_max_ms == 171798 and qemu.stack_limit == 50
+    assert (pico.small_int_bits, qemu.small_int_bits) == (31, 31)  # 32-bit words
     unix = Resources.board("unix")
+    assert unix.small_int_bits == Resources().small_int_bits == 63
+    with pytest.raises(ValueError, match="small_int_bits must be 31"):
+        Resources(small_int_bits=32)
     assert unix.heap_size == Resources().heap_size  # the default stands for the unix port
     assert qemu.heap_size is not None and qemu.heap_size < pico.heap_size < unix.heap_size
     with pytest.raises(ValueError, match="unknown board 'ESP32'"):
         Resources.board("ESP32")
+
+
+SMALL_INTS = """\
+import failstop, time
+print("WRAP", time.ticks_add(0, -1), time.ticks_diff(0, 1 << 29))
+with failstop.fragile():
+    raise ValueError(1 << 40)
+"""
+
+
+@pytest.mark.parametrize(
+    ("backend", "preset"), [("unix", "unix"), ("qemu", "MPS2_AN385"), ("rp2", "RPI_PICO")]
+)
+def test_small_int_width_follows_the_board(backend: str, preset: str, tmp_path: Path) -> None:
+    """What depends on the width of a small int, on the firmware and in the simulator with
+    that board's preset: where the ticks wrap, and whether an exception's int argument
+    (2**40: a small int on a 64-bit port, a long int on a 32-bit board) is recorded."""
+    import re
+
+    from backends import UnixBackend, require_built
+    from conftest import UNIX_FW
+
+    def wrap(text: str) -> str:
+        m = re.search(r"WRAP (-?\d+ -?\d+)", text)
+        assert m is not None, text
+        return m.group(1)
+
+    if backend == "unix":
+        require_built(UNIX_FW, "make firmware BOARD=unix")
+        fw = UnixBackend(UNIX_FW, tmp_path)
+        board_wrap = wrap(fw.exec(SMALL_INTS))
+        board_rec = fw.region().records[-1]
+    else:
+        from emulated_backend import at_repl
+        from qemu_backend import qemu_board
+        from rp2_backend import pico_board
+
+        b = qemu_board(tmp_path) if backend == "qemu" else pico_board(tmp_path)
+        with at_repl(b):
+            start = b.output_end()
+            # Typed at the REPL, one line at a time (the board resets at the panic).
+            b.write(f"exec({SMALL_INTS!r})\r".encode())
+            assert b.wait_for(rb"failstop: PANIC -> REBOOT", timeout=30, start=start)
+            board_wrap = wrap(b.output(start).decode(errors="replace"))
+            b.wait_for(rb">>> ", timeout=30, start=b.output_end())
+            board_rec = codec.decode_region(b.retained()).records[-1]
+    sim = SimDevice(tmp_path / "sim", Resources.board(preset))
+    out = sim.exec(SMALL_INTS)
+    sim_rec = sim.region().records[-1]
+    assert wrap(out) == board_wrap
+    assert (sim_rec.kind, sim_rec.exc_type, sim_rec.message) == (
+        board_rec.kind,
+        board_rec.exc_type,
+        board_rec.message,
+    )
+    bits = Resources.board(preset).small_int_bits
+    assert board_wrap == f"{2 ** (bits - 1) - 1} {-(2**29)}"
+    assert board_rec.message == ("" if bits == 31 else str(1 << 40))

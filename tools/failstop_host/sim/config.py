@@ -12,17 +12,24 @@ MIB = 1024 * KIB
 
 
 # MicroPython's heap on each board (gc.mem_free() + gc.mem_alloc() after boot, measured on
-# the failstop firmware 1.25.0) and the hardware watchdog's maximum timeout (the HALs').
+# the failstop firmware 1.25.0), the hardware watchdog's maximum timeout (the HALs') and the
+# width of a small int (a machine word less one tag bit: 63 on the 64-bit unix port, 31 on
+# the 32-bit Cortex-M boards).
 _UNIX_HEAP = 2072832
 _BOARD_FACTS = {
-    "unix": (2072832, 3600000),
-    "MPS2_AN385": (140032, 0xFFFFFFFF // 25000),  # CMSDK watchdog at 25 MHz
-    "RPI_PICO": (244032, 8388),  # RP2040: 24-bit microsecond counter
+    "unix": (2072832, 3600000, 63),
+    "MPS2_AN385": (140032, 0xFFFFFFFF // 25000, 31),  # CMSDK watchdog at 25 MHz
+    "RPI_PICO": (244032, 8388, 31),  # RP2040: 24-bit microsecond counter
 }
 BOARDS: dict[str, dict[str, Any]] = {
-    name: {"heap_size": 2 * 1024 * 1024 * heap // _UNIX_HEAP, "wdt_max_ms": wdt}
-    for name, (heap, wdt) in _BOARD_FACTS.items()
+    name: {
+        "heap_size": 2 * 1024 * 1024 * heap // _UNIX_HEAP,
+        "wdt_max_ms": wdt,
+        "small_int_bits": bits,
+    }
+    for name, (heap, wdt, bits) in _BOARD_FACTS.items()
 }
+SMALL_INT_BITS = (31, 63)
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,11 @@ class Resources:
         uptime saturates at 0xFFFFFFFF ms.
     missing_modules: modules the firmware is built without (e.g. ``("asyncio",)``):
         importing them fails as on the board (ImportError "no module named ...").
+    small_int_bits: the width of MicroPython's small ints, 63 (a 64-bit port: unix) or
+        31 (a 32-bit board). ``time.ticks_*`` wrap at ``2**(small_int_bits - 1)`` (their
+        period is the largest positive small int plus one), and an exception whose
+        argument is an int outside the small-int range (a long int on the board) gives an
+        empty record message, as the firmware reads only str and small-int arguments.
     """
 
     heap_size: Optional[int] = 2 * MIB
@@ -49,6 +61,7 @@ class Resources:
     wdt_max_ms: int = 3600000
     uptime_start_ms: int = 0
     missing_modules: tuple[str, ...] = ()
+    small_int_bits: int = 63
 
     def __post_init__(self) -> None:
         if self.heap_size is not None and self.heap_size <= 0:
@@ -61,6 +74,8 @@ class Resources:
             raise ValueError("wdt_max_ms must be 1..2147483647")
         if self.uptime_start_ms < 0:
             raise ValueError("uptime_start_ms must be 0 or more")
+        if self.small_int_bits not in SMALL_INT_BITS:
+            raise ValueError("small_int_bits must be 31 (a 32-bit board) or 63 (64-bit)")
         if isinstance(self.missing_modules, str):
             raise TypeError("missing_modules must be a sequence of module names, not a str")
         object.__setattr__(self, "missing_modules", tuple(self.missing_modules))
@@ -68,7 +83,8 @@ class Resources:
     @classmethod
     def board(cls, name: str, **overrides: Any) -> Resources:
         """The resources of a board the firmware runs on (``BOARDS``), so a script that
-        fails there fails here: its watchdog maximum, and a heap that is the same share of
+        fails there fails here: its watchdog maximum, its small-int width, and a heap that
+        is the same share of
         the unix port's heap as the board's MicroPython heap is (the default 2 MiB stands
         for the unix port's 2 MiB). Keyword arguments override."""
         try:

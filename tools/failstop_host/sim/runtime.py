@@ -725,7 +725,10 @@ class Runtime:
         action = 0
         if self.main_active and not isinstance(exc, KeyboardInterrupt):
             action = self.record(
-                K_UNHANDLED, exc=exc, exc_type=mp.type_name(exc), message=mp.exc_message(exc)
+                K_UNHANDLED,
+                exc=exc,
+                exc_type=mp.type_name(exc),
+                message=mp.exc_message(exc, self.res.small_int_bits),
             )
         if action not in (0, A_RAISE):
             # Recorded: the traceback from the record, then the board goes down.
