@@ -532,9 +532,88 @@ def test_cli_run_measure_sweep(tmp_path: Path) -> None:
     n = int(measured.stdout.split(" allocation points")[0].rsplit(" ", 1)[1])
     faulted = cli("--oom-at", "3")
     assert faulted.returncode == 1 and "#1 OOM (REBOOT) boot 1" in faulted.stdout
+    line = line_of(script, "# ALLOC")
+    at_line = cli("--oom-at", f"main.py:{line}:2")
+    assert at_line.returncode == 1, at_line.stderr
+    assert f"  at main.py:{line} in move" in at_line.stdout
+    assert f"LAST OOM ('main.py', {line}, 'move')" in at_line.stdout
+    assert "DONE" not in at_line.stdout and "ZALGO" not in at_line.stdout
+    bad = cli("--oom-at", "main.py:x")
+    assert bad.returncode == 2 and "give K, FILE:LINE or FILE:LINE:N" in bad.stderr
     swept = cli("--sweep-oom")
     assert swept.returncode == 0
     assert f"--- {n} allocation points, 0 runs not an OOM record" in swept.stdout
+
+
+def ks_on_line(dev: SimDevice, script: Path, line: int) -> list[int]:
+    """The k of every allocation point reached on ``line``, in order (by an OOM sweep of a
+    fresh board)."""
+    dev.erase()
+    return [
+        k
+        for k, run in enumerate(dev.sweep_oom(script), 1)
+        if run.record is not None
+        and run.record.location is not None
+        and run.record.location.line == line
+    ]
+
+
+def test_oom_at_a_source_location(dev: SimDevice, board: Path) -> None:
+    """``oom_at=("main.py", line)`` is the first allocation point reached on that line (in
+    a nested function too): the same run as ``oom_at=k`` for that point's k; with n, the
+    n-th point reached there (the last pass of a loop)."""
+    script = write(board, "main.py", TXN)
+    line = line_of(script, "# ALLOC")
+    ks = ks_on_line(dev, script, line)
+    assert len(ks) % 3 == 0 and len(ks) >= 3  # move() runs three times
+    for n, k in ((1, ks[0]), (len(ks), ks[-1])):
+        dev.erase()
+        by_k = dev.run(script, oom_at=k)
+        dev.erase()
+        by_loc = dev.run(script, oom_at=("main.py", line, n))
+        rec = by_loc.record
+        assert rec is not None and rec.kind == "OOM" and rec.location is not None
+        assert (rec.location.file, rec.location.line) == ("main.py", line)
+        assert rec.location.function == "move"
+        assert by_loc.output == by_k.output
+        assert by_k.record is not None and fields(rec) == fields(by_k.record)
+        assert by_loc.boot_reports[0].allocs == k
+    dev.erase()
+    assert dev.run(script, oom_at=("main.py", line)).boot_reports[0].allocs == ks[0]
+    dev.erase()
+    never = dev.run(script, oom_at=("main.py", line, len(ks) + 1))
+    assert never.record is None and never.lines("DONE") == ["{'a': 7, 'b': 3}"]
+
+
+def test_oom_at_a_location_survives_a_different_count(dev: SimDevice, board: Path) -> None:
+    """One allocation point more before the line (as another CPython may count one more):
+    ``oom_at=k`` now fails elsewhere, the location still fails the same line."""
+    script = write(board, "main.py", TXN)
+    line = line_of(script, "# ALLOC")
+    k = ks_on_line(dev, script, line)[0]
+    script.write_text(script.read_text().replace('{"a": 10, "b": 0}', "dict(a=10, b=int(0))"))
+    assert ks_on_line(dev, script, line)[0] == k + 1
+    dev.erase()
+    by_k = dev.run(script, oom_at=k)
+    dev.erase()
+    by_loc = dev.run(script, oom_at=("main.py", line))
+    assert by_k.record is not None and by_k.record.location is not None
+    assert by_k.record.location.line != line
+    assert by_loc.record is not None and by_loc.record.location is not None
+    assert by_loc.record.location.line == line
+
+
+def test_oom_at_a_location_is_checked(dev: SimDevice, board: Path) -> None:
+    script = write(board, "main.py", TXN)
+    line = line_of(script, "try:")
+    with pytest.raises(ValueError, match=rf"main\.py:{line} has no allocation point"):
+        dev.run(script, oom_at=("main.py", line))
+    with pytest.raises(ValueError, match=r"no file 'other\.py' on the board"):
+        dev.run(script, oom_at=("other.py", 3))
+    with pytest.raises(ValueError, match="line must be an int, 1 or more"):
+        Inject(oom_at=("main.py", 0))
+    with pytest.raises(ValueError, match=r"\(file, line\) or \(file, line, n\)"):
+        Inject(oom_at=("main.py",))  # type: ignore[arg-type]
 
 
 def test_sim_run_helpers(dev: SimDevice, board: Path) -> None:

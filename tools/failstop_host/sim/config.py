@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -94,12 +95,47 @@ class Resources:
         return cls(**{**preset, **overrides})
 
 
+# oom_at: an allocation point's number, or its source location (file, line[, n]).
+OomAt = Union[int, tuple[str, int], tuple[str, int, int]]
+
+
+def _location(loc: Sequence[Any]) -> tuple[str, int, int]:
+    """("main.py", 10) or ("main.py", 10, n), checked, as (file, line, n)."""
+    if len(loc) not in (2, 3):
+        raise ValueError("oom_at location must be (file, line) or (file, line, n)")
+    file, line, nth = loc[0], loc[1], loc[2] if len(loc) == 3 else 1
+    if not isinstance(file, str) or not file:
+        raise TypeError("oom_at location: the file must be a name, e.g. 'main.py'")
+    for what, v in (("line", line), ("n", nth)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"oom_at location: {what} must be an int, 1 or more")
+    return (file, line, nth)
+
+
+def parse_oom_at(text: str) -> OomAt:
+    """The command line's ``--oom-at``: ``12``, ``main.py:10`` or ``main.py:10:2``."""
+    if text.isdigit():
+        return int(text)
+    parts = text.rsplit(":", 2)
+    if len(parts) == 3 and not parts[1].isdigit():  # a ':' in the file name
+        parts = [f"{parts[0]}:{parts[1]}", parts[2]]
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[1:]):
+        raise ValueError(f"--oom-at {text!r}: give K, FILE:LINE or FILE:LINE:N")
+    return _location([parts[0], *(int(p) for p in parts[1:])])
+
+
 @dataclass(frozen=True)
 class Inject:
     """Deterministic faults for one boot of a run (boot 1, the power-on boot, unless
     ``boot`` says otherwise; the reboot after the fault runs clean).
 
-    oom_at: the k-th allocation point (1-based) fails: OOM.
+    oom_at: the k-th allocation point (1-based) fails: OOM. Or a source location,
+        ``("main.py", 10)``: the first allocation point the boot reaches on line 10 of
+        main.py fails (``("main.py", 10, n)``: the n-th allocation point reached on
+        that line: a line may have several, and every pass of a loop reaches them
+        again). A file is named as in records (relative to the board's root). Unlike a
+        count, a location does not move when another CPython counts the points
+        differently.
     stack_at: the stack holds d frames: a call at depth d is a STACK fault.
     early_warning: False: the watchdog's early warning is lost in this boot (a port whose
         warning is an interrupt that cannot run): when the watchdog expires the board
@@ -108,19 +144,28 @@ class Inject:
         if it is armed, otherwise the board stays hung (run end "hang").
     """
 
-    oom_at: Optional[int] = None
+    oom_at: Optional[OomAt] = None
     stack_at: Optional[int] = None
     hang_at: Optional[int] = None
     boot: int = 1
     early_warning: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.oom_at, (tuple, list)):
+            object.__setattr__(self, "oom_at", _location(self.oom_at))
         for name in ("oom_at", "stack_at", "hang_at"):
             v = getattr(self, name)
-            if v is not None and v < 1:
+            if isinstance(v, bool) or (v is not None and not isinstance(v, (int, tuple))):
+                raise TypeError(f"{name} must be an int")
+            if isinstance(v, int) and v < 1:
                 raise ValueError(f"{name} must be 1 or more")
         if self.boot < 1:
             raise ValueError("boot must be 1 or more")
+
+    @property
+    def oom_location(self) -> Optional[tuple[str, int, int]]:
+        """``oom_at`` as (file, line, n) when it is a source location, else None."""
+        return _location(self.oom_at) if isinstance(self.oom_at, tuple) else None
 
     @property
     def empty(self) -> bool:

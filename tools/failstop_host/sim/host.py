@@ -29,7 +29,7 @@ from typing import Optional, TextIO, Union
 
 from .. import codec
 from . import allocpoints, child
-from .config import BootPlan, Inject, Resources
+from .config import BootPlan, Inject, OomAt, Resources
 from .procs import die_with_parent
 from .retained import KIND, NO_RESET, RC_FAULT, RC_POWER_ON, RC_UNKNOWN, REGION_SIZE, Retained
 
@@ -254,7 +254,7 @@ class SimDevice:
         max_boots: int = 12,
         timeout: float = 60.0,
         inject: Optional[Inject] = None,
-        oom_at: Optional[int] = None,
+        oom_at: Optional[OomAt] = None,
         stack_at: Optional[int] = None,
         hang_at: Optional[int] = None,
         max_ms: Optional[int] = None,
@@ -264,7 +264,9 @@ class SimDevice:
         every reboot until it ends (or halts, hangs, or reaches ``max_boots``).
 
         root: the board's filesystem (boot.py, modules); default the script's folder.
-        oom_at/stack_at/hang_at: shorthands for ``inject=Inject(...)`` (boot 1).
+        oom_at/stack_at/hang_at: shorthands for ``inject=Inject(...)`` (boot 1);
+            ``oom_at`` is the k-th allocation point or a source location,
+            ``("main.py", 10)`` (see Inject).
         max_ms: virtual time a boot may run before the run stops ("time_limit").
         echo: also write the console there as it comes.
         """
@@ -273,6 +275,8 @@ class SimDevice:
             if inject is not None:
                 raise ValueError("give either inject= or oom_at/stack_at/hang_at")
             inject = Inject(oom_at=oom_at, stack_at=stack_at, hang_at=hang_at)
+        if inject is not None and inject.oom_location is not None:
+            _check_location(base, inject.oom_location)
         return self._run(base, name, None, max_boots, timeout, inject, max_ms, echo)
 
     def exec(self, code: str, timeout: float = 30.0, *, root: Optional[PathLike] = None) -> str:
@@ -552,6 +556,18 @@ class SimDevice:
         elif len(r.reports) >= max_boots:
             r.out += _cap_message(max_boots).encode()
             r.end, r.exit_code = "boot_limit", BOOT_LIMIT_EXIT
+
+
+def _check_location(root: Path, loc: tuple[str, int, int]) -> None:
+    """``oom_at=(file, line, n)`` must name a line of a file on the board that has an
+    allocation point (else the injection could never happen)."""
+    file, line, _n = loc
+    path = root / file
+    if not path.is_file():
+        raise ValueError(f"oom_at: no file {file!r} on the board ({root})")
+    code = compile(path.read_bytes(), file, "exec", dont_inherit=True)
+    if not allocpoints.has_point_on_line(code, line):
+        raise ValueError(f"oom_at: {file}:{line} has no allocation point")
 
 
 def _region(path: Path) -> codec.Region:
