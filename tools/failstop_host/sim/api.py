@@ -325,7 +325,13 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
     return m
 
 
+# The simulator's own names in ``machine``: a stub may not replace them.
+MACHINE_OWN = ("panic", "reset", "WDT")
+
+
 def build_machine(rt: Runtime, failstop: types.ModuleType) -> types.ModuleType:
+    """``machine``: the simulator's panic, reset and WDT, and the user's stubs
+    (``SimDevice(machine_stubs=...)``) for what the board has besides."""
     m = types.ModuleType("machine")
 
     def reset() -> NoReturn:
@@ -342,6 +348,8 @@ def build_machine(rt: Runtime, failstop: types.ModuleType) -> types.ModuleType:
         def feed(self) -> None:
             rt.wdt_feed()
 
+    for name, stub in rt.plan.machine_stubs.items():  # the user's (Pin, I2C, ...)
+        setattr(m, name, stub)
     m.panic = failstop.panic  # type: ignore[attr-defined]
     m.reset = reset  # type: ignore[attr-defined]
     m.WDT = WDT  # type: ignore[attr-defined]

@@ -190,3 +190,4 @@ class BootPlan:
     max_ms: Optional[int]  # virtual time budget of the boot
     programs: dict[str, CodeType] = field(default_factory=dict)  # precompiled files
     sweep_dir: Optional[Path] = None  # the main line of an OOM sweep writes runs there
+    machine_stubs: dict[str, Any] = field(default_factory=dict)  # the user's machine.Pin, ...

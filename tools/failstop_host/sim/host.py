@@ -21,14 +21,15 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType
-from typing import Optional, TextIO, Union
+from typing import Any, Optional, TextIO, Union
 
 from .. import codec
 from . import allocpoints, child
+from .api import MACHINE_OWN
 from .config import BootPlan, Inject, OomAt, Resources
 from .procs import die_with_parent
 from .retained import KIND, NO_RESET, RC_FAULT, RC_POWER_ON, RC_UNKNOWN, REGION_SIZE, Retained
@@ -198,7 +199,14 @@ class SimDevice:
 
     The retained region survives every reset and every run, as RAM survives a reset:
     ``erase()`` loses it (power removed). Relative program paths are taken from ``base``
-    (default: the working directory)."""
+    (default: the working directory).
+
+    ``machine_stubs``: names the program finds in ``machine`` besides the simulator's own
+    ``panic``, ``reset`` and ``WDT``, e.g. ``{"Pin": FakePin}`` (any object: a class, a
+    function, a module). Each boot is a process forked from this one, so the stubs need
+    no pickling, and what they record stays in the boot's process: have them print (the
+    console is in the run's output) or write files. ``timeout``: the default wall-clock
+    timeout of ``run`` (60 s) and ``exec`` (30 s)."""
 
     def __init__(
         self,
@@ -206,6 +214,8 @@ class SimDevice:
         resources: Optional[Resources] = None,
         retained: Optional[PathLike] = None,
         base: Optional[PathLike] = None,
+        machine_stubs: Optional[Mapping[str, Any]] = None,
+        timeout: Optional[float] = None,
     ) -> None:
         why = allocpoints.unsupported_python((sys.version_info.major, sys.version_info.minor))
         if why is not None:
@@ -224,6 +234,10 @@ class SimDevice:
         )
         self.on = False  # the last run ended at the REPL: exec() types into it, no reset
         self.consoles: list[str] = []  # the console output of each run, in order
+        self.machine_stubs = _machine_stubs(machine_stubs or {})
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.timeout = timeout
 
     def _path(self, p: PathLike) -> Path:
         """A path given by the user: relative ones are taken from ``base`` (the pytest
@@ -252,7 +266,7 @@ class SimDevice:
         *,
         root: Optional[PathLike] = None,
         max_boots: int = 12,
-        timeout: float = 60.0,
+        timeout: Optional[float] = None,
         inject: Optional[Inject] = None,
         oom_at: Optional[OomAt] = None,
         stack_at: Optional[int] = None,
@@ -277,14 +291,18 @@ class SimDevice:
             inject = Inject(oom_at=oom_at, stack_at=stack_at, hang_at=hang_at)
         if inject is not None and inject.oom_location is not None:
             _check_location(base, inject.oom_location)
+        timeout = timeout if timeout is not None else self.timeout or 60.0
         return self._run(base, name, None, max_boots, timeout, inject, max_ms, echo)
 
-    def exec(self, code: str, timeout: float = 30.0, *, root: Optional[PathLike] = None) -> str:
+    def exec(
+        self, code: str, timeout: Optional[float] = None, *, root: Optional[PathLike] = None
+    ) -> str:
         """Type ``code`` at the board's REPL (not a main program: an escaping exception is
         printed, not a fault); returns the console output. A board whose last run ended
         at the REPL (``on``) is not reset: as mpremote's soft reset, the boot goes on
         (no boot counted, same reset cause, safe mode kept). Otherwise it is powered on."""
         base = self._path(root) if root is not None else self.workdir.resolve()
+        timeout = timeout if timeout is not None else self.timeout or 30.0
         return self._run(base, None, code, 1, timeout, None, None, None, self.on).output
 
     def measure(
@@ -399,6 +417,7 @@ class SimDevice:
             hw_cause=hw,
             max_ms=max_ms,
             programs=programs,
+            machine_stubs=self.machine_stubs,
         )
 
     def _run(
@@ -556,6 +575,16 @@ class SimDevice:
         elif len(r.reports) >= max_boots:
             r.out += _cap_message(max_boots).encode()
             r.end, r.exit_code = "boot_limit", BOOT_LIMIT_EXIT
+
+
+def _machine_stubs(stubs: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's ``machine`` names, checked: identifiers, not the simulator's own."""
+    for name in stubs:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"machine_stubs: {name!r} is not a name")
+        if name in MACHINE_OWN:
+            raise ValueError(f"machine_stubs: machine.{name} is the simulator's own")
+    return dict(stubs)
 
 
 def _check_location(root: Path, loc: tuple[str, int, int]) -> None:
