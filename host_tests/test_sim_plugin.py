@@ -93,6 +93,7 @@ def test_plugin_from_a_fresh_pip_install(tmp_path: Path) -> None:
     src = tmp_path / "failstop-src"
     src.mkdir()
     shutil.copy(ROOT / "pyproject.toml", src)
+    shutil.copy(ROOT / "LICENSE", src)
     (src / "docs").mkdir()
     shutil.copy(ROOT / "docs/host.md", src / "docs")
     shutil.copytree(
@@ -130,6 +131,23 @@ def test_plugin_from_a_fresh_pip_install(tmp_path: Path) -> None:
         check=True,
     )
     assert Path(where.stdout.strip()).is_relative_to(env_dir)  # the installed copy
+    meta = subprocess.run(
+        [
+            str(py),
+            "-c",
+            "from importlib.metadata import distribution as d; m = d('failstop');"
+            "print(m.metadata['License-Expression']);"
+            "print(*[f for f in m.files if f.name == 'LICENSE'])",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    expression, license_file = meta.stdout.split("\n")[:2]
+    assert expression == "MIT" and license_file.endswith("LICENSE"), meta.stdout
+    installed = next((env_dir / "lib").glob(f"*/site-packages/{license_file}"))
+    assert installed.read_text() == (ROOT / "LICENSE").read_text()
     result = subprocess.run(
         [str(py), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,
