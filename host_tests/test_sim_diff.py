@@ -50,7 +50,7 @@ from sim_backend import SimBackend
 EXCLUDED = {
     "reset_loop.py": "a QEMU-board script: the unix port has no machine.reset()",
     "forever.py": "never ends, by design (test_field.py power-cycles it on the unix port)",
-    "watchdog_ticking.py": "never ends, by design (test_board_host.py reads a board running it)",
+    "watchdog_ticking.py": "never ends, by design (test_board_host.py reads a running board)",
     "threads_race.py": "which racing thread wins (and what the losers print) is timing",
     "thread_exception.py": "CPython prints an exception escaping a thread its own way",
 }
