@@ -941,3 +941,25 @@ def test_small_int_width_follows_the_board(backend: str, preset: str, tmp_path: 
     bits = Resources.board(preset).small_int_bits
     assert board_wrap == f"{2 ** (bits - 1) - 1} {-(2**29)}"
     assert board_rec.message == ("" if bits == 31 else str(1 << 40))
+
+
+def test_a_frozen_module_costs_the_heap_nothing(dev: SimDevice, board: Path) -> None:
+    """asyncio is frozen in MicroPython's firmware: importing it on a board takes little
+    heap. Here the driver imports CPython's once, before the boots fork (about 2 MB: nearly
+    the default heap), so a boot's import is as cheap; a board without it still has none."""
+    script = write(
+        board,
+        "main.py",
+        """
+        import gc
+        before = gc.mem_alloc()
+        from asyncio import CancelledError
+        print("COST", gc.mem_alloc() - before)
+        """,
+    )
+    run = dev.run(script)
+    assert run.end == "exit" and run.record is None, run.output
+    assert int(run.lines("COST")[0]) < 64 * 1024
+    without = SimDevice(dev.workdir.parent / "bare", Resources(missing_modules=("asyncio",)))
+    bare = without.run(script, max_boots=1)
+    assert bare.record is not None and bare.record.exc_type == "ImportError"

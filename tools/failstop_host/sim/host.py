@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
 import selectors
@@ -35,6 +36,11 @@ from .procs import die_with_parent
 from .retained import KIND, NO_RESET, RC_FAULT, RC_POWER_ON, RC_UNKNOWN, REGION_SIZE, Retained
 
 BOOT_LIMIT_EXIT = 75  # as the unix port: the boot cap stopped a reset
+# Modules MicroPython's firmware has frozen in flash, imported here once, before any boot
+# forks: a boot inherits them, so importing one costs the program's heap nothing, as on a
+# board (CPython's asyncio and what it imports take about 2 MB: nearly the whole default
+# heap). A boot whose Resources.missing_modules names one drops it (loader.install).
+FROZEN = ("asyncio",)
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -235,6 +241,8 @@ class SimDevice:
         self.on = False  # the last run ended at the REPL: exec() types into it, no reset
         self.consoles: list[str] = []  # the console output of each run, in order
         self.machine_stubs = _machine_stubs(machine_stubs or {})
+        for name in FROZEN:
+            importlib.import_module(name)
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive")
         self.timeout = timeout
