@@ -15,12 +15,10 @@ from typing import Optional
 import pytest
 
 from failstop_host import codec
+from failstop_host.codec import Action, Kind
 from failstop_host.sim import Inject, Resources, SimDevice, SimRun, SimTimeout
 from failstop_host.sim import mpstyle as mp
 from failstop_host.sim.retained import (
-    A_RAISE,
-    ACTION,
-    KIND,
     RC_POWER_ON,
     RC_WATCHDOG,
     REGION_SIZE,
@@ -28,7 +26,7 @@ from failstop_host.sim.retained import (
 )
 
 ROOT = Path(__file__).parent.parent
-A_REBOOT = ACTION["REBOOT"]
+A_REBOOT = Action.REBOOT
 
 
 def write(root: Path, name: str, source: str) -> Path:
@@ -665,7 +663,7 @@ def test_watchdog_bite_without_early_warning_is_recorded_post_hoc(tmp_path: Path
         "failstop: reboot after WATCHDOG (seq 1, boot 1): watchdog reset, no early warning\r\n"
     ]
     # With the early warning (a pending cause left), no second record.
-    ret.enter_reboot(KIND["WATCHDOG"], 5)
+    ret.enter_reboot(Kind.WATCHDOG, 5)
     ret.close()
     ret, _ = boot_region(path, RC_WATCHDOG)
     assert len(ret.records()) == 1 and ret.hdr.loop_count == 2
@@ -676,10 +674,10 @@ def test_header_rebuild_keeps_records_and_mark_and_sees_nothing(tmp_path: Path) 
     path = tmp_path / "r.ram"
     ret, _ = boot_region(path, RC_POWER_ON)
     ret.mark_set("kept")
-    ret.enter_reboot(KIND["PANIC"], 10)
+    ret.enter_reboot(Kind.PANIC, 10)
     ret.write_record(
         slot=0,
-        kind=KIND["PANIC"],
+        kind=Kind.PANIC,
         action=1,
         flags=0,
         uptime_ms=10,
@@ -738,14 +736,14 @@ def test_slot_choice_and_raise_records_never_evict_the_evidence(tmp_path: Path) 
     stops = [(7, "REBOOT"), (5, "REBOOT"), (6, "HALT")]
     raises = [(7, "REBOOT"), (8, "RAISE"), (9, "RAISE")]
     # An invalid slot first, else the oldest (not seq % 3).
-    assert pick(p, [(4, "REBOOT"), (5, "REBOOT")], 0, A_RAISE) == 2
+    assert pick(p, [(4, "REBOOT"), (5, "REBOOT")], 0, Action.RAISE) == 2
     assert pick(p, stops, 0, A_REBOOT) == 1
     # RAISE: never an unseen record, nor the newest fail-stop record, seen or not.
-    assert pick(p, stops, 6, A_RAISE) == 1
-    assert pick(p, stops, 4, A_RAISE) is None
-    assert pick(p, stops, 7, A_RAISE) == 1
-    assert pick(p, raises, 0, A_RAISE) == 1  # RAISE records are fair game
-    assert pick(p, raises, 9, A_RAISE) == 1
+    assert pick(p, stops, 6, Action.RAISE) == 1
+    assert pick(p, stops, 4, Action.RAISE) is None
+    assert pick(p, stops, 7, Action.RAISE) == 1
+    assert pick(p, raises, 0, Action.RAISE) == 1  # RAISE records are fair game
+    assert pick(p, raises, 9, Action.RAISE) == 1
 
 
 def test_power_on_and_long_boots_start_a_fresh_crash_loop_window(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import binascii
 import dataclasses
+import enum
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -60,16 +61,31 @@ assert _FRAME.size == FRAME_SIZE
 
 # --- codes --------------------------------------------------------------------------------
 
-KINDS: dict[int, str] = {
-    1: "PANIC",
-    2: "OOM",
-    3: "STACK",
-    4: "UNHANDLED",
-    5: "WATCHDOG",
-    6: "HARDFAULT",
-    7: "FATAL",
-}
-ACTIONS: dict[int, str] = {1: "REBOOT", 2: "HALT", 3: "RAISE"}
+
+class Kind(enum.IntEnum):
+    """A fault kind: its code in the record and its name (FAILSTOP_KIND_* in
+    modules/failstop/failstop.h). The one spelling the codec, the CLI and the simulator use."""
+
+    PANIC = 1
+    OOM = 2
+    STACK = 3
+    UNHANDLED = 4
+    WATCHDOG = 5
+    HARDFAULT = 6
+    FATAL = 7
+
+
+class Action(enum.IntEnum):
+    """What a fault does (FAILSTOP_ACTION_*)."""
+
+    REBOOT = 1
+    HALT = 2
+    RAISE = 3
+
+
+# Code -> name, for decoding (a code outside these is a newer firmware's: "KIND_9").
+KINDS: dict[int, str] = {k.value: k.name for k in Kind}
+ACTIONS: dict[int, str] = {a.value: a.name for a in Action}
 RESET_CAUSES: dict[int, str] = {
     0: "unknown",
     1: "power_on",

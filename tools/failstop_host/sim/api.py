@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from typing import Any, Callable, Literal, NoReturn, Optional
 
 from .. import codec
+from ..codec import Action, Kind
 from . import mpstyle as mp
-from .retained import ACTION, FIRMWARE, KIND
-from .runtime import A_RAISE, K_FATAL, K_OOM, K_PANIC, K_STACK, K_UNHANDLED, Runtime
+from .retained import FIRMWARE
+from .runtime import Runtime
 
-_KIND_NAMES = list(KIND)  # PANIC OOM STACK UNHANDLED WATCHDOG HARDFAULT FATAL
-_ACTION_NAMES = list(ACTION)  # REBOOT HALT RAISE
-_RAISABLE = (K_OOM, K_STACK, K_UNHANDLED)
+_KIND_NAMES = [k.name for k in Kind]  # in code order: PANIC is 1
+_ACTION_NAMES = [a.name for a in Action]
+_RAISABLE = (Kind.OOM, Kind.STACK, Kind.UNHANDLED)
 
 
 def _tname(obj: object) -> str:
@@ -115,7 +116,7 @@ class _Fragile:
             return False
         rt = self._rt
         rt.fault_stop(
-            K_PANIC,
+            Kind.PANIC,
             frame=rt.caller(),
             exc=ev,
             exc_type=mp.type_name(ev),
@@ -124,7 +125,7 @@ class _Fragile:
 
 
 _NOT_FAULTS = (KeyboardInterrupt, GeneratorExit)
-_RECOVERABLE = (K_OOM, K_STACK)
+_RECOVERABLE = (Kind.OOM, Kind.STACK)
 
 
 class _Recoverable:
@@ -153,7 +154,7 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
     ret = rt.retained
     m = types.ModuleType("failstop")
     fragile_singleton = _Fragile(rt)
-    recoverables = {k: _Recoverable(rt, k) for k in _RECOVERABLE}
+    recoverables: dict[int, _Recoverable] = {k: _Recoverable(rt, k) for k in _RECOVERABLE}
 
     def panic(*args: Any, **kwargs: Any) -> NoReturn:
         """Never returns; any reason is recorded, truncated as needed."""
@@ -173,13 +174,15 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
                 flags |= codec.FLAG_REASON_UNPRINTABLE
             finally:
                 rt.converting = False
-        rt.fault_stop(K_PANIC, frame=rt.caller(), exc_type=exc_type, message=message, flags=flags)
+        rt.fault_stop(
+            Kind.PANIC, frame=rt.caller(), exc_type=exc_type, message=message, flags=flags
+        )
 
     def policy(kind: object, action: object = None) -> str:
         k = _lookup(kind, _KIND_NAMES, "fault kind")
         if action is not None:
             a = _lookup(action, _ACTION_NAMES, "action")
-            if a == A_RAISE and k not in _RAISABLE:
+            if a == Action.RAISE and k not in _RAISABLE:
                 raise ValueError(f"{_KIND_NAMES[k - 1]} cannot be RAISE: it is always fail-stop")
             rt.policies[k] = a
         return _ACTION_NAMES[rt.policy(k) - 1]
@@ -293,10 +296,10 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
             rt.inject_addr = a & 0xFFFFFFFFFFFFFFFF
             return
         k = _lookup(kind, _KIND_NAMES, "fault kind")
-        if k != K_FATAL:
+        if k != Kind.FATAL:
             raise ValueError("only FATAL can be injected")
         # The firmware raises with no NLR handler at all: nlr_jump_fail, a FATAL fault.
-        rt.fault_stop(K_FATAL, frame=rt.caller(), message="uncaught NLR")
+        rt.fault_stop(Kind.FATAL, frame=rt.caller(), message="uncaught NLR")
 
     for fn in (
         panic,

@@ -29,11 +29,12 @@ from types import CodeType
 from typing import Any, Optional, TextIO, Union
 
 from .. import codec
+from ..codec import Kind
 from . import allocpoints, child
 from .api import MACHINE_OWN
 from .config import BootPlan, Inject, OomAt, Resources
 from .procs import die_with_parent
-from .retained import KIND, NO_RESET, RC_FAULT, RC_POWER_ON, RC_UNKNOWN, REGION_SIZE, Retained
+from .retained import NO_RESET, RC_FAULT, RC_POWER_ON, RC_UNKNOWN, REGION_SIZE, Retained
 
 BOOT_LIMIT_EXIT = 75  # as the unix port: the boot cap stopped a reset
 # Modules MicroPython's firmware has frozen in flash, imported here once, before any boot
@@ -639,7 +640,7 @@ def _posthoc_hardfault(retained: Path, sig: int) -> None:
             name = signal.Signals(sig).name
         except ValueError:
             name = "?"
-        ret.write_posthoc(KIND["HARDFAULT"], f"signal {sig} ({name}), no record")
+        ret.write_posthoc(Kind.HARDFAULT, f"signal {sig} ({name}), no record")
         ret.hdr.pending_cause = RC_FAULT
         ret.commit()
     finally:

@@ -17,21 +17,19 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .. import codec
+from ..codec import Action, Kind
 
 NSLOTS = codec.DEFAULT_NSLOTS
 REGION_SIZE = codec.HEADER_SIZE + NSLOTS * codec.SLOT_SIZE
 LOOP_LIMIT = 3
 LOOP_WINDOW_MS = 60000
 
-KIND = {name: code for code, name in codec.KINDS.items()}
-ACTION = {name: code for code, name in codec.ACTIONS.items()}
 CAUSE = {name: code for code, name in codec.RESET_CAUSES.items()}
 RC_UNKNOWN, RC_POWER_ON, RC_FAULT, RC_WATCHDOG, RC_SOFT, RC_PIN, RC_BROWNOUT = (
     CAUSE[n] for n in ("unknown", "power_on", "fault", "watchdog", "soft", "pin", "brownout")
 )
 RC_MAX = max(codec.RESET_CAUSES)
 NO_RESET = -1  # a boot plan's hw_cause: the board is on, no reset (exec at its REPL)
-A_RAISE = ACTION["RAISE"]
 UPTIME_MAX = 0xFFFFFFFF  # uptime saturates there (49.7 days), never wraps
 # Header v2: the header proper (CRC over bytes 0..39, CRC at 40) and, at 44, the mark
 # block (16 bytes and their CRC32), written on its own: mark() never rewrites the header.
@@ -205,7 +203,7 @@ class Retained:
             recs.append(item)
         stops = [r for r in recs if r.action != "RAISE"]
         newest_stop = max(stops, key=lambda r: r.seq) if stops else None
-        if action == A_RAISE:
+        if action == Action.RAISE:
             recs = [
                 r
                 for r in recs
@@ -269,12 +267,12 @@ class Retained:
         """A record written after the fact for a boot that went down without its fault
         path (fs_posthoc_watchdog): from what survived (the mark), no Python frame,
         uptime 0, heap unknown, stack 0; counted as a fail-stop reboot after 0 ms."""
-        slot = self.pick_slot(ACTION["REBOOT"])
+        slot = self.pick_slot(Action.REBOOT)
         assert slot is not None  # a fail-stop record always has one
         self.write_record(
             slot=slot,
             kind=kind,
-            action=ACTION["REBOOT"],
+            action=Action.REBOOT,
             flags=codec.FLAG_POSTHOC,
             uptime_ms=0,
             heap_free=None,
@@ -324,7 +322,7 @@ class Retained:
             h.loop_uptime_ms = 0
         elif cause == RC_WATCHDOG and h.pending_cause == 0 and hdr_ok:
             # The watchdog bit with no early warning: recorded now, as the boot that hung.
-            self.write_posthoc(KIND["WATCHDOG"], POSTHOC_WATCHDOG, boot=h.boot_count - 1)
+            self.write_posthoc(Kind.WATCHDOG, POSTHOC_WATCHDOG, boot=h.boot_count - 1)
         h.boot_cause = cause
         h.pending_cause = 0
         if h.loop_count > h.loop_limit:
@@ -354,7 +352,7 @@ class Retained:
             h.boot_cause in (RC_FAULT, RC_WATCHDOG)
             and r is not None
             and r.boot + 1 == h.boot_count
-            and r.kind in KIND
+            and r.kind in Kind.__members__
         ):
             text = f"failstop: reboot after {r.kind} (seq {r.seq}, boot {r.boot})"
             if r.traceback:
@@ -387,7 +385,7 @@ class Retained:
         """A REBOOT fault enters the fault path: counted there, once, and the reset cause
         left for the next boot (a double fault from here on resets directly)."""
         self.count_reboot(uptime_ms)
-        self.hdr.pending_cause = RC_WATCHDOG if kind == KIND["WATCHDOG"] else RC_FAULT
+        self.hdr.pending_cause = RC_WATCHDOG if kind == Kind.WATCHDOG else RC_FAULT
         self.commit()
 
     def soft_reset(self) -> None:

@@ -25,11 +25,12 @@ from types import CodeType, FrameType, TracebackType
 from typing import Any, Callable, NoReturn, Optional, TextIO
 
 from .. import codec
+from ..codec import Action, Kind
 from . import allocpoints
 from . import mpstyle as mp
 from .config import BootPlan
 from .procs import die_with_parent
-from .retained import ACTION, KIND, RC_WATCHDOG, UPTIME_MAX, Retained, clean_text
+from .retained import RC_WATCHDOG, UPTIME_MAX, Retained, clean_text
 
 TraceFn = Callable[[FrameType, str, Any], Any]
 
@@ -37,10 +38,6 @@ NEVER = 1 << 62
 STACK_BASE = 512  # modelled C stack below the first Python frame (bytes)
 STACK_PER_FRAME = 448  # modelled C stack per Python call (the unix port needs ~450 B)
 
-K_PANIC, K_OOM, K_STACK, K_UNHANDLED, K_WATCHDOG, K_HARDFAULT, K_FATAL = (
-    KIND[k] for k in ("PANIC", "OOM", "STACK", "UNHANDLED", "WATCHDOG", "HARDFAULT", "FATAL")
-)
-A_REBOOT, A_HALT, A_RAISE = ACTION["REBOOT"], ACTION["HALT"], ACTION["RAISE"]
 _RAISE_OPS = frozenset(
     op for op, name in enumerate(dis.opname) if name in ("RAISE_VARARGS", "RERAISE")
 )
@@ -100,7 +97,7 @@ class Runtime:
         self.claim_lock = threading.Lock()
         self.fault_slot: Optional[int] = None
         self.converting = False
-        self.recoverable: dict[int, int] = {K_OOM: 0, K_STACK: 0}  # with-block depth
+        self.recoverable: dict[int, int] = {Kind.OOM: 0, Kind.STACK: 0}  # with-block depth
         self.raise_recorded = False  # one RAISE record per boot
         self.keeper_active = False  # records get IN_KEEPER
         self.inject_addr = 0  # _inject("DOUBLE", addr): the next fault path stores there
@@ -212,12 +209,12 @@ class Runtime:
         return max(0, self.heap_size - self.heap_used())
 
     def policy(self, kind: int) -> int:
-        return self.policies.get(kind, A_REBOOT)
+        return self.policies.get(kind, Action.REBOOT)
 
     def stock(self, kind: int) -> bool:
         """OOM/STACK behave as stock MicroPython, with no record: panic() converting its
         reason, or inside ``with failstop.recoverable(kind)``."""
-        return kind in (K_OOM, K_STACK) and (self.converting or self.recoverable[kind] > 0)
+        return kind in (Kind.OOM, Kind.STACK) and (self.converting or self.recoverable[kind] > 0)
 
     def record(
         self,
@@ -240,15 +237,15 @@ class Runtime:
         if self.stock(kind):
             return 0
         action = self.policy(kind)
-        self.claim(0 if action == A_RAISE else kind)
-        if action == A_RAISE:
+        self.claim(0 if action == Action.RAISE else kind)
+        if action == Action.RAISE:
             slot = None if self.raise_recorded else self.retained.pick_slot(action)
             if slot is None:
                 return action  # best effort: the evidence of earlier faults stays
             self.raise_recorded = True
         else:
             self.in_fault = kind
-            if action == A_REBOOT:
+            if action == Action.REBOOT:
                 self.retained.enter_reboot(kind, self.uptime_ms())
             slot = self.retained.pick_slot(action)
             assert slot is not None
@@ -276,7 +273,7 @@ class Runtime:
             self.inject_addr = 0
             self.in_fault = self.in_fault or kind
             self.double_fault()
-        if action == A_RAISE:
+        if action == Action.RAISE:
             self.fault_slot = None
         return action
 
@@ -301,7 +298,7 @@ class Runtime:
         """failstop_fault: record, then stop the board unless the action is RAISE (or
         the fault behaves as stock); returns only then."""
         action = self.record(kind, **kw)
-        if action not in (0, A_RAISE):
+        if action not in (0, Action.RAISE):
             self.stop(kind, action)
         return action
 
@@ -314,7 +311,7 @@ class Runtime:
         """failstop_stop: say what happens, then halt or reset the board (the reboot was
         counted, and the reset cause left, when the fault entered)."""
         self.write(f"failstop: {mp_kind(kind)} -> {mp_action(action)}\r\n")
-        if action == A_HALT:
+        if action == Action.HALT:
             self.finish("halt", None, kind)
         self.finish("reset", None, kind)
 
@@ -502,7 +499,7 @@ class Runtime:
         d, k = self.sweep_dir, self.allocs
         before = _traced_memory()[0]
         self.out.flush()
-        if self.policy(K_OOM) != A_RAISE and not self.stock(K_OOM) and not self.in_fault:
+        if self.policy(Kind.OOM) != Action.RAISE and not self.stock(Kind.OOM) and not self.in_fault:
             self._sweep_in_process(frame, d, k)
             self._sweep_leftover(before)
             return
@@ -577,7 +574,7 @@ class Runtime:
         else:
             msg, flags = mp.OOM_UNKNOWN_SIZE, 0
         self.fault(
-            K_OOM,
+            Kind.OOM,
             frame=frame,
             line=line,
             exc_type="MemoryError",
@@ -608,7 +605,7 @@ class Runtime:
     def on_stack(self, frame: FrameType) -> None:
         """A call would put one frame more on the stack than fits."""
         caller = self.device_frame(frame.f_back)
-        self.fault(K_STACK, frame=caller, exc_type="RuntimeError", message=mp.RECURSION)
+        self.fault(Kind.STACK, frame=caller, exc_type="RuntimeError", message=mp.RECURSION)
         self.raise_from_trace(mp.RuntimeError(mp.RECURSION))
 
     def tick(self, frame: FrameType) -> None:
@@ -655,8 +652,8 @@ class Runtime:
         assert self.wdt_deadline is not None
         self.slept_ns += max(0, self.wdt_deadline - self.clock_ns())
         if not self.early_warning:
-            self.finish("reset", None, K_WATCHDOG, hw_next=RC_WATCHDOG)
-        self.fault_stop(K_WATCHDOG, frame=frame, message="watchdog timeout", asynchronous=True)
+            self.finish("reset", None, Kind.WATCHDOG, hw_next=RC_WATCHDOG)
+        self.fault_stop(Kind.WATCHDOG, frame=frame, message="watchdog timeout", asynchronous=True)
 
     def on_exception(self, frame: FrameType, arg: tuple[type, BaseException, Any]) -> None:
         """An exception is raised in (or enters) a frame of the program."""
@@ -680,7 +677,7 @@ class Runtime:
                 self.on_stack_here(frame)
 
     def on_stack_here(self, frame: FrameType) -> None:
-        self.fault(K_STACK, frame=frame, exc_type="RuntimeError", message=mp.RECURSION)
+        self.fault(Kind.STACK, frame=frame, exc_type="RuntimeError", message=mp.RECURSION)
         self.raise_from_trace(mp.RuntimeError(mp.RECURSION))
 
     # --- time and the watchdog ----------------------------------------------------------
@@ -745,15 +742,15 @@ class Runtime:
         action = 0
         if self.main_active and not isinstance(exc, KeyboardInterrupt):
             action = self.record(
-                K_UNHANDLED,
+                Kind.UNHANDLED,
                 exc=exc,
                 exc_type=mp.type_name(exc),
                 message=mp.exc_message(exc, self.res.small_int_bits),
             )
-        if action not in (0, A_RAISE):
+        if action not in (0, Action.RAISE):
             # Recorded: the traceback from the record, then the board goes down.
             self.print_record_traceback()
-            self.stop(K_UNHANDLED, action)
+            self.stop(Kind.UNHANDLED, action)
         try:
             self.print_exception(exc, self.write)
         except BaseException:
@@ -762,7 +759,7 @@ class Runtime:
             if self.in_fault:
                 self.double_fault()
             self.write("\n")
-            self.fault(K_FATAL, frame=None, message="uncaught NLR")
+            self.fault(Kind.FATAL, frame=None, message="uncaught NLR")
             self.end_program(1)
         self.end_program(1)  # stock: the traceback, exit status 1
 
@@ -776,7 +773,7 @@ class Runtime:
         """A CPU fault: an access to memory that is not there (uctypes)."""
         what = "write to" if write else "read from"
         self.fault_stop(
-            K_HARDFAULT,
+            Kind.HARDFAULT,
             frame=self.caller(),
             message=f"bus fault: {what} address 0x{address:x}",
             asynchronous=True,
