@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from emulated_backend import at_repl
-from failstop_host import emulator
+from failstop_host import consoleboard, emulator
 from failstop_host.emulator import PROMPT, EmulatorError, JsonLines, _Qmp
 from qemu_backend import QEMU_FW, qemu_board
 from rp2_backend import pico_board
@@ -93,7 +93,7 @@ def test_answers_are_matched_by_request_id(tmp_path: Path) -> None:
 def test_console_log_is_bounded_with_stable_offsets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(emulator, "OUTPUT_LIMIT", 4096)
+    monkeypatch.setattr(consoleboard, "OUTPUT_LIMIT", 4096)
     with qemu_board(tmp_path) as b:
         b.start()
         assert b.wait_for(re.escape(PROMPT), timeout=20)

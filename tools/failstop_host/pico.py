@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Optional
 
-from .emulator import ConsoleBoard, EmulatorError, JsonLines, elf_symbol, spawn
+from .consoleboard import ConsoleBoard, EmulatorError, JsonLines, elf_symbol, spawn
 
 RUNNER = Path(__file__).parent / "rp2040" / "run.mjs"
 RETAINED_SYMBOL = "fs_retained"  # ports/rp2/failstop_hal.c
