@@ -73,7 +73,7 @@ def fault_path() -> list[tuple[str, str, int]]:
         ),
         (
             "PANIC with a str (panic_reasons.py)",
-            "failstop_panic",
+            "mod_failstop_panic",
             [str(FW), "-X", "heapsize=131072", "panic_reasons.py"],
         ),
     ]

@@ -71,7 +71,9 @@ MP_NORETURN void __wrap_nlr_jump_fail(void *val) {
     __real_nlr_jump_fail(val);
 }
 
+#if MICROPY_FAILSTOP_UNHANDLED
 static uint32_t fs_main_context; // the core/thread that runs the main program (mp_init's)
+#endif
 
 // The top level reports an exception that escaped the program: an UNHANDLED fault
 // when it escaped the main program (no bytecode frame active; sys.print_exception
@@ -81,6 +83,7 @@ void __real_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc);
 void __wrap_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc) {
     // An exception escaping a thread (its entry prints it) is the thread's end, printed
     // as stock; only the main program's is UNHANDLED.
+    #if MICROPY_FAILSTOP_UNHANDLED
     if (failstop_vm_top == NULL && failstop_main_active && failstop_hal_context() == fs_main_context
         && mp_obj_is_exception_instance(exc)
         && !mp_obj_exception_match(exc, MP_OBJ_FROM_PTR(&mp_type_KeyboardInterrupt))) {
@@ -96,6 +99,7 @@ void __wrap_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc) {
             failstop_stop(FAILSTOP_KIND_UNHANDLED, action);
         }
     }
+    #endif
     __real_mp_obj_print_exception(print, exc);
 }
 
@@ -103,7 +107,9 @@ void __wrap_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc) {
 void __real_mp_init(void);
 void __wrap_mp_init(void) {
     static bool booted;
+    #if MICROPY_FAILSTOP_UNHANDLED
     fs_main_context = failstop_hal_context();
+    #endif
     __real_mp_init();
     if (!booted) {
         booted = true;
@@ -117,8 +123,7 @@ void __wrap_mp_init(void) {
 void __real_mp_deinit(void);
 void __wrap_mp_deinit(void) {
     if (failstop_main_active) {
-        failstop_healthy();
+        failstop_main_end();
     }
-    failstop_main_active = false;
     __real_mp_deinit();
 }

@@ -25,6 +25,14 @@ target_include_directories(usermod_failstop INTERFACE
     ${FAILSTOP_PORT_DIR}
 )
 
+# -DFAILSTOP_PROFILE=lean: the lean module (failstop_config.h), for every source of the
+# firmware (port glue included).
+if(FAILSTOP_PROFILE STREQUAL "lean")
+    target_compile_definitions(usermod_failstop INTERFACE MICROPY_FAILSTOP_LEAN=1)
+elseif(FAILSTOP_PROFILE AND NOT FAILSTOP_PROFILE STREQUAL "full")
+    message(FATAL_ERROR "failstop: FAILSTOP_PROFILE=${FAILSTOP_PROFILE}: full or lean")
+endif()
+
 # The fault paths of py/, as in micropython.mk; a port adds its own in failstop_port.cmake.
 # --wrap only redirects calls between translation units, and LTO merges them first:
 # the hooks would silently never run.

@@ -362,13 +362,11 @@ int __wrap_pyexec_file_if_exists(const char *file) {
     if (strcmp(file, "main.py") != 0 || mp_import_stat(file) != MP_IMPORT_STAT_FILE) {
         return __real_pyexec_file_if_exists(file); // no main program: no healthy run either
     }
-    if (failstop_region()->hdr.state & FAILSTOP_STATE_SAFE_MODE) {
+    if (!failstop_main_begin()) {
         return 1; // safe mode: main.py does not run; go on to the REPL
     }
-    failstop_main_active = true;
     int ret = __real_pyexec_file_if_exists(file);
     // It ended without a fail-stop fault (or under RAISE, as stock): a healthy run.
-    failstop_healthy();
-    failstop_main_active = false;
+    failstop_main_end();
     return ret;
 }

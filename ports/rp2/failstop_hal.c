@@ -588,7 +588,11 @@ MP_REGISTER_MODULE(MP_QSTR__failstop_rp2, failstop_rp2_test_module);
 // stacked PC and LR (frame: r0-r3, r12, lr, pc, xpsr).
 void failstop_rp2_hardfault(const uint32_t *frame);
 void failstop_rp2_hardfault(const uint32_t *frame) {
+    #if MICROPY_FAILSTOP_CPU_FAULT_TEXT
     failstop_cpu_fault("hard fault at ", frame[6], "", frame[6], frame[5]);
+    #else
+    failstop_cpu_fault(NULL, 0, NULL, frame[6], frame[5]);
+    #endif
 }
 
 // Overrides pico-sdk's weak isr_hardfault (which stops at a breakpoint). Thumb-1 only.
@@ -615,13 +619,11 @@ int __wrap_pyexec_file_if_exists(const char *file) {
     if (mp_import_stat(file) != MP_IMPORT_STAT_FILE) {
         return __real_pyexec_file_if_exists(file); // no main program: no healthy run either
     }
-    if (failstop_region()->hdr.state & FAILSTOP_STATE_SAFE_MODE) {
+    if (!failstop_main_begin()) {
         return 1; // safe mode: main.py does not run; go on to the REPL
     }
-    failstop_main_active = true;
     int ret = __real_pyexec_file_if_exists(file);
     // It ended without a fail-stop fault (or under RAISE, as stock): a healthy run.
-    failstop_healthy();
-    failstop_main_active = false;
+    failstop_main_end();
     return ret;
 }

@@ -299,10 +299,9 @@ static void fs_hardfault_handler(int sig, siginfo_t *info, void *uctx) {
 mp_lexer_t *__real_mp_lexer_new_from_file(qstr filename);
 mp_lexer_t *__wrap_mp_lexer_new_from_file(qstr filename) {
     if (failstop_vm_top == NULL && !failstop_main_active) {
-        if (failstop_region()->hdr.state & FAILSTOP_STATE_SAFE_MODE) {
-            return mp_lexer_new_from_str_len(filename, "", 0, 0);
+        if (!failstop_main_begin()) {
+            return mp_lexer_new_from_str_len(filename, "", 0, 0); // safe mode
         }
-        failstop_main_active = true;
     }
     return __real_mp_lexer_new_from_file(filename);
 }
