@@ -81,7 +81,8 @@ def board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Board]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "lean: the corpus test also runs on the lean profile's firmware (qemu-lean, rp2-lean)"
+        "markers",
+        "lean: the corpus test also runs on the lean profile's firmware (qemu-lean, rp2-lean)",
     )
 
 

@@ -52,6 +52,11 @@
 #define MICROPY_FAILSTOP_UNHANDLED (FAILSTOP_FULL)
 #endif
 
+// FAILSTOP_CONFIG: MICROPY_FAILSTOP_OOM_TEXT, an OOM record's message is MicroPython's ("memory allocation failed, allocating N bytes"); without it the message is empty and the host tools write it from alloc_size and the HEAP_LOCKED flag, type=bool, default=!MICROPY_FAILSTOP_LEAN
+#ifndef MICROPY_FAILSTOP_OOM_TEXT
+#define MICROPY_FAILSTOP_OOM_TEXT (FAILSTOP_FULL)
+#endif
+
 // FAILSTOP_CONFIG: MICROPY_FAILSTOP_CPU_FAULT_TEXT, a HARDFAULT record's message says what the CPU reported ("bus fault at 0x..."); without it the message is empty and `failstop log --elf` decodes its PC and LR, type=bool, default=!MICROPY_FAILSTOP_LEAN
 #ifndef MICROPY_FAILSTOP_CPU_FAULT_TEXT
 #define MICROPY_FAILSTOP_CPU_FAULT_TEXT (FAILSTOP_FULL)

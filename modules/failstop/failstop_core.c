@@ -359,8 +359,8 @@ static MP_NORETURN void fs_double_fault(void) {
         // The first fault was HALT or RAISE (not counted on entry): this reset is a fault's.
         fs_count_reboot(failstop_hal_uptime_ms());
         h->pending_cause = FAILSTOP_RC_FAULT;
-        failstop_header_commit();
     }
+    failstop_header_commit(); // the count may not be committed yet
     fs_write("\r\nfailstop: double fault -> REBOOT\r\n");
     failstop_hal_reset(h->pending_cause);
 }
@@ -418,7 +418,7 @@ uint8_t failstop_record(const failstop_fault_t *f) {
             // Counted on entry, once: a double fault from here on resets directly.
             fs_count_reboot(failstop_hal_uptime_ms());
             h->pending_cause = kind == FAILSTOP_KIND_WATCHDOG ? FAILSTOP_RC_WATCHDOG : FAILSTOP_RC_FAULT;
-            failstop_header_commit();
+            // Committed with the sequence number in fs_record_begin (one CRC of the header).
         }
         r = fs_pick_slot(action);
     }

@@ -13,7 +13,8 @@
 // Shadow stack: every bytecode frame pushes a node on the C stack. The VM catches
 // everything it runs, so it always returns here and the list stays consistent.
 mp_vm_return_kind_t __real_mp_execute_bytecode(mp_code_state_t *code_state, volatile mp_obj_t inject_exc);
-mp_vm_return_kind_t __wrap_mp_execute_bytecode(mp_code_state_t *code_state, volatile mp_obj_t inject_exc) {
+// (inject_exc is volatile only inside the VM: passed on here, it need not live in memory.)
+mp_vm_return_kind_t __wrap_mp_execute_bytecode(mp_code_state_t *code_state, mp_obj_t inject_exc) {
     failstop_vmframe_t f;
     f.prev = failstop_vm_top;
     f.cs = code_state;
@@ -32,6 +33,10 @@ static void fs_fault_text(uint8_t kind, qstr exc_type, const char *msg, size_t l
 // Every MemoryError from an allocation, heap-locked included, ends here.
 MP_NORETURN void __real_m_malloc_fail(size_t num_bytes);
 MP_NORETURN void __wrap_m_malloc_fail(size_t num_bytes) {
+    #if !MICROPY_FAILSTOP_OOM_TEXT
+    // The host tools write the text from alloc_size and the flag.
+    fs_fault_text(FAILSTOP_KIND_OOM, MP_QSTR_MemoryError, NULL, 0, gc_is_locked() ? FAILSTOP_FLAG_HEAP_LOCKED : 0, num_bytes);
+    #else
     char msg[64]; // prefix 37 + 10 digits + " bytes"
     size_t len;
     uint32_t flags = 0;
@@ -52,6 +57,7 @@ MP_NORETURN void __wrap_m_malloc_fail(size_t num_bytes) {
         len += nlen + 6;
     }
     fs_fault_text(FAILSTOP_KIND_OOM, MP_QSTR_MemoryError, msg, len, flags, num_bytes);
+    #endif
     __real_m_malloc_fail(num_bytes);
 }
 

@@ -8,7 +8,7 @@ static const qstr_short_t fs_cause_qstrs[] = {
     MP_QSTR_unknown, MP_QSTR_power_on, MP_QSTR_fault, MP_QSTR_watchdog, MP_QSTR_soft, MP_QSTR_pin, MP_QSTR_brownout,
 };
 
-static failstop_header_t *fs_hdr(void) {
+static inline failstop_header_t *fs_hdr(void) {
     return &failstop_region()->hdr;
 }
 
@@ -192,6 +192,7 @@ static mp_obj_t fs_new_record(const failstop_record_t *r) {
     return MP_OBJ_FROM_PTR(o);
 }
 
+#if MICROPY_FAILSTOP_REGION_API
 // Valid records, oldest first (insertion sort of at most NSLOTS entries).
 static size_t fs_sorted(const failstop_record_t **out) {
     failstop_region_t *reg = failstop_region();
@@ -211,14 +212,19 @@ static size_t fs_sorted(const failstop_record_t **out) {
     return n;
 }
 
+#endif
+
 // Newest record written in an earlier boot, or NULL.
 static const failstop_record_t *fs_last(void) {
-    const failstop_record_t *recs[MICROPY_FAILSTOP_NSLOTS];
-    size_t n = fs_sorted(recs);
-    while (n > 0 && recs[n - 1]->boot >= fs_hdr()->boot_count) {
-        --n;
+    const failstop_region_t *reg = failstop_region();
+    const failstop_record_t *best = NULL;
+    for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
+        const failstop_record_t *r = &reg->slot[i];
+        if (failstop_slot_valid(r) && r->boot < reg->hdr.boot_count && (best == NULL || r->seq > best->seq)) {
+            best = r;
+        }
     }
-    return n ? recs[n - 1] : NULL;
+    return best;
 }
 
 /******************************************************************************/
@@ -500,9 +506,9 @@ static MP_DEFINE_CONST_FUN_OBJ_0(mod_failstop_feed_obj, mod_failstop_feed);
 
 // mark() -> the current tag; mark(tag) sets it and allocates nothing (safe in a hard IRQ).
 static mp_obj_t mod_failstop_mark(size_t n_args, const mp_obj_t *args) {
-    failstop_header_t *h = fs_hdr();
+    _Static_assert(sizeof(((failstop_header_t *)0)->mark) == 16, "failstop: the mark's size is in its error text");
     if (n_args == 0) {
-        char tag[sizeof(h->mark)];
+        char tag[16];
         failstop_mark_get(tag);
         return fs_str_field(tag, sizeof(tag));
     }
@@ -511,8 +517,8 @@ static mp_obj_t mod_failstop_mark(size_t n_args, const mp_obj_t *args) {
     } else if (mp_obj_is_str(args[0])) {
         size_t len;
         const char *s = mp_obj_str_get_data(args[0], &len);
-        if (len > sizeof(h->mark)) {
-            mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("mark tag longer than %u bytes"), (uint)sizeof(h->mark));
+        if (len > 16) {
+            mp_raise_ValueError(MP_ERROR_TEXT("mark tag longer than 16 bytes"));
         }
         failstop_mark_set(s, len);
     } else {
