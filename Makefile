@@ -90,6 +90,7 @@ help:
 	@echo "make demo                 build, boot, fault, reboot, read the record back (QEMU board)"
 	@echo "make demo-pico            the same on the emulated Raspberry Pi Pico (rp2040js)"
 	@echo "make firmware BOARD=MPS2_AN385   the Cortex-M3 firmware for QEMU"
+	@echo "make firmware BOARD=MPS2_AN385 FAILSTOP_PROFILE=lean   the lean module (also RPI_PICO; docs/config.md)"
 	@echo "make firmware BOARD=RPI_PICO     the RP2040 firmware (UF2) for a Raspberry Pi Pico"
 	@echo "make flash BOARD=RPI_PICO        copy it to a Pico in its bootloader (RPI-RP2 drive)"
 	@echo "make firmware BOARD=ESP32_GENERIC  ESP32 firmware.bin (also _S3, _C3; needs ESP-IDF 5.2-5.4.1)"
@@ -208,6 +209,7 @@ firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-MPS2_AN385-sizes 
 # on for the other MicroPython versions (<board>-mp<version>/).
 mp_var = $(subst .,_,$(1))
 TEST_ENV := FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) FAILSTOP_QEMU_FW=$(QEMU_FW) \
+	FAILSTOP_QEMU_FW_LEAN=$(BUILD)/MPS2_AN385-lean/firmware.elf FAILSTOP_PICO_FW_LEAN=$(BUILD)/RPI_PICO-lean/firmware.uf2 \
 	FAILSTOP_PICO_FW=$(RP2_FW) FAILSTOP_MICROPY_VERSION=$(MICROPY_VERSION) MICROPY_DIR=$(MICROPY_DIR) \
 	$(foreach v,$(MP_EXTRA),FAILSTOP_UNIX_FW_$(call mp_var,$(v))=$(BUILD)/unix-mp$(v)/micropython \
 		FAILSTOP_UNIX_STOCK_$(call mp_var,$(v))=$(BUILD)/unix-stock-mp$(v)/micropython \
@@ -216,10 +218,11 @@ TEST_ENV := FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) FAILST
 # A test that hangs fails after 5 minutes (pytest-timeout) instead of holding CI.
 test: deps
 	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-RPI_PICO
+	@$(MAKE) --no-print-directory FAILSTOP_PROFILE=lean firmware-MPS2_AN385 firmware-RPI_PICO
 	@$(foreach v,$(MP_EXTRA),$(MAKE) --no-print-directory MICROPY_VERSION=$(v) \
 		MICROPY_DIR=$(FAILSTOP_CACHE)/src/micropython-$(v) firmware-unix firmware-unix-stock firmware-MPS2_AN385 &&) true
 	@$(MAKE) --no-print-directory lint
-	@echo "[test] pytest host_tests (backends: unix, qemu MPS2_AN385 on MicroPython $(MICROPY_VERSION) and $(MP_EXTRA); rp2 RPI_PICO in rp2040js; simulator)"
+	@echo "[test] pytest host_tests (backends: unix, qemu MPS2_AN385 on MicroPython $(MICROPY_VERSION) and $(MP_EXTRA); rp2 RPI_PICO in rp2040js; simulator; the lean profile on both boards)"
 	@$(TEST_ENV) FAILSTOP_REQUIRE_ALL=1 $(PY) -m pytest host_tests -q -rs --timeout=300
 
 lint:
