@@ -153,9 +153,13 @@ firmware-MPS2_AN385-sizes: $(MPY_CROSS)
 		BUILD=$(BUILD)/MPS2_AN385-stock > $(BUILD)/MPS2_AN385-stock.log 2>&1 \
 		|| { tail -n 40 $(BUILD)/MPS2_AN385-stock.log; exit 1; }
 	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/qemu -j$(JOBS) $(QEMU_STOCK_FLAGS) \
-		BUILD=$(BUILD)/MPS2_AN385-module USER_C_MODULES=$(ROOT)/modules \
+		BUILD=$(BUILD)/MPS2_AN385-module USER_C_MODULES=$(ROOT)/modules FAILSTOP_PROFILE=full \
 		> $(BUILD)/MPS2_AN385-module.log 2>&1 \
 		|| { tail -n 40 $(BUILD)/MPS2_AN385-module.log; exit 1; }
+	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/qemu -j$(JOBS) $(QEMU_STOCK_FLAGS) \
+		BUILD=$(BUILD)/MPS2_AN385-module-lean USER_C_MODULES=$(ROOT)/modules FAILSTOP_PROFILE=lean \
+		> $(BUILD)/MPS2_AN385-module-lean.log 2>&1 \
+		|| { tail -n 40 $(BUILD)/MPS2_AN385-module-lean.log; exit 1; }
 
 # The private tree: a copy of MICROPY_DIR (no build outputs) with the three rp2
 # submodules as symlinks into the cache; the cached tree stays as the unix and qemu
@@ -266,6 +270,7 @@ demo-unix: deps-board
 bench: deps
 	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock firmware-MPS2_AN385 \
 		firmware-MPS2_AN385-sizes firmware-RPI_PICO firmware-RPI_PICO-stock
+	@$(MAKE) --no-print-directory FAILSTOP_PROFILE=lean firmware-RPI_PICO
 	@FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) MICROPY_DIR=$(MICROPY_DIR) \
 		$(PY) firmware/bench.py
 	@echo "[bench] simulator: boots per second, OOM sweeps (docs/bench-sim.md)"
