@@ -64,6 +64,7 @@ def objects(build: Path) -> tuple[list[tuple[str, int, int]], int]:
         "failstop_hooks.o",
         "modfailstop.o",
         "failstop_hal.o",
+        "failstop_glue.o",
     )
     found = [o for o in build.rglob("*.o") if o.name in names]
     for o in sorted(found, key=lambda o: names.index(o.name)):

@@ -49,6 +49,7 @@ def objects(build: Path) -> list[tuple[str, int, int]]:
         "failstop_hooks.c.o",
         "modfailstop.c.o",
         "failstop_hal.c.o",
+        "failstop_glue.c.o",
     )
     found = [o for o in (build / "cmake").rglob("*.o") if o.name in names]
     for o in sorted(found, key=lambda o: names.index(o.name)):

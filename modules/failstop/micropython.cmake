@@ -19,6 +19,12 @@ target_sources(usermod_failstop INTERFACE
     ${CMAKE_CURRENT_LIST_DIR}/modfailstop.c
     ${FAILSTOP_PORT_DIR}/failstop_hal.c
 )
+# The port's integration glue (its --wrap shims of MicroPython and SDK functions), apart
+# from the platform HAL, where the port has any.
+if(EXISTS ${FAILSTOP_PORT_DIR}/failstop_glue.c)
+    target_sources(usermod_failstop INTERFACE ${FAILSTOP_PORT_DIR}/failstop_glue.c)
+    set(FAILSTOP_GLUE ${FAILSTOP_PORT_DIR}/failstop_glue.c)
+endif()
 
 target_include_directories(usermod_failstop INTERFACE
     ${CMAKE_CURRENT_LIST_DIR}
@@ -49,7 +55,7 @@ foreach(sym ${FAILSTOP_WRAP})
 endforeach()
 # Keep the hooked calls out of any per-file LTO a port may add.
 set_source_files_properties(
-    ${CMAKE_CURRENT_LIST_DIR}/failstop_hooks.c ${FAILSTOP_PORT_DIR}/failstop_hal.c
+    ${CMAKE_CURRENT_LIST_DIR}/failstop_hooks.c ${FAILSTOP_PORT_DIR}/failstop_hal.c ${FAILSTOP_GLUE}
     PROPERTIES COMPILE_OPTIONS -fno-lto)
 
 target_link_libraries(usermod INTERFACE usermod_failstop)

@@ -15,7 +15,8 @@ SRC_USERMOD_C += \
 	$(FAILSTOP_MOD_DIR)/failstop_frames.c \
 	$(FAILSTOP_MOD_DIR)/failstop_hooks.c \
 	$(FAILSTOP_MOD_DIR)/modfailstop.c \
-	$(FAILSTOP_PORT_DIR)/failstop_hal.c
+	$(FAILSTOP_PORT_DIR)/failstop_hal.c \
+	$(wildcard $(FAILSTOP_PORT_DIR)/failstop_glue.c)
 
 CFLAGS_USERMOD += -I$(FAILSTOP_MOD_DIR) -I$(FAILSTOP_PORT_DIR)
 # FAILSTOP_PROFILE=lean: the lean module (failstop_config.h); every file that includes
