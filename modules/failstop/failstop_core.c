@@ -197,6 +197,28 @@ MP_NOINLINE static uint32_t fs_heap_free(void) {
 }
 #endif
 
+#if MICROPY_FAILSTOP_OOM_TEXT
+// MicroPython's MemoryError text, written straight into the record (it fits: 37 + 10
+// digits + 6 < 64); without MICROPY_FAILSTOP_OOM_TEXT the host tools write it.
+static void fs_oom_text(failstop_record_t *r) {
+    static const char pre[] = "memory allocation failed, ";
+    char *m = r->message;
+    memcpy(m, pre, sizeof(pre) - 1);
+    m += sizeof(pre) - 1;
+    if (r->flags & FAILSTOP_FLAG_HEAP_LOCKED) {
+        memcpy(m, "heap is locked", 14);
+        return;
+    }
+    memcpy(m, "allocating ", 11);
+    m += 11;
+    char *end = m + 10;
+    char *p = failstop_utoa(end, r->alloc_size);
+    memmove(m, p, end - p);
+    memcpy(m + (end - p), " bytes", 6);
+}
+_Static_assert(26 + 11 + 10 + 6 <= sizeof(((failstop_record_t *)0)->message), "failstop: OOM text fits");
+#endif
+
 static void fs_add_frame(failstop_record_t *r, qstr file, size_t line, qstr block) {
     if (r->depth < 255) {
         r->depth++;
@@ -439,6 +461,11 @@ uint8_t failstop_record(const failstop_fault_t *f) {
     if (f->msg != NULL && fs_text_head(r->message, sizeof(r->message), f->msg, f->msg_len)) {
         r->flags |= FAILSTOP_FLAG_MSG_TRUNCATED;
     }
+    #if MICROPY_FAILSTOP_OOM_TEXT
+    if (kind == FAILSTOP_KIND_OOM && f->msg == NULL) {
+        fs_oom_text(r);
+    }
+    #endif
     fs_capture_frames(r, f->exc);
     #if MICROPY_FAILSTOP_INJECT
     if (failstop_inject_addr != 0) {

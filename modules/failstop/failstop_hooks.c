@@ -33,29 +33,10 @@ static void fs_fault_text(uint8_t kind, qstr exc_type, const char *msg, size_t l
 // Every MemoryError from an allocation, heap-locked included, ends here.
 MP_NORETURN void __real_m_malloc_fail(size_t num_bytes);
 MP_NORETURN void __wrap_m_malloc_fail(size_t num_bytes) {
-    #if !MICROPY_FAILSTOP_OOM_TEXT
-    // The host tools write the text from alloc_size and the flag.
+    // The core writes MicroPython's text into the record (no buffer on this stack).
     fs_fault_text(FAILSTOP_KIND_OOM, MP_QSTR_MemoryError, NULL, 0, gc_is_locked() ? FAILSTOP_FLAG_HEAP_LOCKED : 0, num_bytes);
-    #else
-    char msg[64]; // prefix 37 + 10 digits + " bytes"
-    size_t len;
-    uint32_t flags = 0;
-    if (gc_is_locked()) {
-        static const char locked[] = "memory allocation failed, heap is locked";
-        len = sizeof(locked) - 1;
-        memcpy(msg, locked, len);
-        flags = FAILSTOP_FLAG_HEAP_LOCKED;
-    } else {
-        static const char prefix[] = "memory allocation failed, allocating ";
-        char num[11];
-        char *p = failstop_utoa(num + sizeof(num), (uint32_t)num_bytes);
-        size_t nlen = num + sizeof(num) - p;
-        len = sizeof(prefix) - 1;
-        memcpy(msg, prefix, len);
-        memcpy(msg + len, p, nlen);
-        memcpy(msg + len + nlen, " bytes", 6);
-        len += nlen + 6;
-    }
+    __real_m_malloc_fail(num_bytes);
+}
     fs_fault_text(FAILSTOP_KIND_OOM, MP_QSTR_MemoryError, msg, len, flags, num_bytes);
     #endif
     __real_m_malloc_fail(num_bytes);
