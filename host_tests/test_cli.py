@@ -1112,7 +1112,7 @@ def test_mpremote_is_imported_only_to_read_a_board(region_file: str) -> None:
     p = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 3, p.stderr
     assert "#6 STACK" in p.stdout
-    assert "reading a board needs mpremote (pip install 'mpremote>=1.22')" in p.stderr
+    assert "reading a board needs mpremote 1.25 or newer (pip install 'mpremote>=1.25')" in p.stderr
 
 
 def test_package_readme_has_no_links_into_the_repository() -> None:

@@ -1,6 +1,8 @@
-"""Harness hygiene of the emulated boards (failstop_host.emulator): QMP answers matched by
-request id, a bounded wait for QMP's greeting, the console log bounded, and emulators that
-outlive the thread that started them but never the process that owns them."""
+"""Harness hygiene of the emulated boards (failstop_host.emulator, .pico): QMP's and the
+Pico runner's answers matched by request id, a bounded wait for their greetings, a request
+that fails at once when the emulator ends, no command from the console pump, the console
+log bounded, and emulators that outlive the thread that started them but never the process
+that owns them."""
 
 from __future__ import annotations
 
@@ -15,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from emulated_backend import at_repl
 from failstop_host import emulator
 from failstop_host.emulator import PROMPT, EmulatorError, JsonLines, _Qmp
 from qemu_backend import QEMU_FW, qemu_board
+from rp2_backend import pico_board
 
 
 def fake_server(path: Path, serve) -> threading.Thread:  # type: ignore[no-untyped-def]
@@ -68,7 +72,7 @@ def test_answers_are_matched_by_request_id(tmp_path: Path) -> None:
     path = tmp_path / "j.sock"
     fake_server(path, serve)
     seen: list[str] = []
-    j = JsonLines(path, 5, "test", ids=True, on_event=lambda e: seen.append(e["event"]))
+    j = JsonLines(path, 5, "test", on_event=lambda e: seen.append(e["event"]))
     answers: dict[str, object] = {}
 
     def ask(name: str) -> None:
@@ -212,3 +216,219 @@ def test_simulator_refuses_an_unknown_python(
     if sys.version_info[:2] > (3, 10):
         with pytest.raises(SimError, match=r"supports CPython 3\.9 to 3\.10"):
             SimDevice(tmp_path / "sim")
+
+
+# --- the Pico runner's control socket (failstop_host.pico._Control) ----------------------
+
+
+def json_line(obj: object) -> bytes:
+    import json
+
+    return json.dumps(obj).encode() + b"\n"
+
+
+def test_pico_control_greeting_is_awaited_in_bounded_time(tmp_path: Path) -> None:
+    from failstop_host.pico import _Control
+
+    path = tmp_path / "control.sock"
+    fake_server(path, lambda conn: time.sleep(5))  # accepts, never sends its "boots" event
+    t0 = time.monotonic()
+    with pytest.raises(EmulatorError, match="no greeting"):
+        _Control(path, timeout=1.0)
+    assert time.monotonic() - t0 < 3
+
+
+def test_pico_control_answers_are_matched_by_request_id(tmp_path: Path) -> None:
+    """The fake runner greets, takes two commands from two threads and answers them in the
+    opposite order, an event in between: each thread gets its own answer, and the greeting
+    is kept as the "boots" event."""
+    import json
+
+    def serve(conn: socket.socket) -> None:
+        conn.sendall(json_line({"event": "boots", "reasons": ["power_on"], "capped": False}))
+        f = conn.makefile("rb")
+        got = [json.loads(f.readline()) for _ in range(2)]
+        for msg in reversed(got):
+            conn.sendall(json_line({"event": "boot", "boot": 2, "reason": "force"}))
+            conn.sendall(json_line({"reply": msg["cmd"], "id": msg["id"]}))
+        time.sleep(1)
+
+    from failstop_host.pico import _Control
+
+    path = tmp_path / "control.sock"
+    fake_server(path, serve)
+    c = _Control(path, timeout=5)
+    assert c.named("boots") == [{"event": "boots", "reasons": ["power_on"], "capped": False}]
+    answers: dict[str, object] = {}
+
+    def ask(name: str) -> None:
+        answers[name] = c.command(name)["reply"]
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in ("first", "second")]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join(5)
+    assert answers == {"first": "first", "second": "second"}
+    assert len(c.named("boot")) == 2
+    c.close()
+
+
+def test_pico_control_request_fails_at_once_when_the_runner_ends(tmp_path: Path) -> None:
+    """A runner that ended (its process gone, the socket still open, e.g. held by a child):
+    the request fails within a fraction of a second, not at its timeout."""
+
+    def serve(conn: socket.socket) -> None:
+        conn.sendall(json_line({"event": "boots", "reasons": [], "capped": False}))
+        time.sleep(10)  # reads nothing, answers nothing
+
+    from failstop_host.pico import _Control
+
+    path = tmp_path / "control.sock"
+    fake_server(path, serve)
+    dead = threading.Event()
+    c = _Control(path, timeout=5, alive=lambda: not dead.is_set())
+    threading.Timer(0.3, dead.set).start()
+    t0 = time.monotonic()
+    with pytest.raises(EmulatorError, match="emulator ended"):
+        c.command("status", timeout=30)
+    assert time.monotonic() - t0 < 2
+    c.close()
+
+
+def test_the_reader_thread_cannot_wait_for_an_answer(tmp_path: Path) -> None:
+    """An event handler (in the reader thread) that asks and waits would wait for itself:
+    it is refused at once; sending without waiting is allowed."""
+
+    def serve(conn: socket.socket) -> None:
+        import json
+
+        conn.sendall(json_line({"event": "boots", "reasons": [], "capped": False}))
+        f = conn.makefile("rb")
+        for line in f:
+            msg = json.loads(line)
+            conn.sendall(json_line({"reply": msg["cmd"], "id": msg["id"]}))
+            if msg["cmd"] == "go":
+                conn.sendall(json_line({"event": "boot", "boot": 2, "reason": "force"}))
+
+    path = tmp_path / "control.sock"
+    fake_server(path, serve)
+    outcome: list[str] = []
+
+    def on_event(event: dict[str, object]) -> None:
+        try:
+            j.request({"cmd": "status"}, "status", 5)
+            outcome.append("answered")
+        except EmulatorError as e:
+            outcome.append(str(e))
+        j.send({"cmd": "status"})
+
+    j = JsonLines(path, 5, "test", greeting=True, on_event=on_event)
+    j.request({"cmd": "go"}, "go", 5)
+    deadline = time.monotonic() + 5
+    while not outcome and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert outcome and "reader thread cannot wait" in outcome[0]
+    assert j.request({"cmd": "ping"}, "ping", 5)["reply"] == "ping"
+    j.close()
+
+
+def rp2040_runner(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path, bytes]:
+    """The real rp2040js runner on an erased flash (the bootrom runs, finds no boot2 and
+    waits in USB boot mode): its control socket path and the bootrom's bytes."""
+    import shutil
+
+    from failstop_host import pico
+
+    node = shutil.which("node")
+    rp2040js = pico.CACHE / "rp2" / "node" / "node_modules" / "rp2040js"
+    bootrom = pico.CACHE / "rp2" / "bootrom-b1.bin"
+    if node is None or not rp2040js.exists() or not bootrom.exists():
+        pytest.skip("node, rp2040js or the RP2040 bootrom absent (make deps-rp2)")
+    (tmp_path / "erased.bin").write_bytes(b"\xff" * 4096)
+    sock = tmp_path / "control.sock"
+    cmd = [
+        node, str(pico.RUNNER), str(tmp_path / "erased.bin"),
+        "--flash", str(tmp_path / "flash.img"), "--bootrom", str(bootrom),
+        "--control", str(sock), "--drive", str(tmp_path / "drive"), "--log", str(tmp_path / "log"),
+    ]  # fmt: skip
+    proc = emulator.spawn(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    return proc, sock, bootrom.read_bytes()
+
+
+def test_pico_runner_answers_carry_request_ids(tmp_path: Path) -> None:
+    """Eight threads read different bootrom words through the real runner at once: each
+    gets the bytes it asked for (an answer taken for another's would show other bytes)."""
+    from failstop_host.pico import _Control
+
+    proc, sock, rom = rp2040_runner(tmp_path)
+    try:
+        c = _Control(sock, timeout=20, alive=lambda: proc.poll() is None)
+        assert c.named("boots")[0]["reasons"] == ["power_on"]
+        wrong: list[str] = []
+
+        def reader(k: int) -> None:
+            for i in range(25):
+                addr = 16 * (k * 25 + i)
+                got = bytes.fromhex(c.command("read", addr=addr, size=16)["data"])
+                if got != rom[addr : addr + 16]:
+                    wrong.append(f"thread {k} read {addr:#x}: {got.hex()}")
+
+        threads = [threading.Thread(target=reader, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not wrong, wrong[:3]
+        with pytest.raises(EmulatorError, match="unknown command"):
+            c.command("nope")
+        c.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_pico_runner_that_ends_fails_the_request(tmp_path: Path) -> None:
+    from failstop_host.pico import _Control
+
+    proc, sock, _rom = rp2040_runner(tmp_path)
+    try:
+        c = _Control(sock, timeout=20, alive=lambda: proc.poll() is None)
+        c.command("halt")
+        proc.kill()
+        t0 = time.monotonic()
+        with pytest.raises(EmulatorError, match=r"emulator (ended|went away)"):
+            c.command("status", timeout=30)
+        assert time.monotonic() - t0 < 2
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("kind", ["qemu", "rp2"])
+def test_console_pump_sends_no_commands(kind: str, tmp_path: Path) -> None:
+    """A hook of the console pump (it runs when the board resets) that asks the emulator
+    for memory is refused at once: the emulator may be waiting for the pump to take its
+    console output, and would never answer. The same request from the test's thread works."""
+    b = qemu_board(tmp_path) if kind == "qemu" else pico_board(tmp_path)
+    with at_repl(b):
+        outcome: list[str] = []
+
+        def hook() -> None:
+            try:
+                b.read_memory(b.retained_addr, 4)
+                outcome.append("answered")
+            except EmulatorError as e:
+                outcome.append(str(e))
+
+        b._resets_changed = hook  # type: ignore[method-assign]
+        start = b.output_end()
+        b.write(b"import machine\rmachine.reset()\r")
+        assert b.wait_for(re.escape(PROMPT), timeout=30, start=start), b.output(start)
+        deadline = time.monotonic() + 10  # QMP's RESET event may come after the banner
+        while not outcome and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert outcome, "the board did not reset"
+        assert all("console pump sends no commands" in o for o in outcome), outcome
+        assert len(b.read_memory(b.retained_addr, 4)) == 4

@@ -263,8 +263,10 @@ def test_virtual_clock_and_ticks(dev: SimDevice, board: Path) -> None:
         """,
     )
     run = dev.run(script, max_boots=1)
-    assert run.lines("DIFF") == ["1484"] and run.lines("WRAP") == ["-1 0"]
+    assert run.lines("DIFF") == ["1484"] and run.lines("WRAP") == [f"-1 {2**30}"]  # 64-bit
     assert run.record is not None and run.record.uptime_ms == 1484
+    pico = SimDevice(dev.workdir.parent / "pico", Resources.board("RPI_PICO"))
+    assert pico.run(script, max_boots=1).lines("WRAP") == ["-1 0"]  # 30-bit ticks
 
 
 def test_time_budget_stops_a_program_that_runs_forever(dev: SimDevice, board: Path) -> None:
@@ -498,6 +500,18 @@ def test_micropython_wording() -> None:
         "-7",
         "",
     ]
+    edges = [ValueError(v) for v in (-(2**62), 2**62 - 1, 2**62, -(2**30), 2**30 - 1, 2**30)]
+    assert [mp.exc_message(x) for x in edges] == [str(e.args[0]) for e in edges[:2]] + [""] + [
+        str(e.args[0]) for e in edges[3:]
+    ]
+    assert [mp.exc_message(x, small_int_bits=31) for x in edges] == [
+        "",
+        "",
+        "",
+        "-1073741824",
+        "1073741823",
+        "",
+    ]
 
 
 def test_cli_run_measure_sweep(tmp_path: Path) -> None:
@@ -518,9 +532,88 @@ def test_cli_run_measure_sweep(tmp_path: Path) -> None:
     n = int(measured.stdout.split(" allocation points")[0].rsplit(" ", 1)[1])
     faulted = cli("--oom-at", "3")
     assert faulted.returncode == 1 and "#1 OOM (REBOOT) boot 1" in faulted.stdout
+    line = line_of(script, "# ALLOC")
+    at_line = cli("--oom-at", f"main.py:{line}:2")
+    assert at_line.returncode == 1, at_line.stderr
+    assert f"  at main.py:{line} in move" in at_line.stdout
+    assert f"LAST OOM ('main.py', {line}, 'move')" in at_line.stdout
+    assert "DONE" not in at_line.stdout and "ZALGO" not in at_line.stdout
+    bad = cli("--oom-at", "main.py:x")
+    assert bad.returncode == 2 and "give K, FILE:LINE or FILE:LINE:N" in bad.stderr
     swept = cli("--sweep-oom")
     assert swept.returncode == 0
     assert f"--- {n} allocation points, 0 runs not an OOM record" in swept.stdout
+
+
+def ks_on_line(dev: SimDevice, script: Path, line: int) -> list[int]:
+    """The k of every allocation point reached on ``line``, in order (by an OOM sweep of a
+    fresh board)."""
+    dev.erase()
+    return [
+        k
+        for k, run in enumerate(dev.sweep_oom(script), 1)
+        if run.record is not None
+        and run.record.location is not None
+        and run.record.location.line == line
+    ]
+
+
+def test_oom_at_a_source_location(dev: SimDevice, board: Path) -> None:
+    """``oom_at=("main.py", line)`` is the first allocation point reached on that line (in
+    a nested function too): the same run as ``oom_at=k`` for that point's k; with n, the
+    n-th point reached there (the last pass of a loop)."""
+    script = write(board, "main.py", TXN)
+    line = line_of(script, "# ALLOC")
+    ks = ks_on_line(dev, script, line)
+    assert len(ks) % 3 == 0 and len(ks) >= 3  # move() runs three times
+    for n, k in ((1, ks[0]), (len(ks), ks[-1])):
+        dev.erase()
+        by_k = dev.run(script, oom_at=k)
+        dev.erase()
+        by_loc = dev.run(script, oom_at=("main.py", line, n))
+        rec = by_loc.record
+        assert rec is not None and rec.kind == "OOM" and rec.location is not None
+        assert (rec.location.file, rec.location.line) == ("main.py", line)
+        assert rec.location.function == "move"
+        assert by_loc.output == by_k.output
+        assert by_k.record is not None and fields(rec) == fields(by_k.record)
+        assert by_loc.boot_reports[0].allocs == k
+    dev.erase()
+    assert dev.run(script, oom_at=("main.py", line)).boot_reports[0].allocs == ks[0]
+    dev.erase()
+    never = dev.run(script, oom_at=("main.py", line, len(ks) + 1))
+    assert never.record is None and never.lines("DONE") == ["{'a': 7, 'b': 3}"]
+
+
+def test_oom_at_a_location_survives_a_different_count(dev: SimDevice, board: Path) -> None:
+    """One allocation point more before the line (as another CPython may count one more):
+    ``oom_at=k`` now fails elsewhere, the location still fails the same line."""
+    script = write(board, "main.py", TXN)
+    line = line_of(script, "# ALLOC")
+    k = ks_on_line(dev, script, line)[0]
+    script.write_text(script.read_text().replace('{"a": 10, "b": 0}', "dict(a=10, b=int(0))"))
+    assert ks_on_line(dev, script, line)[0] == k + 1
+    dev.erase()
+    by_k = dev.run(script, oom_at=k)
+    dev.erase()
+    by_loc = dev.run(script, oom_at=("main.py", line))
+    assert by_k.record is not None and by_k.record.location is not None
+    assert by_k.record.location.line != line
+    assert by_loc.record is not None and by_loc.record.location is not None
+    assert by_loc.record.location.line == line
+
+
+def test_oom_at_a_location_is_checked(dev: SimDevice, board: Path) -> None:
+    script = write(board, "main.py", TXN)
+    line = line_of(script, "try:")
+    with pytest.raises(ValueError, match=rf"main\.py:{line} has no allocation point"):
+        dev.run(script, oom_at=("main.py", line))
+    with pytest.raises(ValueError, match=r"no file 'other\.py' on the board"):
+        dev.run(script, oom_at=("other.py", 3))
+    with pytest.raises(ValueError, match="line must be an int, 1 or more"):
+        Inject(oom_at=("main.py", 0))
+    with pytest.raises(ValueError, match=r"\(file, line\) or \(file, line, n\)"):
+        Inject(oom_at=("main.py",))  # type: ignore[arg-type]
 
 
 def test_sim_run_helpers(dev: SimDevice, board: Path) -> None:
@@ -781,8 +874,92 @@ def test_board_presets() -> None:
     assert pico.wdt_max_ms == 8388 and pico.heap_size is not None
     qemu = Resources.board("MPS2_AN385", stack_limit=50)
     assert qemu.wdt_max_ms == 171798 and qemu.stack_limit == 50
+    assert (pico.small_int_bits, qemu.small_int_bits) == (31, 31)  # 32-bit words
     unix = Resources.board("unix")
+    assert unix.small_int_bits == Resources().small_int_bits == 63
+    with pytest.raises(ValueError, match="small_int_bits must be 31"):
+        Resources(small_int_bits=32)
     assert unix.heap_size == Resources().heap_size  # the default stands for the unix port
     assert qemu.heap_size is not None and qemu.heap_size < pico.heap_size < unix.heap_size
     with pytest.raises(ValueError, match="unknown board 'ESP32'"):
         Resources.board("ESP32")
+
+
+SMALL_INTS = """\
+import failstop, time
+print("WRAP", time.ticks_add(0, -1), time.ticks_diff(0, 1 << 29))
+with failstop.fragile():
+    raise ValueError(1 << 40)
+"""
+
+
+@pytest.mark.parametrize(
+    ("backend", "preset"), [("unix", "unix"), ("qemu", "MPS2_AN385"), ("rp2", "RPI_PICO")]
+)
+def test_small_int_width_follows_the_board(backend: str, preset: str, tmp_path: Path) -> None:
+    """What depends on the width of a small int, on the firmware and in the simulator with
+    that board's preset: where the ticks wrap, and whether an exception's int argument
+    (2**40: a small int on a 64-bit port, a long int on a 32-bit board) is recorded."""
+    import re
+
+    from backends import UnixBackend, require_built
+    from conftest import UNIX_FW
+
+    def wrap(text: str) -> str:
+        m = re.search(r"WRAP (-?\d+ -?\d+)", text)
+        assert m is not None, text
+        return m.group(1)
+
+    if backend == "unix":
+        require_built(UNIX_FW, "make firmware BOARD=unix")
+        fw = UnixBackend(UNIX_FW, tmp_path)
+        board_wrap = wrap(fw.exec(SMALL_INTS))
+        board_rec = fw.region().records[-1]
+    else:
+        from emulated_backend import at_repl
+        from qemu_backend import qemu_board
+        from rp2_backend import pico_board
+
+        b = qemu_board(tmp_path) if backend == "qemu" else pico_board(tmp_path)
+        with at_repl(b):
+            start = b.output_end()
+            # Typed at the REPL, one line at a time (the board resets at the panic).
+            b.write(f"exec({SMALL_INTS!r})\r".encode())
+            assert b.wait_for(rb"failstop: PANIC -> REBOOT", timeout=30, start=start)
+            board_wrap = wrap(b.output(start).decode(errors="replace"))
+            b.wait_for(rb">>> ", timeout=30, start=b.output_end())
+            board_rec = codec.decode_region(b.retained()).records[-1]
+    sim = SimDevice(tmp_path / "sim", Resources.board(preset))
+    out = sim.exec(SMALL_INTS)
+    sim_rec = sim.region().records[-1]
+    assert wrap(out) == board_wrap
+    assert (sim_rec.kind, sim_rec.exc_type, sim_rec.message) == (
+        board_rec.kind,
+        board_rec.exc_type,
+        board_rec.message,
+    )
+    bits = Resources.board(preset).small_int_bits
+    assert board_wrap == f"{2 ** (bits - 1) - 1} {-(2**29)}"
+    assert board_rec.message == ("" if bits == 31 else str(1 << 40))
+
+
+def test_a_frozen_module_costs_the_heap_nothing(dev: SimDevice, board: Path) -> None:
+    """asyncio is frozen in MicroPython's firmware: importing it on a board takes little
+    heap. Here the driver imports CPython's once, before the boots fork (about 2 MB: nearly
+    the default heap), so a boot's import is as cheap; a board without it still has none."""
+    script = write(
+        board,
+        "main.py",
+        """
+        import gc
+        before = gc.mem_alloc()
+        from asyncio import CancelledError
+        print("COST", gc.mem_alloc() - before)
+        """,
+    )
+    run = dev.run(script)
+    assert run.end == "exit" and run.record is None, run.output
+    assert int(run.lines("COST")[0]) < 64 * 1024
+    without = SimDevice(dev.workdir.parent / "bare", Resources(missing_modules=("asyncio",)))
+    bare = without.run(script, max_boots=1)
+    assert bare.record is not None and bare.record.exc_type == "ImportError"

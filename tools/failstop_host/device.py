@@ -13,6 +13,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import io
+import itertools
 import os
 import time
 from types import TracebackType
@@ -24,6 +25,10 @@ from .codec import Region, decode_region
 from .ports import ENV, PortError, port_name, usb_ports
 from .textsafe import escape
 
+# The oldest mpremote whose serial transport this module works with (pyproject.toml's
+# floor; host_tests/test_mpremote_range.py runs `failstop log` with it and with the pin):
+# 1.24 has no TransportExecError and no SerialTransport(timeout=).
+MPREMOTE_FLOOR = "1.25"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_BAUD = 115200
 # Bounds of the single blocking calls; the deadline is checked between them.
@@ -114,14 +119,34 @@ class _GuardedSerial:
 def _mpremote() -> tuple[Any, Any, Any]:
     """mpremote's serial transport, imported only by the commands that talk to a board
     (decode, watch without --read, the simulator work without it)."""
+    need = f"reading a board needs mpremote {MPREMOTE_FLOOR} or newer"
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        have = version("mpremote")
+    except (ImportError, PackageNotFoundError):
+        have = None  # not installed, or not by pip: the import below tells
+    if have is not None and _version(have) < _version(MPREMOTE_FLOOR):
+        raise DeviceError(f"{need}, not {have} (pip install 'mpremote>={MPREMOTE_FLOOR}')")
     try:
         from mpremote.transport import TransportError, TransportExecError
         from mpremote.transport_serial import SerialTransport
     except ImportError as exc:
-        raise DeviceError(
-            f"reading a board needs mpremote (pip install 'mpremote>=1.22'): {exc}"
-        ) from None
+        raise DeviceError(f"{need} (pip install 'mpremote>={MPREMOTE_FLOOR}'): {exc}") from None
     return SerialTransport, TransportError, TransportExecError
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """The release numbers of a version string ("1.25.0", "1.30.0rc0.post101")."""
+    out: list[int] = []
+    for part in text.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        out.append(int(digits))
+        if len(digits) < len(part):
+            break
+    return tuple(out)
 
 
 def _describe(output: str) -> str:

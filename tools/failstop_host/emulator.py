@@ -159,10 +159,17 @@ def elf_symbol(path: Path, name: str) -> tuple[int, int]:
 class JsonLines:
     """A client of a JSON-lines Unix socket, as QEMU's QMP and the Pico runner's control
     socket both are: a command, then its answer; objects with an "event" key are events,
-    collected by a reader thread (and handed to ``on_event``, in that thread: it must not
-    wait for an answer). With ``ids`` every command carries an "id" that its answer echoes
-    (QMP does), so an answer is never taken for another's, and ``send`` may go without
-    waiting. Commands go out under one lock, from any thread."""
+    collected by a reader thread (and handed to ``on_event``, in that thread: it may
+    ``send`` but not ``request``, which would wait for its own thread). Every command
+    carries an "id" that its answer echoes, so an answer is never taken for another's,
+    whichever thread asked and in whatever order the answers come; ``send`` goes without
+    waiting. Commands go out under one lock, held only while a line is written (never
+    while an answer is awaited), from any thread but the reader.
+
+    ``greeting``: the server speaks first (QMP's greeting, the runner's "boots" event); it
+    must come within ``timeout`` (an event greeting is kept as an event). ``alive`` says
+    whether the emulator process still runs: a dead one fails a connection or a request at
+    once instead of at its timeout."""
 
     def __init__(
         self,
@@ -171,11 +178,10 @@ class JsonLines:
         what: str,
         alive: Callable[[], bool] = lambda: True,
         greeting: bool = False,
-        ids: bool = False,
         on_event: Optional[Callable[[dict[str, Any]], None]] = None,
     ) -> None:
         self.what = what
-        self.ids = ids
+        self.alive = alive
         self.on_event = on_event
         deadline = time.monotonic() + timeout
         while True:
@@ -193,7 +199,6 @@ class JsonLines:
         self.file = self.sock.makefile("rb")
         self.cond = threading.Condition()
         self.send_lock = threading.Lock()
-        self.replies: list[dict[str, Any]] = []
         self.by_id: dict[int, dict[str, Any]] = {}
         self.discard: set[int] = set()
         self.next_id = 1
@@ -208,8 +213,17 @@ class JsonLines:
                 hello = b""
             if not hello:
                 self.close()
+                if not alive():
+                    raise EmulatorError(f"{what}: the emulator ended early")
                 raise EmulatorError(f"{what}: no greeting within {timeout} s")
             self.sock.settimeout(None)
+            try:
+                msg = json.loads(hello)
+            except ValueError:
+                self.close()
+                raise EmulatorError(f"{what}: not a JSON greeting: {hello[:80]!r}") from None
+            if isinstance(msg, dict) and "event" in msg:
+                self.events.append(msg)
         self.thread = threading.Thread(target=self._read, daemon=True, name=what)
         self.thread.start()
 
@@ -225,14 +239,14 @@ class JsonLines:
                         self.on_event(msg)
                     continue
                 with self.cond:
-                    rid = msg.get("id") if self.ids else None
+                    rid = msg.get("id")
                     if isinstance(rid, int):
                         if rid in self.discard:
                             self.discard.discard(rid)
                         else:
                             self.by_id[rid] = msg
-                    else:
-                        self.replies.append(msg)
+                    # An answer without an id (to a line the server could not parse)
+                    # belongs to no request: the request's timeout reports it.
                     self.cond.notify_all()
         except (OSError, ValueError):
             pass
@@ -240,53 +254,41 @@ class JsonLines:
             self.closed = True
             self.cond.notify_all()
 
-    def _send(self, msg: dict[str, Any], wait: bool) -> Optional[int]:
+    def _send(self, msg: dict[str, Any], wait: bool) -> int:
         with self.send_lock:
-            rid: Optional[int] = None
-            if self.ids:
-                rid = self.next_id
-                self.next_id += 1
-                msg = {**msg, "id": rid}
-                if not wait:
-                    with self.cond:
-                        self.discard.add(rid)
-            elif wait:
+            rid = self.next_id
+            self.next_id += 1
+            if not wait:
                 with self.cond:
-                    self.replies.clear()
+                    self.discard.add(rid)
             try:
-                self.sock.sendall(json.dumps(msg).encode() + b"\n")
+                self.sock.sendall(json.dumps({**msg, "id": rid}).encode() + b"\n")
             except OSError as exc:
                 raise EmulatorError(f"{self.what}: the emulator went away ({exc})") from None
             return rid
 
     def send(self, msg: dict[str, Any]) -> None:
-        """Send ``msg`` and do not wait for its answer (with ``ids``; from any thread,
-        the reader's own included)."""
+        """Send ``msg`` and do not wait for its answer (from any thread, the reader's own
+        included)."""
         self._send(msg, wait=False)
 
     def request(self, msg: dict[str, Any], name: str, timeout: float) -> dict[str, Any]:
-        """Send ``msg``, return the answer (EmulatorError if none comes)."""
-        if not self.ids:
-            # As before request ids: the Pico runner's control socket (pico.py, on another
-            # branch) is called from the console pump too, which must never wait on a lock
-            # a command waiting for its answer holds.
-            with self.cond:
-                self.replies.clear()
-                try:
-                    self.sock.sendall(json.dumps(msg).encode() + b"\n")
-                except OSError as exc:
-                    raise EmulatorError(f"{self.what} {name}: the emulator went away") from exc
-                if not self.cond.wait_for(lambda: self.replies or self.closed, timeout):
-                    raise EmulatorError(f"{self.what} {name}: no answer within {timeout} s")
-                if not self.replies:
-                    raise EmulatorError(f"{self.what} {name}: the emulator went away")
-                return self.replies.pop(0)
+        """Send ``msg``, return its answer (EmulatorError if none comes within ``timeout``,
+        at once if the emulator ends)."""
+        if threading.current_thread() is self.thread:
+            raise EmulatorError(f"{self.what} {name}: the reader thread cannot wait for an answer")
         rid = self._send(msg, wait=True)
-        assert rid is not None
+        deadline = time.monotonic() + timeout
         with self.cond:
-            if not self.cond.wait_for(lambda: rid in self.by_id or self.closed, timeout):
-                self.discard.add(rid)
-                raise EmulatorError(f"{self.what} {name}: no answer within {timeout} s")
+            while rid not in self.by_id and not self.closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.discard.add(rid)
+                    raise EmulatorError(f"{self.what} {name}: no answer within {timeout} s")
+                if not self.alive():
+                    self.discard.add(rid)
+                    raise EmulatorError(f"{self.what} {name}: the emulator ended")
+                self.cond.wait(min(left, 0.1))
             if rid not in self.by_id:
                 raise EmulatorError(f"{self.what} {name}: the emulator went away")
             return self.by_id.pop(rid)
@@ -311,9 +313,7 @@ class _Qmp(JsonLines):
         alive: Callable[[], bool] = lambda: True,
         on_event: Optional[Callable[[dict[str, Any]], None]] = None,
     ) -> None:
-        super().__init__(
-            path, timeout, "QMP", alive=alive, greeting=True, ids=True, on_event=on_event
-        )
+        super().__init__(path, timeout, "QMP", alive=alive, greeting=True, on_event=on_event)
         self.command("qmp_capabilities")
 
     def command(self, name: str, timeout: float = 10.0, **arguments: Any) -> Any:
@@ -402,7 +402,15 @@ class ConsoleBoard(ABC):
         """The board's resets through its hardware watchdog since power-on."""
 
     def _resets_changed(self) -> None:  # noqa: B027 (a hook: a board may need nothing)
-        """Called by the console pump when ``resets`` changed."""
+        """Called by the console pump when ``resets`` changed. It must not command the
+        emulator (see ``_not_from_pump``)."""
+
+    def _not_from_pump(self, what: str) -> None:
+        """Refuse a command to the emulator from the console pump: an emulator that waits
+        to write console output (a full pipe; the Pico runner is one Node.js thread) answers
+        nothing until the pump reads, so a pump waiting for an answer would wait forever."""
+        if self._pump is not None and threading.current_thread() is self._pump:
+            raise EmulatorError(f"{what}: the console pump sends no commands to the emulator")
 
     def close(self) -> None:
         self.stop()
@@ -630,7 +638,7 @@ class QemuBoard(ConsoleBoard):
         self._start_pump()
         self._max_boots = max_boots
         self._arm_cap(wait=True)
-        self._qmp.command("cont")
+        self._command("cont")
 
     def stop(self) -> None:
         """Power off (QEMU ends; RAM is lost, the flash file stays)."""
@@ -638,14 +646,17 @@ class QemuBoard(ConsoleBoard):
 
     def pause(self) -> None:
         """Stop the CPU (as a debugger halts it); the board stays powered."""
-        if self._qmp is None:
-            raise EmulatorError("the board is off")
-        self._qmp.command("stop")
+        self._command("stop")
 
     def resume(self) -> None:
+        self._command("cont")
+
+    def _command(self, name: str, **arguments: Any) -> Any:
+        """A QMP command, and its answer; never from the console pump."""
+        self._not_from_pump(f"QMP {name}")
         if self._qmp is None:
             raise EmulatorError("the board is off")
-        self._qmp.command("cont")
+        return self._qmp.command(name, **arguments)
 
     def _stop_process(self) -> str:
         proc, self._proc = self._proc, None
@@ -714,7 +725,7 @@ class QemuBoard(ConsoleBoard):
                 "arguments": {"reboot": "shutdown", "shutdown": "pause"},
             }
             if wait:
-                qmp.command("set-action", reboot="shutdown", shutdown="pause")
+                self._command("set-action", reboot="shutdown", shutdown="pause")
             else:
                 with contextlib.suppress(EmulatorError):
                     qmp.send(msg)
@@ -727,12 +738,10 @@ class QemuBoard(ConsoleBoard):
 
     def read_memory(self, addr: int, size: int) -> bytes:
         """Read the board's memory through QEMU, as a debug probe would (no firmware code)."""
-        if self._qmp is None:
-            raise EmulatorError("the board is off")
         fd, path = tempfile.mkstemp(dir=self._tmp.name, suffix=".mem")
         os.close(fd)
         try:
-            self._qmp.command("pmemsave", val=addr, size=size, filename=path)
+            self._command("pmemsave", val=addr, size=size, filename=path)
             return Path(path).read_bytes()
         finally:
             os.unlink(path)

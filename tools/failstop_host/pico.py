@@ -20,7 +20,7 @@ import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO, Callable, Optional
 
 from .emulator import ConsoleBoard, EmulatorError, JsonLines, elf_symbol, spawn
 
@@ -30,10 +30,13 @@ CACHE = Path(os.environ.get("FAILSTOP_CACHE", Path.home() / ".cache" / "failstop
 
 
 class _Control(JsonLines):
-    """The runner's control socket: {"cmd": ...} commands; answers, or {"error": ...}."""
+    """The runner's control socket: {"cmd": ..., "id": N} commands; answers with the same
+    "id", or {"error": ...}. The runner greets each client with its "boots" event."""
 
-    def __init__(self, path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
-        super().__init__(path, timeout, "rp2040 runner", alive=lambda: proc.poll() is None)
+    def __init__(
+        self, path: Path, timeout: float, alive: Callable[[], bool] = lambda: True
+    ) -> None:
+        super().__init__(path, timeout, "rp2040 runner", alive=alive, greeting=True)
 
     def command(self, cmd: str, timeout: float = 10.0, **arguments: Any) -> dict[str, Any]:
         reply = self.request({"cmd": cmd, **arguments}, cmd, timeout)
@@ -129,7 +132,8 @@ class PicoBoard(ConsoleBoard):
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_file
         )
         try:
-            self._control = _Control(sock, self._proc, timeout)
+            proc = self._proc
+            self._control = _Control(sock, timeout, alive=lambda: proc.poll() is None)
         except EmulatorError:
             self._stop_process()
             raise EmulatorError(f"the rp2040 runner did not start:\n{self.runner_log()}") from None
@@ -142,38 +146,28 @@ class PicoBoard(ConsoleBoard):
 
     def pause(self) -> None:
         """Halt the CPU (as a debugger does); the board stays powered and on the bus."""
-        if self._control is None:
-            raise EmulatorError("the board is off")
-        self._control.command("halt")
+        self._command("halt")
 
     def resume(self) -> None:
-        if self._control is None:
-            raise EmulatorError("the board is off")
-        self._control.command("resume")
+        self._command("resume")
 
     def host_read(self, on: bool) -> None:
         """``False``: the host keeps the USB serial open and stops reading it (the board's
         CDC FIFO fills, its writes wait); ``True``: it reads again. A reset of the board
         ends it (its port goes away, a new one is read)."""
-        if self._control is None:
-            raise EmulatorError("the board is off")
-        self._control.command("host_read", on=on)
+        self._command("host_read", on=on)
 
     def pin_reset(self) -> None:
         """Pull the RUN pin: a chip reset that keeps SRAM (the retained region), with the
         watchdog's REASON and SCRATCH registers cleared; the next boot reads ``pin``."""
-        if self._control is None:
-            raise EmulatorError("the board is off")
-        self._control.command("pin_reset")
+        self._command("pin_reset")
 
     def stall_after(self, function: str, ms: float, skip: int = 0) -> None:
         """Stall the CPU for ``ms`` (the clock runs on) when it next returns from
         ``function`` (after ``skip`` returns), as a long interrupt handler or a flash
         write stalls it; ``stalls()`` lists them."""
-        if self._control is None:
-            raise EmulatorError("the board is off")
         addr = elf_symbol(self.elf, function)[0]
-        self._control.command("stall_after", addr=addr, skip=skip, ms=ms)
+        self._command("stall_after", addr=addr, skip=skip, ms=ms)
 
     def stalls(self) -> list[dict[str, Any]]:
         return self._events("stalled")
@@ -181,6 +175,13 @@ class PicoBoard(ConsoleBoard):
     def watchdog_resets(self) -> int:
         """Resets through the watchdog since power-on (its TRIGGER, or its expiry)."""
         return sum(1 for r in self.boot_reasons()[1:] if r in ("force", "timer"))
+
+    def _command(self, cmd: str, **arguments: Any) -> dict[str, Any]:
+        """A command to the runner, and its answer; never from the console pump."""
+        self._not_from_pump(f"rp2040 runner {cmd}")
+        if self._control is None:
+            raise EmulatorError("the board is off")
+        return self._control.command(cmd, **arguments)
 
     def _stop_process(self) -> None:
         proc, self._proc = self._proc, None
@@ -238,9 +239,7 @@ class PicoBoard(ConsoleBoard):
 
     def read_memory(self, addr: int, size: int) -> bytes:
         """Read the board's memory through the runner, as a debug probe would."""
-        if self._control is None:
-            raise EmulatorError("the board is off")
-        reply = self._control.command("read", addr=addr, size=size)
+        reply = self._command("read", addr=addr, size=size)
         return bytes.fromhex(str(reply["data"]))
 
     def probes(self) -> list[dict[str, Any]]:
@@ -258,9 +257,7 @@ class PicoBoard(ConsoleBoard):
         """The runner's view: boots, paused (capped), halted, bootloader, lockedUp; emulated
         ms since power-on (sim_ms), and when the device last took bytes from the host
         (in_sim_ms) and last sent bytes to it (out_sim_ms)."""
-        if self._control is None:
-            raise EmulatorError("the board is off")
-        return self._control.command("status")
+        return self._command("status")
 
     def runner_log(self) -> str:
         """The runner's event log ("[rp2040] boot 2 reason=force", ...)."""

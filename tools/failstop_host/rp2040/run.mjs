@@ -43,7 +43,8 @@
 // --drive: where the bootloader's RPI-RP2 drive appears while the chip is in USB boot mode
 // (machine.bootloader(), `mpremote bootloader`); a UF2 file copied there is flashed.
 // --control: a Unix socket for a test harness (as QEMU's QMP is for the QEMU board), one
-// JSON object a line. Commands: {"cmd": "read", "addr": A, "size": N} (memory as a debug
+// JSON object a line; a command's "id", if it has one, comes back in its answer.
+// Commands: {"cmd": "read", "addr": A, "size": N} (memory as a debug
 // probe reads it) -> {"reply": "read", "data": HEX}; {"cmd": "power_cycle", "max_boots": N}
 // (SRAM lost, flash kept); {"cmd": "halt"} / {"cmd": "resume"} (a debugger's halt);
 // {"cmd": "pin_reset"} (the RUN pin: a chip reset that keeps SRAM; REASON and SCRATCH
@@ -880,11 +881,17 @@ if (opt.control) {
         const line = pending.slice(0, i);
         pending = pending.slice(i + 1);
         let reply;
+        let id;
         try {
-          reply = control(JSON.parse(line));
+          const req = JSON.parse(line);
+          id = req.id;
+          reply = control(req);
         } catch (e) {
           reply = { error: String(e) };
         }
+        // The answer carries its request's id (as QMP's do): a client with several
+        // commands in flight, from several threads, matches each answer to its command.
+        if (id !== undefined) reply = { ...reply, id };
         sock.write(JSON.stringify(reply) + '\n');
       }
     });

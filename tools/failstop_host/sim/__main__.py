@@ -2,6 +2,7 @@
 
 python -m failstop_host.sim main.py                 # run until it ends, show records
 python -m failstop_host.sim main.py --oom-at 12     # the 12th allocation point fails
+python -m failstop_host.sim main.py --oom-at main.py:10  # the first one on line 10 fails
 python -m failstop_host.sim main.py --measure       # count instructions, allocation points
 python -m failstop_host.sim main.py --sweep-oom     # OOM at every allocation point
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..codec import format_record
-from .config import MIB, Inject, Resources
+from .config import MIB, Inject, OomAt, Resources, parse_oom_at
 from .host import SimDevice, SimTimeout
 
 EXIT_OK, EXIT_FAULTS, EXIT_ERROR = 0, 1, 2
@@ -46,7 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-boots", type=int, default=12, help="boot cap of the run")
     p.add_argument("--max-ms", type=int, help="virtual ms a boot may run")
     p.add_argument("--timeout", type=float, default=60.0, help="wall-clock seconds for the run")
-    p.add_argument("--oom-at", type=int, help="the k-th allocation point of boot 1 fails")
+    p.add_argument(
+        "--oom-at",
+        type=_oom_at,
+        metavar="K|FILE:LINE[:N]",
+        help="the k-th allocation point of boot 1 fails, or the first (n-th) one reached "
+        "on that line of that file",
+    )
     p.add_argument("--stack-at", type=int, help="a call at depth d in boot 1 is a stack fault")
     p.add_argument("--hang-at", type=int, help="boot 1 hangs at its n-th instruction")
     p.add_argument(
@@ -60,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
         "--sweep-oom", action="store_true", help="one run per allocation point, OOM injected there"
     )
     return p
+
+
+def _oom_at(text: str) -> OomAt:
+    try:
+        return parse_oom_at(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -142,3 +142,25 @@ def line_at(code: CodeType, lasti: int) -> int:
         if start <= lasti < end:
             return line or 0
     return 0
+
+
+def offsets_on_line(code: CodeType, line: int) -> frozenset[int]:
+    """Byte offsets of the allocation points of ``code`` itself (not of nested functions)
+    whose source line is ``line``."""
+    t = table(code)
+    return frozenset(
+        off
+        for start, end, ln in code.co_lines()
+        if ln == line
+        for off in range(start, end)
+        if off < len(t) and t[off]
+    )
+
+
+def has_point_on_line(code: CodeType, line: int) -> bool:
+    """Whether ``code`` or a function nested in it has an allocation point on ``line``."""
+    if offsets_on_line(code, line):
+        return True
+    return any(
+        has_point_on_line(const, line) for const in code.co_consts if isinstance(const, CodeType)
+    )

@@ -20,7 +20,6 @@ from . import mpstyle as mp
 from .retained import ACTION, FIRMWARE, KIND
 from .runtime import A_RAISE, K_FATAL, K_OOM, K_PANIC, K_STACK, K_UNHANDLED, Runtime
 
-TICKS_PERIOD = 1 << 30
 _KIND_NAMES = list(KIND)  # PANIC OOM STACK UNHANDLED WATCHDOG HARDFAULT FATAL
 _ACTION_NAMES = list(ACTION)  # REBOOT HALT RAISE
 _RAISABLE = (K_OOM, K_STACK, K_UNHANDLED)
@@ -120,7 +119,7 @@ class _Fragile:
             frame=rt.caller(),
             exc=ev,
             exc_type=mp.type_name(ev),
-            message=mp.exc_message(ev),
+            message=mp.exc_message(ev, rt.res.small_int_bits),
         )
 
 
@@ -161,7 +160,8 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
         reason = args[0] if args else kwargs.get("reason")
         exc_type, message, flags = "", "", 0
         if isinstance(reason, BaseException):
-            exc_type, message = mp.type_name(reason), mp.exc_message(reason)
+            exc_type = mp.type_name(reason)
+            message = mp.exc_message(reason, rt.res.small_int_bits)
         elif type(reason) is str:
             message = reason
         elif reason is not None:
@@ -325,7 +325,13 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
     return m
 
 
+# The simulator's own names in ``machine``: a stub may not replace them.
+MACHINE_OWN = ("panic", "reset", "WDT")
+
+
 def build_machine(rt: Runtime, failstop: types.ModuleType) -> types.ModuleType:
+    """``machine``: the simulator's panic, reset and WDT, and the user's stubs
+    (``SimDevice(machine_stubs=...)``) for what the board has besides."""
     m = types.ModuleType("machine")
 
     def reset() -> NoReturn:
@@ -342,6 +348,8 @@ def build_machine(rt: Runtime, failstop: types.ModuleType) -> types.ModuleType:
         def feed(self) -> None:
             rt.wdt_feed()
 
+    for name, stub in rt.plan.machine_stubs.items():  # the user's (Pin, I2C, ...)
+        setattr(m, name, stub)
     m.panic = failstop.panic  # type: ignore[attr-defined]
     m.reset = reset  # type: ignore[attr-defined]
     m.WDT = WDT  # type: ignore[attr-defined]
@@ -402,22 +410,25 @@ def build_time(rt: Runtime) -> types.ModuleType:
     """MicroPython's time on the virtual clock; anything else comes from CPython's."""
     m = types.ModuleType("time")
     epoch = _time.time()  # wall-clock time at the start of the boot
+    # MICROPY_PY_TIME_TICKS_PERIOD: the largest positive small int plus one (2**30 on a
+    # 32-bit board, 2**62 on the 64-bit unix port).
+    period = 1 << (rt.res.small_int_bits - 1)
 
     def ticks_ms() -> int:
-        return (rt.clock_ns() // 1_000_000) % TICKS_PERIOD
+        return (rt.clock_ns() // 1_000_000) % period
 
     def ticks_us() -> int:
-        return (rt.clock_ns() // 1_000) % TICKS_PERIOD
+        return (rt.clock_ns() // 1_000) % period
 
     def ticks_cpu() -> int:
-        return rt.clock_ns() % TICKS_PERIOD
+        return rt.clock_ns() % period
 
     def ticks_add(ticks: int, delta: int) -> int:
-        return (ticks + delta) % TICKS_PERIOD
+        return (ticks + delta) % period
 
     def ticks_diff(end: int, start: int) -> int:
-        half = TICKS_PERIOD // 2
-        return ((end - start + half) % TICKS_PERIOD) - half
+        half = period // 2
+        return ((end - start + half) % period) - half
 
     def sleep(seconds: float) -> None:
         rt.sleep_ns(int(seconds * 1_000_000_000))

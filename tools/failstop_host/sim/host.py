@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import json
 import os
 import selectors
@@ -21,19 +22,25 @@ import sys
 import time
 import traceback
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType
-from typing import Optional, TextIO, Union
+from typing import Any, Optional, TextIO, Union
 
 from .. import codec
 from . import allocpoints, child
-from .config import BootPlan, Inject, Resources
+from .api import MACHINE_OWN
+from .config import BootPlan, Inject, OomAt, Resources
 from .procs import die_with_parent
 from .retained import KIND, NO_RESET, RC_FAULT, RC_POWER_ON, RC_UNKNOWN, REGION_SIZE, Retained
 
 BOOT_LIMIT_EXIT = 75  # as the unix port: the boot cap stopped a reset
+# Modules MicroPython's firmware has frozen in flash, imported here once, before any boot
+# forks: a boot inherits them, so importing one costs the program's heap nothing, as on a
+# board (CPython's asyncio and what it imports take about 2 MB: nearly the whole default
+# heap). A boot whose Resources.missing_modules names one drops it (loader.install).
+FROZEN = ("asyncio",)
 PathLike = Union[str, "os.PathLike[str]"]
 
 
@@ -198,7 +205,14 @@ class SimDevice:
 
     The retained region survives every reset and every run, as RAM survives a reset:
     ``erase()`` loses it (power removed). Relative program paths are taken from ``base``
-    (default: the working directory)."""
+    (default: the working directory).
+
+    ``machine_stubs``: names the program finds in ``machine`` besides the simulator's own
+    ``panic``, ``reset`` and ``WDT``, e.g. ``{"Pin": FakePin}`` (any object: a class, a
+    function, a module). Each boot is a process forked from this one, so the stubs need
+    no pickling, and what they record stays in the boot's process: have them print (the
+    console is in the run's output) or write files. ``timeout``: the default wall-clock
+    timeout of ``run`` (60 s) and ``exec`` (30 s)."""
 
     def __init__(
         self,
@@ -206,6 +220,8 @@ class SimDevice:
         resources: Optional[Resources] = None,
         retained: Optional[PathLike] = None,
         base: Optional[PathLike] = None,
+        machine_stubs: Optional[Mapping[str, Any]] = None,
+        timeout: Optional[float] = None,
     ) -> None:
         why = allocpoints.unsupported_python((sys.version_info.major, sys.version_info.minor))
         if why is not None:
@@ -224,6 +240,12 @@ class SimDevice:
         )
         self.on = False  # the last run ended at the REPL: exec() types into it, no reset
         self.consoles: list[str] = []  # the console output of each run, in order
+        self.machine_stubs = _machine_stubs(machine_stubs or {})
+        for name in FROZEN:
+            importlib.import_module(name)
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.timeout = timeout
 
     def _path(self, p: PathLike) -> Path:
         """A path given by the user: relative ones are taken from ``base`` (the pytest
@@ -252,9 +274,9 @@ class SimDevice:
         *,
         root: Optional[PathLike] = None,
         max_boots: int = 12,
-        timeout: float = 60.0,
+        timeout: Optional[float] = None,
         inject: Optional[Inject] = None,
-        oom_at: Optional[int] = None,
+        oom_at: Optional[OomAt] = None,
         stack_at: Optional[int] = None,
         hang_at: Optional[int] = None,
         max_ms: Optional[int] = None,
@@ -264,7 +286,9 @@ class SimDevice:
         every reboot until it ends (or halts, hangs, or reaches ``max_boots``).
 
         root: the board's filesystem (boot.py, modules); default the script's folder.
-        oom_at/stack_at/hang_at: shorthands for ``inject=Inject(...)`` (boot 1).
+        oom_at/stack_at/hang_at: shorthands for ``inject=Inject(...)`` (boot 1);
+            ``oom_at`` is the k-th allocation point or a source location,
+            ``("main.py", 10)`` (see Inject).
         max_ms: virtual time a boot may run before the run stops ("time_limit").
         echo: also write the console there as it comes.
         """
@@ -273,14 +297,20 @@ class SimDevice:
             if inject is not None:
                 raise ValueError("give either inject= or oom_at/stack_at/hang_at")
             inject = Inject(oom_at=oom_at, stack_at=stack_at, hang_at=hang_at)
+        if inject is not None and inject.oom_location is not None:
+            _check_location(base, inject.oom_location)
+        timeout = timeout if timeout is not None else self.timeout or 60.0
         return self._run(base, name, None, max_boots, timeout, inject, max_ms, echo)
 
-    def exec(self, code: str, timeout: float = 30.0, *, root: Optional[PathLike] = None) -> str:
+    def exec(
+        self, code: str, timeout: Optional[float] = None, *, root: Optional[PathLike] = None
+    ) -> str:
         """Type ``code`` at the board's REPL (not a main program: an escaping exception is
         printed, not a fault); returns the console output. A board whose last run ended
         at the REPL (``on``) is not reset: as mpremote's soft reset, the boot goes on
         (no boot counted, same reset cause, safe mode kept). Otherwise it is powered on."""
         base = self._path(root) if root is not None else self.workdir.resolve()
+        timeout = timeout if timeout is not None else self.timeout or 30.0
         return self._run(base, None, code, 1, timeout, None, None, None, self.on).output
 
     def measure(
@@ -395,6 +425,7 @@ class SimDevice:
             hw_cause=hw,
             max_ms=max_ms,
             programs=programs,
+            machine_stubs=self.machine_stubs,
         )
 
     def _run(
@@ -552,6 +583,28 @@ class SimDevice:
         elif len(r.reports) >= max_boots:
             r.out += _cap_message(max_boots).encode()
             r.end, r.exit_code = "boot_limit", BOOT_LIMIT_EXIT
+
+
+def _machine_stubs(stubs: Mapping[str, Any]) -> dict[str, Any]:
+    """The user's ``machine`` names, checked: identifiers, not the simulator's own."""
+    for name in stubs:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"machine_stubs: {name!r} is not a name")
+        if name in MACHINE_OWN:
+            raise ValueError(f"machine_stubs: machine.{name} is the simulator's own")
+    return dict(stubs)
+
+
+def _check_location(root: Path, loc: tuple[str, int, int]) -> None:
+    """``oom_at=(file, line, n)`` must name a line of a file on the board that has an
+    allocation point (else the injection could never happen)."""
+    file, line, _n = loc
+    path = root / file
+    if not path.is_file():
+        raise ValueError(f"oom_at: no file {file!r} on the board ({root})")
+    code = compile(path.read_bytes(), file, "exec", dont_inherit=True)
+    if not allocpoints.has_point_on_line(code, line):
+        raise ValueError(f"oom_at: {file}:{line} has no allocation point")
 
 
 def _region(path: Path) -> codec.Region:

@@ -106,20 +106,18 @@ def rewrite_message(exc: BaseException) -> None:
             exc.msg = exc.args[0]  # what str() of an ImportError shows
 
 
-SMALL_INT_MIN = -(2**62)  # the unix port's small ints (63-bit signed)
-SMALL_INT_MAX = 2**62 - 1
-
-
-def exc_message(exc: BaseException) -> str:
+def exc_message(exc: BaseException, small_int_bits: int = 63) -> str:
     """The record message of an exception, as the firmware takes it without running
-    Python code: its first argument when that is a str or a small int, else empty."""
+    Python code: its first argument when that is a str or a small int (``small_int_bits``
+    wide, signed: 63 on the unix port, 31 on a 32-bit board), else empty."""
     args = exc.args
     if not args:
         return ""
     val = args[0]
     if type(val) is str:
         return val
-    if type(val) is int and SMALL_INT_MIN <= val <= SMALL_INT_MAX:
+    half = 1 << (small_int_bits - 1)
+    if type(val) is int and -half <= val < half:
         return str(val)
     return ""
 

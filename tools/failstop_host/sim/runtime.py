@@ -73,7 +73,11 @@ class Runtime:
         self.wdt_deadline: Optional[int] = None  # ns
         # Allocation points and the heap.
         self.allocs = 0
-        self.oom_at = inj.oom_at if inj and inj.oom_at else 0
+        self.oom_at = inj.oom_at if inj and isinstance(inj.oom_at, int) else 0
+        # oom_at as a source location: (file, line, n), and per code object the offsets
+        # of its allocation points on that line.
+        self.oom_loc = inj.oom_location if inj else None
+        self.oom_offsets: dict[int, tuple[CodeType, frozenset[int]]] = {}
         self.heap_size = self.res.heap_size
         self.heap_base = 0
         self.heap_last = 0  # traced bytes at the last heap check
@@ -433,8 +437,9 @@ class Runtime:
         self.allocs += 1
         if self.sweep_dir is not None:
             self.sweep_point(frame)
-        if self.allocs == self.oom_at:
+        if self.allocs == self.oom_at or (self.oom_loc is not None and self.at_oom_loc(frame)):
             self.oom_at = 0
+            self.oom_loc = None
             self.oom(frame, size=0, injected=True)
         elif k == allocpoints.ALWAYS and self.heap_locked:
             self.oom(frame, size=0, locked=True)
@@ -442,6 +447,21 @@ class Runtime:
             self.pending = True
             self.pend_frame = frame
             self.pend_lasti = frame.f_lasti
+
+    def at_oom_loc(self, frame: FrameType) -> bool:
+        """The allocation point about to run is the one ``oom_at=(file, line, n)`` names."""
+        assert self.oom_loc is not None
+        file, line, nth = self.oom_loc
+        code = frame.f_code
+        if code.co_filename != file:
+            return False
+        hit = self.oom_offsets.get(id(code))
+        if hit is None:
+            hit = self.oom_offsets[id(code)] = (code, allocpoints.offsets_on_line(code, line))
+        if frame.f_lasti not in hit[1]:
+            return False
+        self.oom_loc = (file, line, nth - 1)
+        return nth == 1
 
     def heap_check(self) -> None:
         """The instruction after an allocation point: did the heap grow past its size?
@@ -725,7 +745,10 @@ class Runtime:
         action = 0
         if self.main_active and not isinstance(exc, KeyboardInterrupt):
             action = self.record(
-                K_UNHANDLED, exc=exc, exc_type=mp.type_name(exc), message=mp.exc_message(exc)
+                K_UNHANDLED,
+                exc=exc,
+                exc_type=mp.type_name(exc),
+                message=mp.exc_message(exc, self.res.small_int_bits),
             )
         if action not in (0, A_RAISE):
             # Recorded: the traceback from the record, then the board goes down.
