@@ -33,7 +33,9 @@ endif
 PROFILE_SUFFIX := $(if $(filter lean,$(FAILSTOP_PROFILE)),-lean,)
 export FAILSTOP_PROFILE
 VENV := $(FAILSTOP_CACHE)/venv
-PY := $(VENV)/bin/python
+# The virtualenv's Python with this checkout's host package first (the venv is shared by every
+# checkout that uses the same cache; its editable install may point at another one).
+PY := PYTHONPATH=$(ROOT)/tools $(VENV)/bin/python
 JOBS ?= 2
 
 # unix port: no SSL/btree (their submodules are not in the source package), the

@@ -11,12 +11,29 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from backends import OTHER_MICROPY, Board, UnixBackend, firmware_path, require_built
+# The host package of this checkout, in this process and in every `python -m failstop_host`
+# a test starts: never what another checkout installed into the shared virtualenv (the
+# simulator's pytest plugin imports the package before this file runs: `make test` sets
+# PYTHONPATH; a mismatch is an error, not a silent test of other code).
+_TOOLS = str(Path(__file__).resolve().parent.parent / "tools")
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_TOOLS, os.environ.get("PYTHONPATH", "")) if p
+)
+sys.path.insert(0, _TOOLS)
+_loaded = sys.modules.get("failstop_host")
+if _loaded is not None and not str(_loaded.__file__).startswith(_TOOLS + os.sep):
+    raise pytest.UsageError(
+        f"failstop_host is imported from {_loaded.__file__}, not from this checkout's {_TOOLS}:"
+        f" run `make test`, or PYTHONPATH={_TOOLS} pytest"
+    )
+
+from backends import OTHER_MICROPY, Board, UnixBackend, firmware_path, require_built  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 UNIX_FW = firmware_path("UNIX_FW")

@@ -359,6 +359,18 @@ def test_parse_fault_line_after_output_without_line_end() -> None:
     assert "double fault" in ev.describe()
 
 
+def test_parse_reboot_and_safe_mode_after_a_line_the_board_did_not_end() -> None:
+    # A board reset at its REPL prompt (a hardware watchdog bite), or after print(...,
+    # end=""), prints its first line after what it had not ended.
+    for before in (">>> ", "tick 5 ...", "raw REPL; CTRL-B to exit\r\n>"):
+        ev = parse_line(before + "failstop: reboot after STACK (seq 6, boot 5)\r\n")
+        assert ev is not None and (ev.event, ev.kind, ev.seq, ev.boot) == ("reboot", "STACK", 6, 5)
+        ev = parse_line(
+            before + "failstop: safe mode (4 fail-stop reboots within the crash-loop window)"
+        )
+        assert ev is not None and (ev.event, ev.count) == ("safe_mode", 4)
+
+
 def test_parse_safe_mode_and_a_tight_boot_banner() -> None:
     line = (
         "failstop: safe mode (4 fail-stop reboots within the crash-loop window); "

@@ -119,7 +119,9 @@ def parse_line(line: str) -> Optional[Event]:
     text = line.rstrip("\r\n")
     if _BOOT.match(text):
         return Event("boot", text)
-    m = _REBOOT.match(text)
+    # The board's own lines may follow a line it had not ended when it reset (the REPL's
+    # ">>> " prompt, or print(..., end="")): found anywhere in the line.
+    m = _REBOOT.search(text)
     if m:
         return Event(
             "reboot",
@@ -132,7 +134,7 @@ def parse_line(line: str) -> Optional[Event]:
             function=m["function"],
             message=m["message"],
         )
-    m = _SAFE.match(text)
+    m = _SAFE.search(text)
     if m:
         return Event("safe_mode", text, count=int(m["count"]))
     # The fault lines may follow program output without a line end (print(..., end="")).
