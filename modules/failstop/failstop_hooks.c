@@ -37,10 +37,6 @@ MP_NORETURN void __wrap_m_malloc_fail(size_t num_bytes) {
     fs_fault_text(FAILSTOP_KIND_OOM, MP_QSTR_MemoryError, NULL, 0, gc_is_locked() ? FAILSTOP_FLAG_HEAP_LOCKED : 0, num_bytes);
     __real_m_malloc_fail(num_bytes);
 }
-    fs_fault_text(FAILSTOP_KIND_OOM, MP_QSTR_MemoryError, msg, len, flags, num_bytes);
-    #endif
-    __real_m_malloc_fail(num_bytes);
-}
 
 // Every stack-check failure ("maximum recursion depth exceeded") ends here.
 MP_NORETURN void __real_mp_raise_recursion_depth(void);
