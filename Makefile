@@ -24,6 +24,14 @@ DEPS_MP_ONE := $(if $(OWN_TREE),,$(MICROPY_VERSION))
 MP_EXTRA := $(filter-out $(MP_DEFAULT),$(MP_VERSIONS))
 BUILD ?= $(ROOT)/build
 BOARD ?= unix
+# FAILSTOP_PROFILE=lean: the lean module (panic, OOM, STACK, watchdog, the record, last();
+# modules/failstop/failstop_config.h) for MPS2_AN385 and RPI_PICO, into <board>-lean/.
+FAILSTOP_PROFILE ?= full
+ifeq ($(filter full lean,$(FAILSTOP_PROFILE)),)
+$(error FAILSTOP_PROFILE=$(FAILSTOP_PROFILE): full or lean)
+endif
+PROFILE_SUFFIX := $(if $(filter lean,$(FAILSTOP_PROFILE)),-lean,)
+export FAILSTOP_PROFILE
 VENV := $(FAILSTOP_CACHE)/venv
 # The virtualenv's Python with this checkout's host package first (the venv is shared by every
 # checkout that uses the same cache; its editable install may point at another one).
@@ -40,7 +48,8 @@ UNIX_STOCK := $(BUILD)/unix-stock$(MP_SUFFIX)/micropython
 # qemu port, board MPS2_AN385 (Cortex-M3) from boards/: littlefs for the flash
 # filesystem, our own frozen manifest (it needs nothing from micropython-lib, whose
 # README mkrules.mk still wants to see: an empty stand-in directory).
-QEMU_FW := $(BUILD)/MPS2_AN385$(MP_SUFFIX)/firmware.elf
+QEMU_OUT := MPS2_AN385$(MP_SUFFIX)$(PROFILE_SUFFIX)
+QEMU_FW := $(BUILD)/$(QEMU_OUT)/firmware.elf
 QEMU_FLAGS := BOARD=MPS2_AN385 BOARD_DIR=$(ROOT)/boards/MPS2_AN385 MICROPY_VFS_LFS2=1 \
 	FROZEN_MANIFEST=$(ROOT)/boards/MPS2_AN385/manifest.py MPY_LIB_DIR=$(BUILD)/no-micropython-lib \
 	MICROPY_DIR=$(MICROPY_DIR)
@@ -52,7 +61,8 @@ QEMU_FLAGS := BOARD=MPS2_AN385 BOARD_DIR=$(ROOT)/boards/MPS2_AN385 MICROPY_VFS_L
 RP2_DEPS := $(FAILSTOP_CACHE)/rp2
 RP2_BUILD := $(BUILD)/RPI_PICO
 RP2_TREE := $(RP2_BUILD)/micropython
-RP2_FW := $(RP2_BUILD)/firmware.uf2
+RP2_OUT := $(BUILD)/RPI_PICO$(PROFILE_SUFFIX)
+RP2_FW := $(RP2_OUT)/firmware.uf2
 # Configuring the port, with and without the module (-B and -DUSER_C_MODULES added).
 RP2_CMAKE = GIT_CEILING_DIRECTORIES=$(RP2_BUILD) cmake -S $(RP2_TREE)/ports/rp2 -DMICROPY_BOARD=RPI_PICO \
 	-DMICROPY_BOARD_DIR=$(RP2_TREE)/ports/rp2/boards/RPI_PICO -DPICO_BUILD_DOCS=0 \
@@ -82,6 +92,7 @@ help:
 	@echo "make demo                 build, boot, fault, reboot, read the record back (QEMU board)"
 	@echo "make demo-pico            the same on the emulated Raspberry Pi Pico (rp2040js)"
 	@echo "make firmware BOARD=MPS2_AN385   the Cortex-M3 firmware for QEMU"
+	@echo "make firmware BOARD=MPS2_AN385 FAILSTOP_PROFILE=lean   the lean module (also RPI_PICO; docs/config.md)"
 	@echo "make firmware BOARD=RPI_PICO     the RP2040 firmware (UF2) for a Raspberry Pi Pico"
 	@echo "make flash BOARD=RPI_PICO        copy it to a Pico in its bootloader (RPI-RP2 drive)"
 	@echo "make firmware BOARD=ESP32_GENERIC  ESP32 firmware.bin (also _S3, _C3; needs ESP-IDF 5.2-5.4.1)"
@@ -129,11 +140,11 @@ $(MPY_CROSS):
 		|| { tail -n 40 $(BUILD)/mpy-cross$(MP_SUFFIX).log; echo "[firmware] mpy-cross build failed"; exit 1; }
 
 firmware-MPS2_AN385: $(MPY_CROSS)
-	@echo "[firmware] qemu port, board MPS2_AN385 + failstop (MicroPython $(MICROPY_VERSION)) -> $(QEMU_FW)"
+	@echo "[firmware] qemu port, board MPS2_AN385 + failstop $(FAILSTOP_PROFILE) (MicroPython $(MICROPY_VERSION)) -> $(QEMU_FW)"
 	@mkdir -p $(BUILD)/no-micropython-lib && touch $(BUILD)/no-micropython-lib/README.md
 	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/qemu -j$(JOBS) $(QEMU_FLAGS) \
-		BUILD=$(BUILD)/MPS2_AN385$(MP_SUFFIX) USER_C_MODULES=$(ROOT)/modules > $(BUILD)/MPS2_AN385$(MP_SUFFIX).log 2>&1 \
-		|| { tail -n 40 $(BUILD)/MPS2_AN385$(MP_SUFFIX).log; echo "[firmware] MPS2_AN385 build failed (log: $(BUILD)/MPS2_AN385$(MP_SUFFIX).log)"; exit 1; }
+		BUILD=$(BUILD)/$(QEMU_OUT) USER_C_MODULES=$(ROOT)/modules > $(BUILD)/$(QEMU_OUT).log 2>&1 \
+		|| { tail -n 40 $(BUILD)/$(QEMU_OUT).log; echo "[firmware] MPS2_AN385 build failed (log: $(BUILD)/$(QEMU_OUT).log)"; exit 1; }
 
 # For the size figures (make bench): the stock qemu port's MPS2_AN385 board, without and
 # with the failstop module (no board glue, no filesystem), so the difference is the module.
@@ -144,9 +155,13 @@ firmware-MPS2_AN385-sizes: $(MPY_CROSS)
 		BUILD=$(BUILD)/MPS2_AN385-stock > $(BUILD)/MPS2_AN385-stock.log 2>&1 \
 		|| { tail -n 40 $(BUILD)/MPS2_AN385-stock.log; exit 1; }
 	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/qemu -j$(JOBS) $(QEMU_STOCK_FLAGS) \
-		BUILD=$(BUILD)/MPS2_AN385-module USER_C_MODULES=$(ROOT)/modules \
+		BUILD=$(BUILD)/MPS2_AN385-module USER_C_MODULES=$(ROOT)/modules FAILSTOP_PROFILE=full \
 		> $(BUILD)/MPS2_AN385-module.log 2>&1 \
 		|| { tail -n 40 $(BUILD)/MPS2_AN385-module.log; exit 1; }
+	@$(MAKE) --no-print-directory -C $(MICROPY_DIR)/ports/qemu -j$(JOBS) $(QEMU_STOCK_FLAGS) \
+		BUILD=$(BUILD)/MPS2_AN385-module-lean USER_C_MODULES=$(ROOT)/modules FAILSTOP_PROFILE=lean \
+		> $(BUILD)/MPS2_AN385-module-lean.log 2>&1 \
+		|| { tail -n 40 $(BUILD)/MPS2_AN385-module-lean.log; exit 1; }
 
 # The private tree: a copy of MICROPY_DIR (no build outputs) with the three rp2
 # submodules as symlinks into the cache; the cached tree stays as the unix and qemu
@@ -163,17 +178,18 @@ $(RP2_TREE)/.failstop-tree:
 	@touch $@
 
 firmware-RPI_PICO: $(RP2_TREE)/.failstop-tree
-	@echo "[firmware] rp2 port, board RPI_PICO + failstop -> $(RP2_FW)"
-	@mkdir -p $(BUILD)/no-micropython-lib && touch $(BUILD)/no-micropython-lib/README.md
-	@$(RP2_CMAKE) -B $(RP2_BUILD)/cmake -DUSER_C_MODULES=$(ROOT)/modules/failstop/micropython.cmake > $(RP2_BUILD)/cmake.log 2>&1 \
-		|| { tail -n 40 $(RP2_BUILD)/cmake.log; echo "[firmware] RPI_PICO configure failed (log: $(RP2_BUILD)/cmake.log)"; exit 1; }
-	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) $(MAKE) --no-print-directory -C $(RP2_BUILD)/cmake -j$(JOBS) > $(RP2_BUILD)/build.log 2>&1 \
-		|| { grep -m 20 -B2 -A8 "error" $(RP2_BUILD)/build.log | head -60; echo "[firmware] RPI_PICO build failed (log: $(RP2_BUILD)/build.log)"; exit 1; }
+	@echo "[firmware] rp2 port, board RPI_PICO + failstop $(FAILSTOP_PROFILE) -> $(RP2_FW)"
+	@mkdir -p $(BUILD)/no-micropython-lib $(RP2_OUT) && touch $(BUILD)/no-micropython-lib/README.md
+	@$(RP2_CMAKE) -B $(RP2_OUT)/cmake -DUSER_C_MODULES=$(ROOT)/modules/failstop/micropython.cmake \
+		-DFAILSTOP_PROFILE=$(FAILSTOP_PROFILE) > $(RP2_OUT)/cmake.log 2>&1 \
+		|| { tail -n 40 $(RP2_OUT)/cmake.log; echo "[firmware] RPI_PICO configure failed (log: $(RP2_OUT)/cmake.log)"; exit 1; }
+	@GIT_CEILING_DIRECTORIES=$(RP2_BUILD) $(MAKE) --no-print-directory -C $(RP2_OUT)/cmake -j$(JOBS) > $(RP2_OUT)/build.log 2>&1 \
+		|| { grep -m 20 -B2 -A8 "error" $(RP2_OUT)/build.log | head -60; echo "[firmware] RPI_PICO build failed (log: $(RP2_OUT)/build.log)"; exit 1; }
 	@for s in m_malloc_fail mp_raise_recursion_depth pyexec_file_if_exists watchdog_enable mp_usbd_init; do \
-		arm-none-eabi-nm $(RP2_BUILD)/cmake/firmware.elf | grep -q " T __wrap_$$s$$" \
+		arm-none-eabi-nm $(RP2_OUT)/cmake/firmware.elf | grep -q " T __wrap_$$s$$" \
 		|| { echo "[firmware] RPI_PICO: hook $$s missing"; exit 1; }; done
-	@cp $(RP2_BUILD)/cmake/firmware.uf2 $(RP2_BUILD)/cmake/firmware.elf $(RP2_BUILD)/cmake/firmware.bin $(RP2_BUILD)/
-	@arm-none-eabi-size $(RP2_BUILD)/firmware.elf | tail -n 1
+	@cp $(RP2_OUT)/cmake/firmware.uf2 $(RP2_OUT)/cmake/firmware.elf $(RP2_OUT)/cmake/firmware.bin $(RP2_OUT)/
+	@arm-none-eabi-size $(RP2_OUT)/firmware.elf | tail -n 1
 
 # The same board without failstop (size figures for make bench).
 firmware-RPI_PICO-stock: $(RP2_TREE)/.failstop-tree
@@ -199,6 +215,7 @@ firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-MPS2_AN385-sizes 
 # on for the other MicroPython versions (<board>-mp<version>/).
 mp_var = $(subst .,_,$(1))
 TEST_ENV := FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) FAILSTOP_QEMU_FW=$(QEMU_FW) \
+	FAILSTOP_QEMU_FW_LEAN=$(BUILD)/MPS2_AN385-lean/firmware.elf FAILSTOP_PICO_FW_LEAN=$(BUILD)/RPI_PICO-lean/firmware.uf2 \
 	FAILSTOP_PICO_FW=$(RP2_FW) FAILSTOP_MICROPY_VERSION=$(MICROPY_VERSION) MICROPY_DIR=$(MICROPY_DIR) \
 	$(foreach v,$(MP_EXTRA),FAILSTOP_UNIX_FW_$(call mp_var,$(v))=$(BUILD)/unix-mp$(v)/micropython \
 		FAILSTOP_UNIX_STOCK_$(call mp_var,$(v))=$(BUILD)/unix-stock-mp$(v)/micropython \
@@ -207,10 +224,11 @@ TEST_ENV := FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) FAILST
 # A test that hangs fails after 5 minutes (pytest-timeout) instead of holding CI.
 test: deps
 	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock firmware-MPS2_AN385 firmware-RPI_PICO
+	@$(MAKE) --no-print-directory FAILSTOP_PROFILE=lean firmware-MPS2_AN385 firmware-RPI_PICO
 	@$(foreach v,$(MP_EXTRA),$(MAKE) --no-print-directory MICROPY_VERSION=$(v) \
 		MICROPY_DIR=$(FAILSTOP_CACHE)/src/micropython-$(v) firmware-unix firmware-unix-stock firmware-MPS2_AN385 &&) true
 	@$(MAKE) --no-print-directory lint
-	@echo "[test] pytest host_tests (backends: unix, qemu MPS2_AN385 on MicroPython $(MICROPY_VERSION) and $(MP_EXTRA); rp2 RPI_PICO in rp2040js; simulator)"
+	@echo "[test] pytest host_tests (backends: unix, qemu MPS2_AN385 on MicroPython $(MICROPY_VERSION) and $(MP_EXTRA); rp2 RPI_PICO in rp2040js; simulator; the lean profile on both boards)"
 	@$(TEST_ENV) FAILSTOP_REQUIRE_ALL=1 $(PY) -m pytest host_tests -q -rs --timeout=300
 
 lint:
@@ -254,6 +272,7 @@ demo-unix: deps-board
 bench: deps
 	@$(MAKE) --no-print-directory firmware-unix firmware-unix-stock firmware-MPS2_AN385 \
 		firmware-MPS2_AN385-sizes firmware-RPI_PICO firmware-RPI_PICO-stock
+	@$(MAKE) --no-print-directory FAILSTOP_PROFILE=lean firmware-RPI_PICO
 	@FAILSTOP_UNIX_FW=$(UNIX_FW) FAILSTOP_UNIX_STOCK=$(UNIX_STOCK) MICROPY_DIR=$(MICROPY_DIR) \
 		$(PY) firmware/bench.py
 	@echo "[bench] simulator: boots per second, OOM sweeps (docs/bench-sim.md)"

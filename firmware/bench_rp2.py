@@ -28,6 +28,7 @@ from failstop_host.pico import RETAINED_SYMBOL, PicoBoard  # noqa: E402
 BUILD = Path(os.environ.get("FAILSTOP_BUILD", ROOT / "build")) / "RPI_PICO"
 STOCK = BUILD / "stock" / "firmware.elf"
 BOARD = BUILD / "firmware.elf"
+LEAN = BUILD.with_name("RPI_PICO-lean") / "firmware.elf"  # FAILSTOP_PROFILE=lean
 OUT = ROOT / "docs/bench-rp2.md"
 RUNS = 10
 CDC_TX_EXTRA = 1024 - 256  # ports/rp2/failstop_port.cmake: CFG_TUD_CDC_TX_BUFSIZE 256 -> 1024
@@ -39,8 +40,8 @@ def heap(elf: Path) -> int:
     return end - start
 
 
-def objects() -> list[tuple[str, int, int]]:
-    """(object, code + read-only data, static RAM) of the module's objects."""
+def objects(build: Path) -> list[tuple[str, int, int]]:
+    """(object, code + read-only data, static RAM) of the module's objects in `build`."""
     rows = []
     names = (
         "failstop_core.c.o",
@@ -48,8 +49,9 @@ def objects() -> list[tuple[str, int, int]]:
         "failstop_hooks.c.o",
         "modfailstop.c.o",
         "failstop_hal.c.o",
+        "failstop_glue.c.o",
     )
-    found = [o for o in (BUILD / "cmake").rglob("*.o") if o.name in names]
+    found = [o for o in (build / "cmake").rglob("*.o") if o.name in names]
     for o in sorted(found, key=lambda o: names.index(o.name)):
         out = subprocess.run(
             ["arm-none-eabi-size", "-A", str(o)], capture_output=True, text=True, check=True
@@ -135,14 +137,18 @@ def fault_paths() -> list[tuple[str, str, dict[str, int]]]:
 
 
 def main() -> int:
-    for elf in (STOCK, BOARD):
+    for elf in (STOCK, BOARD, LEAN):
         if not elf.exists():
-            sys.exit(f"bench_rp2: {elf} missing (make firmware-RPI_PICO-stock firmware-RPI_PICO)")
+            sys.exit(
+                f"bench_rp2: {elf} missing (make firmware-RPI_PICO-stock firmware-RPI_PICO;"
+                " make firmware-RPI_PICO FAILSTOP_PROFILE=lean)"
+            )
     f_stock = STOCK.with_suffix(".bin").stat().st_size
     f_mod = BOARD.with_suffix(".bin").stat().st_size
+    f_lean = LEAN.with_suffix(".bin").stat().st_size
     h_stock, h_mod = heap(STOCK), heap(BOARD)
     _, retained = elf_symbol(BOARD, RETAINED_SYMBOL)
-    objs = objects()
+    objs, lean_objs = objects(BUILD), objects(LEAN.parent)
     to_reset, to_prompt, total, wall = panic_to_prompt()
     paths = fault_paths()
 
@@ -163,6 +169,8 @@ def main() -> int:
         "| | stock | with failstop | cost |",
         "|---|---:|---:|---:|",
         f"| flash image | {f_stock:,} B | {f_mod:,} B | **{f_mod - f_stock:,} B** |",
+        f"| flash image, lean profile | {f_stock:,} B | {f_lean:,} B |"
+        f" **{f_lean - f_stock:,} B** |",
         f"| GC heap | {h_stock:,} B | {h_mod:,} B | **{d_ram:,} B** |",
         "",
         f"Of the RAM: the retained region {retained:,} B, the larger USB CDC transmit FIFO"
@@ -173,11 +181,17 @@ def main() -> int:
         "",
         "Per object (code + read-only data; static RAM, the retained region included):",
         "",
-        "| object | code | RAM |",
-        "|---|---:|---:|",
-        *[f"| `{n}` | {c:,} B | {r:,} B |" for n, c, r in objs],
+        "| object | code | RAM | lean: code | lean: RAM |",
+        "|---|---:|---:|---:|---:|",
+        *[
+            f"| `{n}` | {c:,} B | {r:,} B | {lc:,} B | {lr:,} B |"
+            for (n, c, r), (_, lc, lr) in zip(objs, lean_objs)
+        ],
+        f"| **module code** | **{sum(c for _, c, _ in objs):,} B** | |"
+        f" **{sum(c for _, c, _ in lean_objs):,} B** | |",
         f"| qstrs, tables, alignment (the rest of the flash difference) | "
-        f"{f_mod - f_stock - sum(c for _, c, _ in objs):,} B | |",
+        f"{f_mod - f_stock - sum(c for _, c, _ in objs):,} B | |"
+        f" {f_lean - f_stock - sum(c for _, c, _ in lean_objs):,} B | |",
         "",
         "## Fault path",
         "",

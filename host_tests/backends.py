@@ -34,6 +34,9 @@ _FIRMWARE = {
     "UNIX_FW": "unix{}/micropython",
     "UNIX_STOCK": "unix-stock{}/micropython",
     "QEMU_FW": "MPS2_AN385{}/firmware.elf",
+    # The lean profile (make firmware BOARD=... FAILSTOP_PROFILE=lean), default version only.
+    "QEMU_FW_LEAN": "MPS2_AN385-lean{}/firmware.elf",
+    "PICO_FW_LEAN": "RPI_PICO-lean{}/firmware.uf2",
 }
 
 
@@ -96,6 +99,7 @@ class Board(Protocol):
 
     name: str
     micropython: str  # the MicroPython version the firmware was built from
+    lean: bool  # the lean profile (FAILSTOP_PROFILE=lean): only tests marked `lean` run on it
 
     def main_file(self, script: str) -> str:
         """The file name the board records for `script` run as its main program (unix runs
@@ -130,6 +134,7 @@ class UnixBackend:
     ) -> None:
         self.name = name
         self.micropython = micropython
+        self.lean = False
         self.firmware = firmware
         self.retained = workdir / "retained.ram"
         self.board_env: dict[str, str] = {}  # e.g. FAILSTOP_UPTIME_MS: the board's condition

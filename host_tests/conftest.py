@@ -46,6 +46,9 @@ ALL_BACKENDS = (
     *(f"qemu-mp{v}" for v in OTHER_MICROPY),
     "rp2",
     "sim",
+    # The lean profile's firmware (FAILSTOP_PROFILE=lean): the tests marked `lean` only.
+    "qemu-lean",
+    "rp2-lean",
 )
 # Backends that live in their own module here: name -> module with
 # `make_backend(tmp_path) -> Board` (it calls backends.unavailable when it cannot run).
@@ -58,13 +61,17 @@ def backends() -> list[str]:
     present = [
         b
         for b in ALL_BACKENDS
-        if (base := b.split("-mp")[0]) not in BACKEND_MODULES
+        if (base := b.split("-mp")[0].removesuffix("-lean")) not in BACKEND_MODULES
         or (here / f"{BACKEND_MODULES[base]}.py").exists()
     ]
     return [b for b in present if b in wanted]
 
 
 def make_board(name: str, tmp_path: Path) -> Board:
+    if name.endswith("-lean"):
+        lean_mod = importlib.import_module(BACKEND_MODULES[name.removesuffix("-lean")])
+        lean_board: Board = lean_mod.make_backend(tmp_path, lean=True)
+        return lean_board
     base, _, version = name.partition("-mp")
     if base == "unix":
         if not version:
@@ -87,3 +94,24 @@ def board(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Board]:
         close = getattr(b, "close", None)
         if close is not None:
             close()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "lean: the corpus test also runs on the lean profile's firmware (qemu-lean, rp2-lean)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A lean backend runs only the tests marked `lean` (what the lean profile has);
+    the rest are deselected for it, not skipped."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("board") if callspec is not None else None
+        lean_only = isinstance(backend, str) and backend.endswith("-lean")
+        (drop if lean_only and item.get_closest_marker("lean") is None else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -45,10 +45,17 @@ def mpremote(port: str, *args: str, timeout: float = 30.0) -> subprocess.Complet
 class EmulatedBackend:
     """A corpus backend on an emulated board (a QemuBoard or a PicoBoard)."""
 
-    def __init__(self, name: str, board: ConsoleBoard, micropython: str = MICROPY_VERSION) -> None:
+    def __init__(
+        self,
+        name: str,
+        board: ConsoleBoard,
+        micropython: str = MICROPY_VERSION,
+        lean: bool = False,
+    ) -> None:
         self.name = name
         self.board = board
         self.micropython = micropython
+        self.lean = lean  # the lean profile's firmware
 
     def main_file(self, script: str) -> str:
         return "main.py"

@@ -16,6 +16,7 @@ from failstop_host.sim.retained import FIRMWARE
 class SimBackend:
     name = "sim"
     micropython = FIRMWARE.split("+")[0]  # the MicroPython semantics it simulates
+    lean = False
 
     def __init__(self, workdir: Path, resources: Resources | None = None) -> None:
         self.device = SimDevice(workdir, resources)

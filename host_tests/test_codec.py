@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from failstop_host import codec
 from failstop_host.codec import (
+    FLAG_HEAP_LOCKED,
     FLAG_MSG_TRUNCATED,
     FLAG_NAME_TRUNCATED,
     FLAG_NO_PYTHON_FRAME,
@@ -298,6 +299,26 @@ def test_format_record_matches_documented_example() -> None:
         "  heap free 1024 B, allocation 1000000 B, stack used 800 B\n"
         "  mark 'commit', firmware 1.25.0+fs0.1.0, flags TB_TRUNCATED"
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "text"),
+    [
+        (0, "MemoryError: memory allocation failed, allocating 1000000 bytes"),
+        (FLAG_HEAP_LOCKED, "MemoryError: memory allocation failed, heap is locked"),
+    ],
+)
+def test_lean_oom_record_is_reported_with_micropythons_text(flags: int, text: str) -> None:
+    """A lean build stores no OOM text (MICROPY_FAILSTOP_OOM_TEXT off): the report writes
+    MicroPython's from alloc_size and the flag; the record itself (JSON) stays as stored."""
+    rec = decode_slot(
+        encode_slot(
+            kind="OOM", seq=1, message="", exc_type="MemoryError", alloc_size=1000000, flags=flags
+        )
+    )
+    assert isinstance(rec, Record)
+    assert f"  {text}\n" in format_record(rec)
+    assert rec.to_json()["message"] == ""
 
 
 def test_format_record_other_kinds() -> None:

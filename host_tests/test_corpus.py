@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 
+import pytest
+
 from backends import (
     MICROPY_VERSION,
     OTHER_MICROPY,
@@ -35,6 +37,7 @@ def assert_clean_fault(res: RunResult, boots: int = 2) -> None:
     assert res.boots == boots, res.output
 
 
+@pytest.mark.lean
 def test_oom_huge_bytearray(board: Board) -> None:
     res = board.run("oom_bytearray.py")
     assert_clean_fault(res)
@@ -44,7 +47,7 @@ def test_oom_huge_bytearray(board: Board) -> None:
             1,
             "OOM",
             "MemoryError",
-            OOM_MSG,
+            "" if board.lean else OOM_MSG,  # lean: the host writes the text (no OOM_TEXT)
             (board.main_file("oom_bytearray.py"), line, "inner"),
             10**9,
             0,
@@ -58,10 +61,12 @@ def test_oom_huge_bytearray(board: Board) -> None:
         (board.main_file("oom_bytearray.py"), "<module>"),
     ]
     assert rec.alloc_size == 10**9 and rec.heap_free is not None and rec.heap_free > 0
+    assert f"MemoryError: {OOM_MSG}" in codec.format_record(rec)  # lean too: written on the host
     assert rec.firmware.startswith(f"{board.micropython}+fs")
     assert res.region.header is not None and res.region.header.boot_cause == "fault"
 
 
+@pytest.mark.lean
 def test_oom_list_grows_until_heap_full(board: Board) -> None:
     res = board.run("oom_list_grow.py")
     assert_clean_fault(res)
@@ -71,6 +76,7 @@ def test_oom_list_grows_until_heap_full(board: Board) -> None:
     assert alloc > 0 and heap_free < alloc + 4096  # the heap was really full
 
 
+@pytest.mark.lean
 def test_oom_heap_locked(board: Board) -> None:
     res = board.run("oom_heap_locked.py")
     assert_clean_fault(res)
@@ -78,7 +84,7 @@ def test_oom_heap_locked(board: Board) -> None:
         (
             1,
             "OOM",
-            "memory allocation failed, heap is locked",
+            "" if board.lean else "memory allocation failed, heap is locked",
             (board.main_file("oom_heap_locked.py"), fault_line("oom_heap_locked.py"), "isr_like"),
             codec.FLAG_HEAP_LOCKED,
         )
@@ -86,6 +92,7 @@ def test_oom_heap_locked(board: Board) -> None:
     assert only_record(res).flag_names == ["HEAP_LOCKED"]
 
 
+@pytest.mark.lean
 def test_stack_deep_recursion(board: Board) -> None:
     res = board.run("stack_recursion.py")
     assert_clean_fault(res)
@@ -152,6 +159,7 @@ def test_unhandled_exception_escaping_main(board: Board) -> None:
     assert tb[1][2] == "<module>"
 
 
+@pytest.mark.lean
 def test_watchdog_hang_with_interrupts_off(board: Board) -> None:
     res = board.run("watchdog_irqoff.py")
     assert_clean_fault(res)
@@ -166,6 +174,7 @@ def test_watchdog_hang_with_interrupts_off(board: Board) -> None:
     assert res.region.header is not None and res.region.header.boot_cause == "watchdog"
 
 
+@pytest.mark.lean
 def test_watchdog_hang_records_mark(board: Board) -> None:
     res = board.run("watchdog_hang.py")
     assert_clean_fault(res)
@@ -224,6 +233,7 @@ def test_fatal_nlr_jump_fail(board: Board) -> None:
     ]
 
 
+@pytest.mark.lean
 def test_hardfault(board: Board) -> None:
     res = board.run("hardfault.py")
     assert_clean_fault(res)
@@ -300,12 +310,14 @@ def test_recoverable_region_is_stock_inside_fail_stop_outside(board: Board) -> N
     ]
 
 
+@pytest.mark.lean
 def test_mark_allocates_nothing(board: Board) -> None:
     res = board.run("mark_locked.py", max_boots=2)
     assert res.end == "exit" and res.boots == 1, res.output
     assert res.lines("MARK") == ["in-irq"]
 
 
+@pytest.mark.lean
 def test_fault_on_another_thread_or_core(board: Board) -> None:
     res = board.run("thread_fault.py")
     assert "ZALGO" not in res.output and res.end == "exit", res.output
@@ -458,3 +470,22 @@ def test_raise_policy_is_stock_behaviour(board: Board) -> None:
     # RAISE still records (best effort), once a boot: the first, OOM.
     assert [(r.kind, r.action) for r in res.region.records] == [("OOM", "RAISE")]
     assert res.boots == 1
+
+
+# The module's API: the full profile, and what the lean profile keeps of it.
+LEAN_API = ["Record", "feed", "last", "mark", "panic", "watchdog"]
+FULL_API = sorted(
+    [
+        *LEAN_API,
+        *("FATAL", "FIRMWARE", "HALT", "HARDFAULT", "OOM", "PANIC", "RAISE", "REBOOT", "STACK"),
+        *("UNHANDLED", "WATCHDOG", "_inject", "boot_count", "clear", "crash_loop", "dump"),
+        *("fragile", "keeper", "policy", "records", "recoverable", "reset_cause", "safe_mode"),
+    ]
+)
+
+
+@pytest.mark.lean
+def test_api_of_the_profile(board: Board) -> None:
+    res = board.run("api_surface.py", max_boots=1)
+    assert res.end == "exit" and res.boots == 1, res.output
+    assert res.lines("API") == [str(LEAN_API if board.lean else FULL_API)]

@@ -203,7 +203,9 @@ def test_every_wrapped_hook_is_defined_and_esp_panic_handler_is_left_alone() -> 
         "panic_restart",
         "esp_system_abort",
     }
-    src = strip_comments((PORT / "failstop_hal.c").read_text())
+    src = strip_comments(
+        (PORT / "failstop_hal.c").read_text() + (PORT / "failstop_glue.c").read_text()
+    )
     for sym in wrapped:
         assert re.search(rf"\b__wrap_{sym}\)?\(", src), f"__wrap_{sym} not defined"
     assert "esp_panic_handler" not in cmake
@@ -316,7 +318,7 @@ MICROPY_DIR = Path(
     ids=["xtensa-dual-core", "xtensa-panic-iram", "riscv-single-core-usb-jtag"],
 )
 def test_the_whole_hal_type_checks_against_the_fake(config: list[str]) -> None:
-    """ports/esp32/failstop_hal.c through gcc -fsyntax-only -Wall -Wextra -Werror, with
+    """ports/esp32/failstop_hal.c and failstop_glue.c through gcc -fsyntax-only -Wall -Wextra -Werror, with
     MicroPython 1.25.0's real py/ headers and the FAKE IDF headers (host_tests/esp32_fake/:
     IDF's signatures copied by hand, so this checks the HAL's C against those copies, not
     against ESP-IDF itself; NO_QSTR as in MicroPython's own qstr pass)."""
@@ -330,6 +332,6 @@ def test_the_whole_hal_type_checks_against_the_fake(config: list[str]) -> None:
     cmd += ["-Werror", "-DNO_QSTR", *config]
     for inc in (FAKE, FAKE / "port", MICROPY_DIR, ROOT / "modules" / "failstop", PORT):
         cmd += ["-I", str(inc)]
-    cmd.append(str(PORT / "failstop_hal.c"))
-    cc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert cc.returncode == 0, cc.stderr
+    for src in ("failstop_hal.c", "failstop_glue.c"):
+        cc = subprocess.run([*cmd, str(PORT / src)], capture_output=True, text=True, timeout=120)
+        assert cc.returncode == 0, cc.stderr

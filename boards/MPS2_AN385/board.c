@@ -30,15 +30,13 @@ static void board_boot_scripts(void) {
     pyexec_frozen_module("_boot.py", false);
     pyexec_file_if_exists("boot.py");
     if (pyexec_mode_kind != PYEXEC_MODE_FRIENDLY_REPL
-        || (failstop_region()->hdr.state & FAILSTOP_STATE_SAFE_MODE)
-        || mp_import_stat("main.py") != MP_IMPORT_STAT_FILE) {
-        return;
+        || mp_import_stat("main.py") != MP_IMPORT_STAT_FILE
+        || !failstop_main_begin()) {
+        return; // no main program, or safe mode
     }
-    failstop_main_active = true;
     pyexec_file_if_exists("main.py");
     // It ended without a fail-stop fault (or under RAISE, as stock): a healthy run.
-    failstop_healthy();
-    failstop_main_active = false;
+    failstop_main_end();
 }
 
 // main.c runs the REPL in a loop after each mp_init; a nonzero return is a soft reset.

@@ -9,23 +9,6 @@
 
 #define FAILSTOP_VERSION "0.1.0"
 
-#ifndef MICROPY_FAILSTOP_NSLOTS
-#define MICROPY_FAILSTOP_NSLOTS (3)
-#endif
-#ifndef MICROPY_FAILSTOP_LOOP_LIMIT
-#define MICROPY_FAILSTOP_LOOP_LIMIT (3)
-#endif
-#ifndef MICROPY_FAILSTOP_LOOP_WINDOW_MS
-#define MICROPY_FAILSTOP_LOOP_WINDOW_MS (60000)
-#endif
-// Free-heap figure in the record: a scan of the GC allocation table (cost grows with the heap).
-#ifndef MICROPY_FAILSTOP_HEAP_FREE
-#define MICROPY_FAILSTOP_HEAP_FREE (1)
-#endif
-#ifndef MICROPY_FAILSTOP_FIRMWARE_ID
-#define MICROPY_FAILSTOP_FIRMWARE_ID MICROPY_VERSION_STRING "+fs" FAILSTOP_VERSION
-#endif
-
 enum {
     FAILSTOP_KIND_PANIC = 1,
     FAILSTOP_KIND_OOM,
@@ -155,15 +138,32 @@ typedef struct _failstop_fault_t {
 } failstop_fault_t;
 
 
-// Set by port glue while the main program (main.py / the unix script) runs.
+// Names of the kinds and actions (qstrs, index = code; 0: none), one table each for the
+// console, the banner and the Python API.
+extern const qstr_short_t failstop_kind_names[FAILSTOP_KIND_MAX + 1];
+extern const qstr_short_t failstop_action_names[FAILSTOP_ACTION_RAISE + 1];
+
+// True while the main program (main.py / the unix script) runs.
 extern bool failstop_main_active;
+// The port glue's bracket around the main program: begin returns false in safe mode (the
+// glue skips the program); end after it returned without a fail-stop fault (a healthy
+// run ends a crash loop).
+bool failstop_main_begin(void);
+void failstop_main_end(void);
 
 // Core (failstop_core.c).
 void failstop_boot(void);
 failstop_region_t *failstop_region(void);
+#if MICROPY_FAILSTOP_POLICY
 uint8_t failstop_policy_get(uint8_t kind);
 bool failstop_policy_allowed(uint8_t kind, uint8_t action);
 void failstop_policy_set(uint8_t kind, uint8_t action);
+#else
+static inline uint8_t failstop_policy_get(uint8_t kind) {
+    (void)kind;
+    return FAILSTOP_ACTION_REBOOT; // no policy(): every fault is fail-stop
+}
+#endif
 // Record the fault and carry out its policy; returns only when the action is RAISE.
 void failstop_fault(const failstop_fault_t *f);
 // The two halves of failstop_fault: record (returns the action, 0 if not recorded),

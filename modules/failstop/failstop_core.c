@@ -8,16 +8,33 @@
 #include "failstop_frames.h"
 
 static failstop_region_t *fs_region;
+#if MICROPY_FAILSTOP_POLICY
 static uint8_t fs_policy[FAILSTOP_KIND_MAX + 1]; // 0: default (REBOOT)
+static bool fs_raise_recorded; // one RAISE record per boot
+#endif
 static failstop_record_t *fs_fault_rec; // record of the fault being handled
 static volatile uint32_t fs_owner; // context that holds the fault path (0: free)
-static bool fs_raise_recorded; // one RAISE record per boot
 volatile uint8_t failstop_converting;
+#if MICROPY_FAILSTOP_RECOVERABLE
 uint8_t failstop_recoverable[2];
 _Static_assert(FAILSTOP_KIND_STACK == FAILSTOP_KIND_OOM + 1, "failstop_recoverable is indexed kind - OOM");
+#endif
+#if MICROPY_FAILSTOP_KEEPER
 bool failstop_keeper_active;
+#endif
+#if MICROPY_FAILSTOP_INJECT
 uintptr_t failstop_inject_addr;
+#endif
 bool failstop_main_active;
+
+const qstr_short_t failstop_kind_names[FAILSTOP_KIND_MAX + 1] = {
+    MP_QSTRnull, MP_QSTR_PANIC, MP_QSTR_OOM, MP_QSTR_STACK, MP_QSTR_UNHANDLED,
+    MP_QSTR_WATCHDOG, MP_QSTR_HARDFAULT, MP_QSTR_FATAL,
+};
+const qstr_short_t failstop_action_names[FAILSTOP_ACTION_RAISE + 1] = {
+    MP_QSTRnull, MP_QSTR_REBOOT, MP_QSTR_HALT, MP_QSTR_RAISE,
+};
+_Static_assert(FAILSTOP_KIND_FATAL == 7 && FAILSTOP_KIND_MAX == FAILSTOP_KIND_FATAL, "failstop: one name per kind");
 
 // CRC32 (IEEE, reflected) with a 16-entry table: 64 bytes of flash instead of 1 KiB.
 static const uint32_t fs_crc_tab[16] = {
@@ -73,6 +90,13 @@ static void fs_write(const char *s) {
     failstop_hal_write(s, strlen(s));
 }
 
+// A static qstr (a kind or action name): its bytes are in ROM, nothing is looked up.
+static void fs_write_qstr(qstr q) {
+    size_t len;
+    const byte *s = qstr_data(q, &len);
+    failstop_hal_write((const char *)s, len);
+}
+
 // Decimal digits of v, written backwards ending at `end`; returns the first digit.
 char *failstop_utoa(char *end, mp_uint_t v) {
     do {
@@ -82,6 +106,7 @@ char *failstop_utoa(char *end, mp_uint_t v) {
     return end;
 }
 
+#if MICROPY_FAILSTOP_UNHANDLED || MICROPY_FAILSTOP_BANNER
 static void fs_write_uint(uint32_t v) {
     char buf[11];
     char *p = failstop_utoa(buf + sizeof(buf), v);
@@ -95,11 +120,7 @@ static void fs_write_field(const char *s, size_t cap) {
         failstop_hal_write(&c, 1);
     }
 }
-
-static const char *const fs_kind_names[] = {
-    "?", "PANIC", "OOM", "STACK", "UNHANDLED", "WATCHDOG", "HARDFAULT", "FATAL",
-};
-static const char *const fs_action_names[] = { "?", "REBOOT", "HALT", "RAISE" };
+#endif
 
 // Copy the head of a string; cut at a UTF-8 character boundary. True if cut.
 static bool fs_text_head(char *dst, size_t cap, const char *src, size_t len) {
@@ -176,6 +197,28 @@ MP_NOINLINE static uint32_t fs_heap_free(void) {
 }
 #endif
 
+#if MICROPY_FAILSTOP_OOM_TEXT
+// MicroPython's MemoryError text, written straight into the record (it fits: 37 + 10
+// digits + 6 < 64); without MICROPY_FAILSTOP_OOM_TEXT the host tools write it.
+static void fs_oom_text(failstop_record_t *r) {
+    static const char pre[] = "memory allocation failed, ";
+    char *m = r->message;
+    memcpy(m, pre, sizeof(pre) - 1);
+    m += sizeof(pre) - 1;
+    if (r->flags & FAILSTOP_FLAG_HEAP_LOCKED) {
+        memcpy(m, "heap is locked", 14);
+        return;
+    }
+    memcpy(m, "allocating ", 11);
+    m += 11;
+    char *end = m + 10;
+    char *p = failstop_utoa(end, r->alloc_size);
+    memmove(m, p, end - p);
+    memcpy(m + (end - p), " bytes", 6);
+}
+_Static_assert(26 + 11 + 10 + 6 <= sizeof(((failstop_record_t *)0)->message), "failstop: OOM text fits");
+#endif
+
 static void fs_add_frame(failstop_record_t *r, qstr file, size_t line, qstr block) {
     if (r->depth < 255) {
         r->depth++;
@@ -229,9 +272,15 @@ static void fs_capture_frames(failstop_record_t *r, mp_obj_t exc) {
 // effort) never evicts the evidence: only a RAISE record, or one the keeper has seen
 // that is not the newest fail-stop record. NULL: no slot for it.
 static failstop_record_t *fs_pick_slot(uint8_t action) {
+    #if MICROPY_FAILSTOP_POLICY
     const failstop_header_t *h = &fs_region->hdr;
     bool raise = action == FAILSTOP_ACTION_RAISE;
+    #else
+    (void)action;
+    #endif
+    #if MICROPY_FAILSTOP_POLICY
     const failstop_record_t *newest_stop = NULL;
+    #endif
     failstop_record_t *best = NULL;
     for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
         failstop_record_t *r = &fs_region->slot[i];
@@ -240,15 +289,19 @@ static failstop_record_t *fs_pick_slot(uint8_t action) {
         if (r->magic != FAILSTOP_SLOT_MAGIC || r->version != FAILSTOP_FORMAT_VERSION) {
             return r;
         }
+        #if MICROPY_FAILSTOP_POLICY
         if (r->action != FAILSTOP_ACTION_RAISE && (newest_stop == NULL || r->seq > newest_stop->seq)) {
             newest_stop = r;
         }
+        #endif
     }
     for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
         failstop_record_t *r = &fs_region->slot[i];
+        #if MICROPY_FAILSTOP_POLICY
         if (raise && r->action != FAILSTOP_ACTION_RAISE && (r->seq > h->seen_seq || r == newest_stop)) {
             continue;
         }
+        #endif
         if (best == NULL || r->seq < best->seq) {
             best = r;
         }
@@ -328,8 +381,8 @@ static MP_NORETURN void fs_double_fault(void) {
         // The first fault was HALT or RAISE (not counted on entry): this reset is a fault's.
         fs_count_reboot(failstop_hal_uptime_ms());
         h->pending_cause = FAILSTOP_RC_FAULT;
-        failstop_header_commit();
     }
+    failstop_header_commit(); // the count may not be committed yet
     fs_write("\r\nfailstop: double fault -> REBOOT\r\n");
     failstop_hal_reset(h->pending_cause);
 }
@@ -354,7 +407,11 @@ static void fs_claim(void) {
 uint8_t failstop_record(const failstop_fault_t *f) {
     uint8_t kind = f->kind;
     if ((kind == FAILSTOP_KIND_OOM || kind == FAILSTOP_KIND_STACK)
-        && (failstop_converting || failstop_recoverable[kind - FAILSTOP_KIND_OOM])) {
+        && (failstop_converting
+            #if MICROPY_FAILSTOP_RECOVERABLE
+            || failstop_recoverable[kind - FAILSTOP_KIND_OOM]
+            #endif
+            )) {
         return 0; // panic() converting its reason, or a recoverable() block: stock behaviour
     }
     if (fs_region == NULL) {
@@ -363,6 +420,7 @@ uint8_t failstop_record(const failstop_fault_t *f) {
     uint8_t action = failstop_policy_get(kind);
     failstop_header_t *h = &fs_region->hdr;
     failstop_record_t *r;
+    #if MICROPY_FAILSTOP_POLICY
     if (action == FAILSTOP_ACTION_RAISE) {
         fs_claim();
         r = fs_raise_recorded ? NULL : fs_pick_slot(action);
@@ -371,7 +429,9 @@ uint8_t failstop_record(const failstop_fault_t *f) {
             return action; // best effort: the evidence of earlier faults stays
         }
         fs_raise_recorded = true;
-    } else {
+    } else
+    #endif
+    {
         failstop_hal_irq_disable();
         fs_claim();
         failstop_hal_wdt_budget(MICROPY_FAILSTOP_WDT_BUDGET_MS);
@@ -380,16 +440,18 @@ uint8_t failstop_record(const failstop_fault_t *f) {
             // Counted on entry, once: a double fault from here on resets directly.
             fs_count_reboot(failstop_hal_uptime_ms());
             h->pending_cause = kind == FAILSTOP_KIND_WATCHDOG ? FAILSTOP_RC_WATCHDOG : FAILSTOP_RC_FAULT;
-            failstop_header_commit();
+            // Committed with the sequence number in fs_record_begin (one CRC of the header).
         }
         r = fs_pick_slot(action);
     }
     r = fs_record_begin(r, kind, action);
     fs_fault_rec = r;
     r->flags |= f->flags;
+    #if MICROPY_FAILSTOP_KEEPER
     if (failstop_keeper_active) {
         r->flags |= FAILSTOP_FLAG_IN_KEEPER;
     }
+    #endif
     r->alloc_size = f->alloc_size;
     r->pc = f->pc;
     r->lr = f->lr;
@@ -399,36 +461,47 @@ uint8_t failstop_record(const failstop_fault_t *f) {
     if (f->msg != NULL && fs_text_head(r->message, sizeof(r->message), f->msg, f->msg_len)) {
         r->flags |= FAILSTOP_FLAG_MSG_TRUNCATED;
     }
+    #if MICROPY_FAILSTOP_OOM_TEXT
+    if (kind == FAILSTOP_KIND_OOM && f->msg == NULL) {
+        fs_oom_text(r);
+    }
+    #endif
     fs_capture_frames(r, f->exc);
+    #if MICROPY_FAILSTOP_INJECT
     if (failstop_inject_addr != 0) {
         // Test hook: a CPU fault in the middle of the fault path (a double fault).
         volatile uint32_t *p = (volatile uint32_t *)failstop_inject_addr;
         failstop_inject_addr = 0;
         *p = 1;
     }
+    #endif
     fs_record_commit(r);
+    #if MICROPY_FAILSTOP_POLICY
     if (action == FAILSTOP_ACTION_RAISE) {
         fs_fault_rec = NULL;
         FS_BARRIER();
         fs_owner = 0;
     }
+    #endif
     // Otherwise the fault path stays claimed: a fault from here on is a double fault.
     return action;
 }
 
 void failstop_stop(uint8_t kind, uint8_t action) {
     fs_write("failstop: ");
-    fs_write(fs_kind_names[kind]);
+    fs_write_qstr(failstop_kind_names[kind]);
     fs_write(" -> ");
-    fs_write(fs_action_names[action]);
+    fs_write_qstr(failstop_action_names[action]);
     fs_write("\r\n");
+    #if MICROPY_FAILSTOP_POLICY
     if (action == FAILSTOP_ACTION_HALT) {
         failstop_hal_halt();
     }
-    (void)kind;
+    #endif
     failstop_hal_reset(fs_region->hdr.pending_cause);
 }
 
+#if MICROPY_FAILSTOP_UNHANDLED
 // "Traceback ..." of the fault being handled, from its record: printing the exception
 // itself could run Python (a __str__) or go through dupterm streams.
 void failstop_print_traceback(void) {
@@ -457,6 +530,7 @@ void failstop_print_traceback(void) {
     }
     fs_write("\r\n");
 }
+#endif
 
 void failstop_fault(const failstop_fault_t *f) {
     uint8_t action = failstop_record(f);
@@ -473,10 +547,12 @@ void failstop_watchdog_timeout(void) {
 }
 
 // A CPU fault, from a port's fault handler: "<what> 0x<value><suffix>" as the message,
-// the stacked PC and LR. HARDFAULT cannot RAISE: this never returns.
+// the stacked PC and LR (without MICROPY_FAILSTOP_CPU_FAULT_TEXT, PC and LR only; the
+// port passes NULL texts). HARDFAULT cannot RAISE: this never returns.
 MP_NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char *suffix, uint32_t pc, uint32_t lr) {
     char msg[sizeof(((failstop_record_t *)0)->message)];
     size_t n = 0;
+    #if MICROPY_FAILSTOP_CPU_FAULT_TEXT
     for (const char *s = what; *s && n < sizeof(msg) - 10; ++s) {
         msg[n++] = *s;
     }
@@ -488,6 +564,11 @@ MP_NORETURN void failstop_cpu_fault(const char *what, uint32_t value, const char
     for (const char *s = suffix; *s && n < sizeof(msg); ++s) {
         msg[n++] = *s;
     }
+    #else
+    (void)what;
+    (void)value;
+    (void)suffix;
+    #endif
     failstop_fault_t f = { .kind = FAILSTOP_KIND_HARDFAULT, .msg = msg, .msg_len = n, .pc = pc, .lr = lr };
     failstop_fault(&f);
     for (;;) {
@@ -554,6 +635,7 @@ size_t failstop_exc_message(mp_obj_t exc, char *buf, size_t cap, const char **ou
     return 0;
 }
 
+#if MICROPY_FAILSTOP_POLICY
 uint8_t failstop_policy_get(uint8_t kind) {
     return fs_policy[kind] ? fs_policy[kind] : FAILSTOP_ACTION_REBOOT;
 }
@@ -567,6 +649,7 @@ bool failstop_policy_allowed(uint8_t kind, uint8_t action) {
 void failstop_policy_set(uint8_t kind, uint8_t action) {
     fs_policy[kind] = action;
 }
+#endif
 
 // The mark block only (any context, hard IRQs included: nothing allocated, the header
 // untouched). Torn by a reset, it reads as no mark.
@@ -577,6 +660,7 @@ void failstop_mark_set(const char *tag, size_t len) {
     h->mark_crc = failstop_crc32(h->mark, sizeof(h->mark));
 }
 
+#if MICROPY_FAILSTOP_REGION_API
 void failstop_clear(void) {
     failstop_header_t *h = &fs_region->hdr;
     for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
@@ -588,6 +672,7 @@ void failstop_clear(void) {
     h->state &= ~FAILSTOP_STATE_SAFE_MODE;
     failstop_header_commit();
 }
+#endif
 
 // A reset the program asked for (machine.reset() on boards whose port glue routes it
 // here): not a fault, so the crash-loop count is left alone.
@@ -611,6 +696,20 @@ void failstop_healthy(void) {
     }
 }
 
+bool failstop_main_begin(void) {
+    if (fs_region->hdr.state & FAILSTOP_STATE_SAFE_MODE) {
+        return false;
+    }
+    failstop_main_active = true;
+    return true;
+}
+
+void failstop_main_end(void) {
+    failstop_healthy();
+    failstop_main_active = false;
+}
+
+#if MICROPY_FAILSTOP_BANNER
 static const failstop_record_t *fs_newest(void) {
     const failstop_record_t *best = NULL;
     for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
@@ -628,7 +727,7 @@ void failstop_print_banner(void) {
     if ((h->boot_cause == FAILSTOP_RC_FAULT || h->boot_cause == FAILSTOP_RC_WATCHDOG)
         && r != NULL && r->boot + 1 == h->boot_count && r->kind <= FAILSTOP_KIND_MAX) {
         fs_write("failstop: reboot after ");
-        fs_write(fs_kind_names[r->kind]);
+        fs_write_qstr(failstop_kind_names[r->kind]);
         fs_write(" (seq ");
         fs_write_uint(r->seq);
         fs_write(", boot ");
@@ -654,6 +753,7 @@ void failstop_print_banner(void) {
         fs_write(" fail-stop reboots within the crash-loop window); main program not run\r\n");
     }
 }
+#endif
 
 static void fs_posthoc_watchdog(void) {
     static const char msg[] = "watchdog reset, no early warning";
@@ -731,5 +831,7 @@ void failstop_boot(void) {
         h->state &= ~FAILSTOP_STATE_SAFE_MODE;
     }
     failstop_header_commit();
+    #if MICROPY_FAILSTOP_BANNER
     failstop_print_banner();
+    #endif
 }

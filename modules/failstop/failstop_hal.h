@@ -17,6 +17,7 @@
 // frame stack, empty on single-threaded ports), and optional overrides of the
 // MICROPY_FAILSTOP_* defaults.
 #include "failstop_port.h"
+#include "failstop_config.h"
 
 #ifndef FAILSTOP_TLS
 #define FAILSTOP_TLS
@@ -26,12 +27,6 @@
 // FAILSTOP_CORE_ID() (0..FAILSTOP_NCORES-1) and each core keeps its own frame stack.
 #ifndef FAILSTOP_NCORES
 #define FAILSTOP_NCORES (1)
-#endif
-
-// Fault-path budget: on entry the core re-arms the hardware watchdog to this many ms,
-// so the record is always finished (and a short program timeout cannot bite mid-record).
-#ifndef MICROPY_FAILSTOP_WDT_BUDGET_MS
-#define MICROPY_FAILSTOP_WDT_BUDGET_MS (500)
 #endif
 
 // Map or locate the retained region; called once per boot before anything else.

@@ -13,7 +13,8 @@
 // Shadow stack: every bytecode frame pushes a node on the C stack. The VM catches
 // everything it runs, so it always returns here and the list stays consistent.
 mp_vm_return_kind_t __real_mp_execute_bytecode(mp_code_state_t *code_state, volatile mp_obj_t inject_exc);
-mp_vm_return_kind_t __wrap_mp_execute_bytecode(mp_code_state_t *code_state, volatile mp_obj_t inject_exc) {
+// (inject_exc is volatile only inside the VM: passed on here, it need not live in memory.)
+mp_vm_return_kind_t __wrap_mp_execute_bytecode(mp_code_state_t *code_state, mp_obj_t inject_exc) {
     failstop_vmframe_t f;
     f.prev = failstop_vm_top;
     f.cs = code_state;
@@ -32,26 +33,8 @@ static void fs_fault_text(uint8_t kind, qstr exc_type, const char *msg, size_t l
 // Every MemoryError from an allocation, heap-locked included, ends here.
 MP_NORETURN void __real_m_malloc_fail(size_t num_bytes);
 MP_NORETURN void __wrap_m_malloc_fail(size_t num_bytes) {
-    char msg[64]; // prefix 37 + 10 digits + " bytes"
-    size_t len;
-    uint32_t flags = 0;
-    if (gc_is_locked()) {
-        static const char locked[] = "memory allocation failed, heap is locked";
-        len = sizeof(locked) - 1;
-        memcpy(msg, locked, len);
-        flags = FAILSTOP_FLAG_HEAP_LOCKED;
-    } else {
-        static const char prefix[] = "memory allocation failed, allocating ";
-        char num[11];
-        char *p = failstop_utoa(num + sizeof(num), (uint32_t)num_bytes);
-        size_t nlen = num + sizeof(num) - p;
-        len = sizeof(prefix) - 1;
-        memcpy(msg, prefix, len);
-        memcpy(msg + len, p, nlen);
-        memcpy(msg + len + nlen, " bytes", 6);
-        len += nlen + 6;
-    }
-    fs_fault_text(FAILSTOP_KIND_OOM, MP_QSTR_MemoryError, msg, len, flags, num_bytes);
+    // The core writes MicroPython's text into the record (no buffer on this stack).
+    fs_fault_text(FAILSTOP_KIND_OOM, MP_QSTR_MemoryError, NULL, 0, gc_is_locked() ? FAILSTOP_FLAG_HEAP_LOCKED : 0, num_bytes);
     __real_m_malloc_fail(num_bytes);
 }
 
@@ -71,7 +54,9 @@ MP_NORETURN void __wrap_nlr_jump_fail(void *val) {
     __real_nlr_jump_fail(val);
 }
 
+#if MICROPY_FAILSTOP_UNHANDLED
 static uint32_t fs_main_context; // the core/thread that runs the main program (mp_init's)
+#endif
 
 // The top level reports an exception that escaped the program: an UNHANDLED fault
 // when it escaped the main program (no bytecode frame active; sys.print_exception
@@ -81,6 +66,7 @@ void __real_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc);
 void __wrap_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc) {
     // An exception escaping a thread (its entry prints it) is the thread's end, printed
     // as stock; only the main program's is UNHANDLED.
+    #if MICROPY_FAILSTOP_UNHANDLED
     if (failstop_vm_top == NULL && failstop_main_active && failstop_hal_context() == fs_main_context
         && mp_obj_is_exception_instance(exc)
         && !mp_obj_exception_match(exc, MP_OBJ_FROM_PTR(&mp_type_KeyboardInterrupt))) {
@@ -96,6 +82,7 @@ void __wrap_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc) {
             failstop_stop(FAILSTOP_KIND_UNHANDLED, action);
         }
     }
+    #endif
     __real_mp_obj_print_exception(print, exc);
 }
 
@@ -103,7 +90,9 @@ void __wrap_mp_obj_print_exception(const mp_print_t *print, mp_obj_t exc) {
 void __real_mp_init(void);
 void __wrap_mp_init(void) {
     static bool booted;
+    #if MICROPY_FAILSTOP_UNHANDLED
     fs_main_context = failstop_hal_context();
+    #endif
     __real_mp_init();
     if (!booted) {
         booted = true;
@@ -117,8 +106,7 @@ void __wrap_mp_init(void) {
 void __real_mp_deinit(void);
 void __wrap_mp_deinit(void) {
     if (failstop_main_active) {
-        failstop_healthy();
+        failstop_main_end();
     }
-    failstop_main_active = false;
     __real_mp_deinit();
 }

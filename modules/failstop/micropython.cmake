@@ -19,11 +19,25 @@ target_sources(usermod_failstop INTERFACE
     ${CMAKE_CURRENT_LIST_DIR}/modfailstop.c
     ${FAILSTOP_PORT_DIR}/failstop_hal.c
 )
+# The port's integration glue (its --wrap shims of MicroPython and SDK functions), apart
+# from the platform HAL, where the port has any.
+if(EXISTS ${FAILSTOP_PORT_DIR}/failstop_glue.c)
+    target_sources(usermod_failstop INTERFACE ${FAILSTOP_PORT_DIR}/failstop_glue.c)
+    set(FAILSTOP_GLUE ${FAILSTOP_PORT_DIR}/failstop_glue.c)
+endif()
 
 target_include_directories(usermod_failstop INTERFACE
     ${CMAKE_CURRENT_LIST_DIR}
     ${FAILSTOP_PORT_DIR}
 )
+
+# -DFAILSTOP_PROFILE=lean: the lean module (failstop_config.h), for every source of the
+# firmware (port glue included).
+if(FAILSTOP_PROFILE STREQUAL "lean")
+    target_compile_definitions(usermod_failstop INTERFACE MICROPY_FAILSTOP_LEAN=1)
+elseif(FAILSTOP_PROFILE AND NOT FAILSTOP_PROFILE STREQUAL "full")
+    message(FATAL_ERROR "failstop: FAILSTOP_PROFILE=${FAILSTOP_PROFILE}: full or lean")
+endif()
 
 # The fault paths of py/, as in micropython.mk; a port adds its own in failstop_port.cmake.
 # --wrap only redirects calls between translation units, and LTO merges them first:
@@ -41,7 +55,7 @@ foreach(sym ${FAILSTOP_WRAP})
 endforeach()
 # Keep the hooked calls out of any per-file LTO a port may add.
 set_source_files_properties(
-    ${CMAKE_CURRENT_LIST_DIR}/failstop_hooks.c ${FAILSTOP_PORT_DIR}/failstop_hal.c
+    ${CMAKE_CURRENT_LIST_DIR}/failstop_hooks.c ${FAILSTOP_PORT_DIR}/failstop_hal.c ${FAILSTOP_GLUE}
     PROPERTIES COMPILE_OPTIONS -fno-lto)
 
 target_link_libraries(usermod INTERFACE usermod_failstop)

@@ -15,9 +15,15 @@ SRC_USERMOD_C += \
 	$(FAILSTOP_MOD_DIR)/failstop_frames.c \
 	$(FAILSTOP_MOD_DIR)/failstop_hooks.c \
 	$(FAILSTOP_MOD_DIR)/modfailstop.c \
-	$(FAILSTOP_PORT_DIR)/failstop_hal.c
+	$(FAILSTOP_PORT_DIR)/failstop_hal.c \
+	$(wildcard $(FAILSTOP_PORT_DIR)/failstop_glue.c)
 
 CFLAGS_USERMOD += -I$(FAILSTOP_MOD_DIR) -I$(FAILSTOP_PORT_DIR)
+# FAILSTOP_PROFILE=lean: the lean module (failstop_config.h); every file that includes
+# failstop.h (port glue, board code) sees the same configuration.
+ifeq ($(FAILSTOP_PROFILE),lean)
+CFLAGS_USERMOD += -DMICROPY_FAILSTOP_LEAN=1
+endif
 
 # The fault paths of py/ (see docs/internals.md). --wrap only redirects calls from
 # other translation units, which is where all of these are called from; LTO would

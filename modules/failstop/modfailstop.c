@@ -4,20 +4,15 @@
 #include "py/objstr.h"
 #include "failstop.h"
 
-static const qstr fs_kind_qstrs[] = {
-    MP_QSTRnull, MP_QSTR_PANIC, MP_QSTR_OOM, MP_QSTR_STACK, MP_QSTR_UNHANDLED,
-    MP_QSTR_WATCHDOG, MP_QSTR_HARDFAULT, MP_QSTR_FATAL,
-};
-static const qstr fs_action_qstrs[] = { MP_QSTRnull, MP_QSTR_REBOOT, MP_QSTR_HALT, MP_QSTR_RAISE };
-static const qstr fs_cause_qstrs[] = {
+static const qstr_short_t fs_cause_qstrs[] = {
     MP_QSTR_unknown, MP_QSTR_power_on, MP_QSTR_fault, MP_QSTR_watchdog, MP_QSTR_soft, MP_QSTR_pin, MP_QSTR_brownout,
 };
 
-static failstop_header_t *fs_hdr(void) {
+static inline failstop_header_t *fs_hdr(void) {
     return &failstop_region()->hdr;
 }
 
-static mp_obj_t fs_qstr_or_unknown(const qstr *table, size_t n, uint8_t code) {
+static mp_obj_t fs_qstr_or_unknown(const qstr_short_t *table, size_t n, uint8_t code) {
     return MP_OBJ_NEW_QSTR(code < n && table[code] != MP_QSTRnull ? table[code] : MP_QSTR_unknown);
 }
 
@@ -37,7 +32,8 @@ static mp_int_t fs_int_arg(mp_obj_t o, const char *what, mp_int_t lo, mp_int_t h
     return v;
 }
 
-static uint8_t fs_lookup(mp_obj_t name, const qstr *table, size_t n, const char *what) {
+#if MICROPY_FAILSTOP_POLICY || MICROPY_FAILSTOP_RECOVERABLE || MICROPY_FAILSTOP_INJECT
+static uint8_t fs_lookup(mp_obj_t name, const qstr_short_t *table, size_t n, const char *what) {
     if (!mp_obj_is_str(name)) {
         fs_type_error(what, "a str", name);
     }
@@ -52,14 +48,15 @@ static uint8_t fs_lookup(mp_obj_t name, const qstr *table, size_t n, const char 
     }
     mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("unknown %s '%s'"), what, s);
 }
+#endif
 
 /******************************************************************************/
 // Record objects: a copy of one valid slot, decoded on attribute access.
 
-typedef struct _failstop_rec_obj_t {
+typedef struct _mod_failstop_rec_obj_t {
     mp_obj_base_t base;
     failstop_record_t rec;
-} failstop_rec_obj_t;
+} mod_failstop_rec_obj_t;
 
 // A fixed-size text field's length (strnlen is not in every port's libc).
 static size_t fs_field_len(const char *s, size_t cap) {
@@ -114,11 +111,11 @@ static const fs_field_t fs_fields[] = {
 };
 _Static_assert(sizeof(((failstop_record_t *)0)->message) / 8 < 16, "failstop: text field size fits the table");
 
-static void failstop_rec_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
+static void mod_failstop_rec_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
     if (dest[0] != MP_OBJ_NULL) {
         return; // read-only
     }
-    const failstop_record_t *r = &((failstop_rec_obj_t *)MP_OBJ_TO_PTR(self_in))->rec;
+    const failstop_record_t *r = &((mod_failstop_rec_obj_t *)MP_OBJ_TO_PTR(self_in))->rec;
     const uint8_t *b = (const uint8_t *)r;
     for (size_t i = 0; i < MP_ARRAY_SIZE(fs_fields); ++i) {
         const fs_field_t *f = &fs_fields[i];
@@ -131,8 +128,8 @@ static void failstop_rec_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
         }
         switch (f->type) {
             case FS_F_STR: dest[0] = fs_str_field((const char *)b + f->offset, f->len * 8); break;
-            case FS_F_KIND: dest[0] = fs_qstr_or_unknown(fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), v); break;
-            case FS_F_ACTION: dest[0] = fs_qstr_or_unknown(fs_action_qstrs, MP_ARRAY_SIZE(fs_action_qstrs), v); break;
+            case FS_F_KIND: dest[0] = fs_qstr_or_unknown(failstop_kind_names, MP_ARRAY_SIZE(failstop_kind_names), v); break;
+            case FS_F_ACTION: dest[0] = fs_qstr_or_unknown(failstop_action_names, MP_ARRAY_SIZE(failstop_action_names), v); break;
             case FS_F_CAUSE: dest[0] = fs_qstr_or_unknown(fs_cause_qstrs, MP_ARRAY_SIZE(fs_cause_qstrs), v); break;
             case FS_F_HEAP:
                 if (v == 0xffffffff) {
@@ -158,11 +155,12 @@ static void failstop_rec_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
     }
 }
 
-static void failstop_rec_print(const mp_print_t *print, mp_obj_t self_in, mp_print_kind_t kind) {
+#if MICROPY_FAILSTOP_REGION_API
+static void mod_failstop_rec_print(const mp_print_t *print, mp_obj_t self_in, mp_print_kind_t kind) {
     (void)kind;
-    const failstop_record_t *r = &((failstop_rec_obj_t *)MP_OBJ_TO_PTR(self_in))->rec;
+    const failstop_record_t *r = &((mod_failstop_rec_obj_t *)MP_OBJ_TO_PTR(self_in))->rec;
     mp_printf(print, "<failstop record #%u %q boot %u", (uint)r->seq,
-        MP_OBJ_QSTR_VALUE(fs_qstr_or_unknown(fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), r->kind)), (uint)r->boot);
+        MP_OBJ_QSTR_VALUE(fs_qstr_or_unknown(failstop_kind_names, MP_ARRAY_SIZE(failstop_kind_names), r->kind)), (uint)r->boot);
     if (r->nframes) {
         const failstop_frame_t *fr = &r->frames[0];
         mp_printf(print, " at %.*s:%u in %.*s", (int)fs_field_len(fr->file, sizeof(fr->file)), fr->file,
@@ -176,21 +174,25 @@ static void failstop_rec_print(const mp_print_t *print, mp_obj_t self_in, mp_pri
     }
     mp_print_str(print, ">");
 }
+#endif
 
 static MP_DEFINE_CONST_OBJ_TYPE(
-    failstop_rec_type,
+    mod_failstop_rec_type,
     MP_QSTR_Record,
     MP_TYPE_FLAG_NONE,
-    print, failstop_rec_print,
-    attr, failstop_rec_attr
+    #if MICROPY_FAILSTOP_REGION_API
+    print, mod_failstop_rec_print,
+    #endif
+    attr, mod_failstop_rec_attr
     );
 
 static mp_obj_t fs_new_record(const failstop_record_t *r) {
-    failstop_rec_obj_t *o = mp_obj_malloc(failstop_rec_obj_t, &failstop_rec_type);
+    mod_failstop_rec_obj_t *o = mp_obj_malloc(mod_failstop_rec_obj_t, &mod_failstop_rec_type);
     memcpy(&o->rec, r, sizeof(*r));
     return MP_OBJ_FROM_PTR(o);
 }
 
+#if MICROPY_FAILSTOP_REGION_API
 // Valid records, oldest first (insertion sort of at most NSLOTS entries).
 static size_t fs_sorted(const failstop_record_t **out) {
     failstop_region_t *reg = failstop_region();
@@ -210,14 +212,19 @@ static size_t fs_sorted(const failstop_record_t **out) {
     return n;
 }
 
+#endif
+
 // Newest record written in an earlier boot, or NULL.
 static const failstop_record_t *fs_last(void) {
-    const failstop_record_t *recs[MICROPY_FAILSTOP_NSLOTS];
-    size_t n = fs_sorted(recs);
-    while (n > 0 && recs[n - 1]->boot >= fs_hdr()->boot_count) {
-        --n;
+    const failstop_region_t *reg = failstop_region();
+    const failstop_record_t *best = NULL;
+    for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
+        const failstop_record_t *r = &reg->slot[i];
+        if (failstop_slot_valid(r) && r->boot < reg->hdr.boot_count && (best == NULL || r->seq > best->seq)) {
+            best = r;
+        }
     }
-    return n ? recs[n - 1] : NULL;
+    return best;
 }
 
 /******************************************************************************/
@@ -241,7 +248,7 @@ static void fs_buf_strn(void *data, const char *str, size_t len) {
     b->len += len;
 }
 
-static mp_obj_t failstop_panic(size_t n_args, const mp_obj_t *args, mp_map_t *kw_args) {
+static mp_obj_t mod_failstop_panic(size_t n_args, const mp_obj_t *args, mp_map_t *kw_args) {
     mp_obj_t reason = mp_const_none;
     if (n_args > 0) {
         reason = args[0];
@@ -288,33 +295,36 @@ static mp_obj_t failstop_panic(size_t n_args, const mp_obj_t *args, mp_map_t *kw
     failstop_fault(&f); // PANIC cannot be RAISE: does not return
     return mp_const_none;
 }
-MP_DEFINE_CONST_FUN_OBJ_KW(failstop_panic_obj, 0, failstop_panic);
+static MP_DEFINE_CONST_FUN_OBJ_KW(mod_failstop_panic_obj, 0, mod_failstop_panic);
 
+#if MICROPY_FAILSTOP_POLICY
 /******************************************************************************/
 // policy(kind, action=None)
 
-static mp_obj_t failstop_policy(size_t n_args, const mp_obj_t *args) {
-    uint8_t kind = fs_lookup(args[0], fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), "fault kind");
+static mp_obj_t mod_failstop_policy(size_t n_args, const mp_obj_t *args) {
+    uint8_t kind = fs_lookup(args[0], failstop_kind_names, MP_ARRAY_SIZE(failstop_kind_names), "fault kind");
     if (n_args > 1 && args[1] != mp_const_none) {
-        uint8_t action = fs_lookup(args[1], fs_action_qstrs, MP_ARRAY_SIZE(fs_action_qstrs), "action");
+        uint8_t action = fs_lookup(args[1], failstop_action_names, MP_ARRAY_SIZE(failstop_action_names), "action");
         if (!failstop_policy_allowed(kind, action)) {
-            mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("%q cannot be RAISE: it is always fail-stop"), fs_kind_qstrs[kind]);
+            mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("%q cannot be RAISE: it is always fail-stop"), failstop_kind_names[kind]);
         }
         failstop_policy_set(kind, action);
     }
-    return MP_OBJ_NEW_QSTR(fs_action_qstrs[failstop_policy_get(kind)]);
+    return MP_OBJ_NEW_QSTR(failstop_action_names[failstop_policy_get(kind)]);
 }
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_policy_obj, 1, 2, failstop_policy);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mod_failstop_policy_obj, 1, 2, mod_failstop_policy);
+#endif
 
+#if MICROPY_FAILSTOP_FRAGILE
 /******************************************************************************/
 // with failstop.fragile(): an exception escaping the block is a PANIC.
 
-static mp_obj_t failstop_fragile_enter(mp_obj_t self_in) {
+static mp_obj_t mod_failstop_fragile_enter(mp_obj_t self_in) {
     return self_in;
 }
-static MP_DEFINE_CONST_FUN_OBJ_1(failstop_fragile_enter_obj, failstop_fragile_enter);
+static MP_DEFINE_CONST_FUN_OBJ_1(mod_failstop_fragile_enter_obj, mod_failstop_fragile_enter);
 
-static mp_obj_t failstop_fragile_exit(size_t n_args, const mp_obj_t *args) {
+static mp_obj_t mod_failstop_fragile_exit(size_t n_args, const mp_obj_t *args) {
     mp_obj_t exc = args[2];
     if (args[1] == mp_const_none || !mp_obj_is_exception_instance(exc)
         // A person stopping the program (the host's Ctrl-C) and a generator being
@@ -330,28 +340,30 @@ static mp_obj_t failstop_fragile_exit(size_t n_args, const mp_obj_t *args) {
     failstop_fault(&f); // does not return
     return mp_const_false;
 }
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_fragile_exit_obj, 4, 4, failstop_fragile_exit);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mod_failstop_fragile_exit_obj, 4, 4, mod_failstop_fragile_exit);
 
-static const mp_rom_map_elem_t failstop_fragile_locals_table[] = {
-    { MP_ROM_QSTR(MP_QSTR___enter__), MP_ROM_PTR(&failstop_fragile_enter_obj) },
-    { MP_ROM_QSTR(MP_QSTR___exit__), MP_ROM_PTR(&failstop_fragile_exit_obj) },
+static const mp_rom_map_elem_t mod_failstop_fragile_locals_table[] = {
+    { MP_ROM_QSTR(MP_QSTR___enter__), MP_ROM_PTR(&mod_failstop_fragile_enter_obj) },
+    { MP_ROM_QSTR(MP_QSTR___exit__), MP_ROM_PTR(&mod_failstop_fragile_exit_obj) },
 };
-static MP_DEFINE_CONST_DICT(failstop_fragile_locals, failstop_fragile_locals_table);
+static MP_DEFINE_CONST_DICT(mod_failstop_fragile_locals, mod_failstop_fragile_locals_table);
 
 static MP_DEFINE_CONST_OBJ_TYPE(
-    failstop_fragile_type,
+    mod_failstop_fragile_type,
     MP_QSTR_fragile,
     MP_TYPE_FLAG_NONE,
-    locals_dict, &failstop_fragile_locals
+    locals_dict, &mod_failstop_fragile_locals
     );
 
-static const mp_obj_base_t failstop_fragile_singleton = { &failstop_fragile_type };
+static const mp_obj_base_t mod_failstop_fragile_singleton = { &mod_failstop_fragile_type };
 
-static mp_obj_t failstop_fragile(void) {
-    return MP_OBJ_FROM_PTR(&failstop_fragile_singleton);
+static mp_obj_t mod_failstop_fragile(void) {
+    return MP_OBJ_FROM_PTR(&mod_failstop_fragile_singleton);
 }
-static MP_DEFINE_CONST_FUN_OBJ_0(failstop_fragile_obj, failstop_fragile);
+static MP_DEFINE_CONST_FUN_OBJ_0(mod_failstop_fragile_obj, mod_failstop_fragile);
+#endif
 
+#if MICROPY_FAILSTOP_RECOVERABLE
 /******************************************************************************/
 // with failstop.recoverable(kind): inside, OOM (or STACK) behaves as stock MicroPython
 // and writes no record. One constant object per kind; the depth counts nesting.
@@ -361,7 +373,7 @@ typedef struct _fs_recoverable_obj_t {
     uint8_t kind;
 } fs_recoverable_obj_t;
 
-static mp_obj_t failstop_recoverable_enter(mp_obj_t self_in) {
+static mp_obj_t mod_failstop_recoverable_enter(mp_obj_t self_in) {
     uint8_t *d = &failstop_recoverable[((fs_recoverable_obj_t *)MP_OBJ_TO_PTR(self_in))->kind - FAILSTOP_KIND_OOM];
     if (*d == 255) {
         mp_raise_ValueError(MP_ERROR_TEXT("recoverable() nested too deep"));
@@ -369,9 +381,9 @@ static mp_obj_t failstop_recoverable_enter(mp_obj_t self_in) {
     ++*d;
     return self_in;
 }
-static MP_DEFINE_CONST_FUN_OBJ_1(failstop_recoverable_enter_obj, failstop_recoverable_enter);
+static MP_DEFINE_CONST_FUN_OBJ_1(mod_failstop_recoverable_enter_obj, mod_failstop_recoverable_enter);
 
-static mp_obj_t failstop_recoverable_exit(size_t n_args, const mp_obj_t *args) {
+static mp_obj_t mod_failstop_recoverable_exit(size_t n_args, const mp_obj_t *args) {
     (void)n_args;
     uint8_t *d = &failstop_recoverable[((fs_recoverable_obj_t *)MP_OBJ_TO_PTR(args[0]))->kind - FAILSTOP_KIND_OOM];
     if (*d > 0) {
@@ -379,47 +391,49 @@ static mp_obj_t failstop_recoverable_exit(size_t n_args, const mp_obj_t *args) {
     }
     return mp_const_false;
 }
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_recoverable_exit_obj, 4, 4, failstop_recoverable_exit);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mod_failstop_recoverable_exit_obj, 4, 4, mod_failstop_recoverable_exit);
 
-static const mp_rom_map_elem_t failstop_recoverable_locals_table[] = {
-    { MP_ROM_QSTR(MP_QSTR___enter__), MP_ROM_PTR(&failstop_recoverable_enter_obj) },
-    { MP_ROM_QSTR(MP_QSTR___exit__), MP_ROM_PTR(&failstop_recoverable_exit_obj) },
+static const mp_rom_map_elem_t mod_failstop_recoverable_locals_table[] = {
+    { MP_ROM_QSTR(MP_QSTR___enter__), MP_ROM_PTR(&mod_failstop_recoverable_enter_obj) },
+    { MP_ROM_QSTR(MP_QSTR___exit__), MP_ROM_PTR(&mod_failstop_recoverable_exit_obj) },
 };
-static MP_DEFINE_CONST_DICT(failstop_recoverable_locals, failstop_recoverable_locals_table);
+static MP_DEFINE_CONST_DICT(mod_failstop_recoverable_locals, mod_failstop_recoverable_locals_table);
 
 static MP_DEFINE_CONST_OBJ_TYPE(
-    failstop_recoverable_type,
+    mod_failstop_recoverable_type,
     MP_QSTR_recoverable,
     MP_TYPE_FLAG_NONE,
-    locals_dict, &failstop_recoverable_locals
+    locals_dict, &mod_failstop_recoverable_locals
     );
 
 static const fs_recoverable_obj_t fs_recoverable_objs[] = {
-    { { &failstop_recoverable_type }, FAILSTOP_KIND_OOM },
-    { { &failstop_recoverable_type }, FAILSTOP_KIND_STACK },
+    { { &mod_failstop_recoverable_type }, FAILSTOP_KIND_OOM },
+    { { &mod_failstop_recoverable_type }, FAILSTOP_KIND_STACK },
 };
 
-static mp_obj_t failstop_recoverable_(mp_obj_t kind_in) {
-    uint8_t kind = fs_lookup(kind_in, fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), "fault kind");
+static mp_obj_t mod_failstop_recoverable(mp_obj_t kind_in) {
+    uint8_t kind = fs_lookup(kind_in, failstop_kind_names, MP_ARRAY_SIZE(failstop_kind_names), "fault kind");
     for (size_t i = 0; i < MP_ARRAY_SIZE(fs_recoverable_objs); ++i) {
         if (fs_recoverable_objs[i].kind == kind) {
             return MP_OBJ_FROM_PTR(&fs_recoverable_objs[i]);
         }
     }
-    mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("%q cannot be recoverable: only OOM and STACK"), fs_kind_qstrs[kind]);
+    mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("%q cannot be recoverable: only OOM and STACK"), failstop_kind_names[kind]);
 }
-static MP_DEFINE_CONST_FUN_OBJ_1(failstop_recoverable_obj, failstop_recoverable_);
+static MP_DEFINE_CONST_FUN_OBJ_1(mod_failstop_recoverable_obj, mod_failstop_recoverable);
+#endif
 
 /******************************************************************************/
 // Records.
 
-static mp_obj_t failstop_last(void) {
+static mp_obj_t mod_failstop_last(void) {
     const failstop_record_t *r = fs_last();
     return r ? fs_new_record(r) : mp_const_none;
 }
-static MP_DEFINE_CONST_FUN_OBJ_0(failstop_last_obj, failstop_last);
+static MP_DEFINE_CONST_FUN_OBJ_0(mod_failstop_last_obj, mod_failstop_last);
 
-static mp_obj_t failstop_records(void) {
+#if MICROPY_FAILSTOP_REGION_API
+static mp_obj_t mod_failstop_records(void) {
     const failstop_record_t *recs[MICROPY_FAILSTOP_NSLOTS];
     size_t n = fs_sorted(recs);
     mp_obj_t list = mp_obj_new_list(0, NULL);
@@ -428,21 +442,23 @@ static mp_obj_t failstop_records(void) {
     }
     return list;
 }
-static MP_DEFINE_CONST_FUN_OBJ_0(failstop_records_obj, failstop_records);
+static MP_DEFINE_CONST_FUN_OBJ_0(mod_failstop_records_obj, mod_failstop_records);
 
-static mp_obj_t failstop_clear_(void) {
+static mp_obj_t mod_failstop_clear(void) {
     failstop_clear();
     return mp_const_none;
 }
-static MP_DEFINE_CONST_FUN_OBJ_0(failstop_clear_obj, failstop_clear_);
+static MP_DEFINE_CONST_FUN_OBJ_0(mod_failstop_clear_obj, mod_failstop_clear);
 
-static mp_obj_t failstop_dump(void) {
+static mp_obj_t mod_failstop_dump(void) {
     return mp_obj_new_bytes((const byte *)failstop_region(), sizeof(failstop_region_t));
 }
-static MP_DEFINE_CONST_FUN_OBJ_0(failstop_dump_obj, failstop_dump);
+static MP_DEFINE_CONST_FUN_OBJ_0(mod_failstop_dump_obj, mod_failstop_dump);
+#endif
 
+#if MICROPY_FAILSTOP_KEEPER
 // keeper(fn): on the first boot after a fault, fn(record) — once per record.
-static mp_obj_t failstop_keeper(mp_obj_t fn) {
+static mp_obj_t mod_failstop_keeper(mp_obj_t fn) {
     if (!mp_obj_is_callable(fn)) {
         fs_type_error("keeper", "callable", fn);
     }
@@ -469,29 +485,30 @@ static mp_obj_t failstop_keeper(mp_obj_t fn) {
     }
     return rec;
 }
-static MP_DEFINE_CONST_FUN_OBJ_1(failstop_keeper_obj, failstop_keeper);
+static MP_DEFINE_CONST_FUN_OBJ_1(mod_failstop_keeper_obj, mod_failstop_keeper);
+#endif
 
 /******************************************************************************/
 // Watchdog, breadcrumbs, boot state.
 
-static mp_obj_t failstop_watchdog(mp_obj_t timeout_in) {
+static mp_obj_t mod_failstop_watchdog(mp_obj_t timeout_in) {
     uint32_t max = failstop_hal_wdt_max_ms();
     failstop_hal_wdt_arm(fs_int_arg(timeout_in, "timeout_ms", 1, max > 0x7fffffff ? 0x7fffffff : max));
     return mp_const_none;
 }
-static MP_DEFINE_CONST_FUN_OBJ_1(failstop_watchdog_obj, failstop_watchdog);
+static MP_DEFINE_CONST_FUN_OBJ_1(mod_failstop_watchdog_obj, mod_failstop_watchdog);
 
-static mp_obj_t failstop_feed(void) {
+static mp_obj_t mod_failstop_feed(void) {
     failstop_hal_wdt_feed();
     return mp_const_none;
 }
-static MP_DEFINE_CONST_FUN_OBJ_0(failstop_feed_obj, failstop_feed);
+static MP_DEFINE_CONST_FUN_OBJ_0(mod_failstop_feed_obj, mod_failstop_feed);
 
 // mark() -> the current tag; mark(tag) sets it and allocates nothing (safe in a hard IRQ).
-static mp_obj_t failstop_mark(size_t n_args, const mp_obj_t *args) {
-    failstop_header_t *h = fs_hdr();
+static mp_obj_t mod_failstop_mark(size_t n_args, const mp_obj_t *args) {
+    _Static_assert(sizeof(((failstop_header_t *)0)->mark) == 16, "failstop: the mark's size is in its error text");
     if (n_args == 0) {
-        char tag[sizeof(h->mark)];
+        char tag[16];
         failstop_mark_get(tag);
         return fs_str_field(tag, sizeof(tag));
     }
@@ -500,8 +517,8 @@ static mp_obj_t failstop_mark(size_t n_args, const mp_obj_t *args) {
     } else if (mp_obj_is_str(args[0])) {
         size_t len;
         const char *s = mp_obj_str_get_data(args[0], &len);
-        if (len > sizeof(h->mark)) {
-            mp_raise_msg_varg(&mp_type_ValueError, MP_ERROR_TEXT("mark tag longer than %u bytes"), (uint)sizeof(h->mark));
+        if (len > 16) {
+            mp_raise_ValueError(MP_ERROR_TEXT("mark tag longer than 16 bytes"));
         }
         failstop_mark_set(s, len);
     } else {
@@ -509,26 +526,27 @@ static mp_obj_t failstop_mark(size_t n_args, const mp_obj_t *args) {
     }
     return mp_const_none;
 }
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_mark_obj, 0, 1, failstop_mark);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mod_failstop_mark_obj, 0, 1, mod_failstop_mark);
 
-static mp_obj_t failstop_reset_cause(void) {
+#if MICROPY_FAILSTOP_REGION_API
+static mp_obj_t mod_failstop_reset_cause(void) {
     return fs_qstr_or_unknown(fs_cause_qstrs, MP_ARRAY_SIZE(fs_cause_qstrs), fs_hdr()->boot_cause);
 }
-static MP_DEFINE_CONST_FUN_OBJ_0(failstop_reset_cause_obj, failstop_reset_cause);
+static MP_DEFINE_CONST_FUN_OBJ_0(mod_failstop_reset_cause_obj, mod_failstop_reset_cause);
 
-static mp_obj_t failstop_boot_count(void) {
+static mp_obj_t mod_failstop_boot_count(void) {
     return mp_obj_new_int_from_uint(fs_hdr()->boot_count);
 }
-static MP_DEFINE_CONST_FUN_OBJ_0(failstop_boot_count_obj, failstop_boot_count);
+static MP_DEFINE_CONST_FUN_OBJ_0(mod_failstop_boot_count_obj, mod_failstop_boot_count);
 
-static mp_obj_t failstop_safe_mode(void) {
+static mp_obj_t mod_failstop_safe_mode(void) {
     return mp_obj_new_bool(fs_hdr()->state & FAILSTOP_STATE_SAFE_MODE);
 }
-static MP_DEFINE_CONST_FUN_OBJ_0(failstop_safe_mode_obj, failstop_safe_mode);
+static MP_DEFINE_CONST_FUN_OBJ_0(mod_failstop_safe_mode_obj, mod_failstop_safe_mode);
 
 // crash_loop(limit=None, window_ms=None): more than `limit` fail-stop reboots within
 // `window_ms` of uptime puts the next boot in safe mode. Kept in retained RAM.
-static mp_obj_t failstop_crash_loop(size_t n_args, const mp_obj_t *args) {
+static mp_obj_t mod_failstop_crash_loop(size_t n_args, const mp_obj_t *args) {
     failstop_header_t *h = fs_hdr();
     if (n_args > 0 && args[0] != mp_const_none) {
         h->loop_limit = fs_int_arg(args[0], "limit", 1, 254);
@@ -540,49 +558,65 @@ static mp_obj_t failstop_crash_loop(size_t n_args, const mp_obj_t *args) {
     mp_obj_t items[2] = { MP_OBJ_NEW_SMALL_INT(h->loop_limit), mp_obj_new_int_from_uint(h->loop_window_ms) };
     return mp_obj_new_tuple(2, items);
 }
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_crash_loop_obj, 0, 2, failstop_crash_loop);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mod_failstop_crash_loop_obj, 0, 2, mod_failstop_crash_loop);
+#endif
 
+#if MICROPY_FAILSTOP_INJECT
 // _inject('FATAL'): raise with no NLR handler at all, through the real nlr_jump,
 // to exercise the FATAL path (unreachable from correct Python code).
 // _inject('DOUBLE', addr): the next fail-stop fault path stores to addr before its
 // record is committed (a CPU fault inside the fault path: a double fault).
-static mp_obj_t failstop_inject(size_t n_args, const mp_obj_t *args) {
+static mp_obj_t mod_failstop_inject(size_t n_args, const mp_obj_t *args) {
     mp_obj_t kind_in = args[0];
     if (n_args == 2 && mp_obj_is_str(kind_in) && strcmp(mp_obj_str_get_str(kind_in), "DOUBLE") == 0) {
         failstop_inject_addr = mp_obj_get_int_truncated(args[1]);
         return mp_const_none;
     }
-    uint8_t kind = fs_lookup(kind_in, fs_kind_qstrs, MP_ARRAY_SIZE(fs_kind_qstrs), "fault kind");
+    uint8_t kind = fs_lookup(kind_in, failstop_kind_names, MP_ARRAY_SIZE(failstop_kind_names), "fault kind");
     if (kind != FAILSTOP_KIND_FATAL) {
         mp_raise_ValueError(MP_ERROR_TEXT("only FATAL can be injected"));
     }
     MP_STATE_THREAD(nlr_top) = NULL;
     mp_raise_msg(&mp_type_RuntimeError, MP_ERROR_TEXT("injected"));
 }
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(failstop_inject_obj, 1, 2, failstop_inject);
+static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mod_failstop_inject_obj, 1, 2, mod_failstop_inject);
+#endif
 
-static MP_DEFINE_STR_OBJ(failstop_firmware_obj, MICROPY_FAILSTOP_FIRMWARE_ID);
+#if MICROPY_FAILSTOP_REGION_API
+static MP_DEFINE_STR_OBJ(mod_failstop_firmware_obj, MICROPY_FAILSTOP_FIRMWARE_ID);
+#endif
 
-static const mp_rom_map_elem_t failstop_module_globals_table[] = {
+static const mp_rom_map_elem_t mod_failstop_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR_failstop) },
-    { MP_ROM_QSTR(MP_QSTR_panic), MP_ROM_PTR(&failstop_panic_obj) },
-    { MP_ROM_QSTR(MP_QSTR_policy), MP_ROM_PTR(&failstop_policy_obj) },
-    { MP_ROM_QSTR(MP_QSTR_fragile), MP_ROM_PTR(&failstop_fragile_obj) },
-    { MP_ROM_QSTR(MP_QSTR_recoverable), MP_ROM_PTR(&failstop_recoverable_obj) },
-    { MP_ROM_QSTR(MP_QSTR_last), MP_ROM_PTR(&failstop_last_obj) },
-    { MP_ROM_QSTR(MP_QSTR_records), MP_ROM_PTR(&failstop_records_obj) },
-    { MP_ROM_QSTR(MP_QSTR_clear), MP_ROM_PTR(&failstop_clear_obj) },
-    { MP_ROM_QSTR(MP_QSTR_dump), MP_ROM_PTR(&failstop_dump_obj) },
-    { MP_ROM_QSTR(MP_QSTR_keeper), MP_ROM_PTR(&failstop_keeper_obj) },
-    { MP_ROM_QSTR(MP_QSTR_watchdog), MP_ROM_PTR(&failstop_watchdog_obj) },
-    { MP_ROM_QSTR(MP_QSTR_feed), MP_ROM_PTR(&failstop_feed_obj) },
-    { MP_ROM_QSTR(MP_QSTR_mark), MP_ROM_PTR(&failstop_mark_obj) },
-    { MP_ROM_QSTR(MP_QSTR_reset_cause), MP_ROM_PTR(&failstop_reset_cause_obj) },
-    { MP_ROM_QSTR(MP_QSTR_boot_count), MP_ROM_PTR(&failstop_boot_count_obj) },
-    { MP_ROM_QSTR(MP_QSTR_safe_mode), MP_ROM_PTR(&failstop_safe_mode_obj) },
-    { MP_ROM_QSTR(MP_QSTR_crash_loop), MP_ROM_PTR(&failstop_crash_loop_obj) },
-    { MP_ROM_QSTR(MP_QSTR__inject), MP_ROM_PTR(&failstop_inject_obj) },
-    { MP_ROM_QSTR(MP_QSTR_Record), MP_ROM_PTR(&failstop_rec_type) },
+    { MP_ROM_QSTR(MP_QSTR_panic), MP_ROM_PTR(&mod_failstop_panic_obj) },
+    { MP_ROM_QSTR(MP_QSTR_last), MP_ROM_PTR(&mod_failstop_last_obj) },
+    { MP_ROM_QSTR(MP_QSTR_watchdog), MP_ROM_PTR(&mod_failstop_watchdog_obj) },
+    { MP_ROM_QSTR(MP_QSTR_feed), MP_ROM_PTR(&mod_failstop_feed_obj) },
+    { MP_ROM_QSTR(MP_QSTR_mark), MP_ROM_PTR(&mod_failstop_mark_obj) },
+    { MP_ROM_QSTR(MP_QSTR_Record), MP_ROM_PTR(&mod_failstop_rec_type) },
+    #if MICROPY_FAILSTOP_POLICY
+    { MP_ROM_QSTR(MP_QSTR_policy), MP_ROM_PTR(&mod_failstop_policy_obj) },
+    #endif
+    #if MICROPY_FAILSTOP_FRAGILE
+    { MP_ROM_QSTR(MP_QSTR_fragile), MP_ROM_PTR(&mod_failstop_fragile_obj) },
+    #endif
+    #if MICROPY_FAILSTOP_RECOVERABLE
+    { MP_ROM_QSTR(MP_QSTR_recoverable), MP_ROM_PTR(&mod_failstop_recoverable_obj) },
+    #endif
+    #if MICROPY_FAILSTOP_KEEPER
+    { MP_ROM_QSTR(MP_QSTR_keeper), MP_ROM_PTR(&mod_failstop_keeper_obj) },
+    #endif
+    #if MICROPY_FAILSTOP_INJECT
+    { MP_ROM_QSTR(MP_QSTR__inject), MP_ROM_PTR(&mod_failstop_inject_obj) },
+    #endif
+    #if MICROPY_FAILSTOP_REGION_API
+    { MP_ROM_QSTR(MP_QSTR_records), MP_ROM_PTR(&mod_failstop_records_obj) },
+    { MP_ROM_QSTR(MP_QSTR_clear), MP_ROM_PTR(&mod_failstop_clear_obj) },
+    { MP_ROM_QSTR(MP_QSTR_dump), MP_ROM_PTR(&mod_failstop_dump_obj) },
+    { MP_ROM_QSTR(MP_QSTR_reset_cause), MP_ROM_PTR(&mod_failstop_reset_cause_obj) },
+    { MP_ROM_QSTR(MP_QSTR_boot_count), MP_ROM_PTR(&mod_failstop_boot_count_obj) },
+    { MP_ROM_QSTR(MP_QSTR_safe_mode), MP_ROM_PTR(&mod_failstop_safe_mode_obj) },
+    { MP_ROM_QSTR(MP_QSTR_crash_loop), MP_ROM_PTR(&mod_failstop_crash_loop_obj) },
     { MP_ROM_QSTR(MP_QSTR_PANIC), MP_ROM_QSTR(MP_QSTR_PANIC) },
     { MP_ROM_QSTR(MP_QSTR_OOM), MP_ROM_QSTR(MP_QSTR_OOM) },
     { MP_ROM_QSTR(MP_QSTR_STACK), MP_ROM_QSTR(MP_QSTR_STACK) },
@@ -593,24 +627,25 @@ static const mp_rom_map_elem_t failstop_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_REBOOT), MP_ROM_QSTR(MP_QSTR_REBOOT) },
     { MP_ROM_QSTR(MP_QSTR_HALT), MP_ROM_QSTR(MP_QSTR_HALT) },
     { MP_ROM_QSTR(MP_QSTR_RAISE), MP_ROM_QSTR(MP_QSTR_RAISE) },
-    { MP_ROM_QSTR(MP_QSTR_FIRMWARE), MP_ROM_PTR(&failstop_firmware_obj) },
+    { MP_ROM_QSTR(MP_QSTR_FIRMWARE), MP_ROM_PTR(&mod_failstop_firmware_obj) },
+    #endif
 };
-static MP_DEFINE_CONST_DICT(failstop_module_globals, failstop_module_globals_table);
+static MP_DEFINE_CONST_DICT(mod_failstop_module_globals, mod_failstop_module_globals_table);
 
-const mp_obj_module_t failstop_user_cmodule = {
+const mp_obj_module_t mp_module_failstop = {
     .base = { &mp_type_module },
-    .globals = (mp_obj_dict_t *)&failstop_module_globals,
+    .globals = (mp_obj_dict_t *)&mod_failstop_module_globals,
 };
-MP_REGISTER_MODULE(MP_QSTR_failstop, failstop_user_cmodule);
+MP_REGISTER_MODULE(MP_QSTR_failstop, mp_module_failstop);
 
 #if MICROPY_PY_MACHINE && MICROPY_MODULE_ATTR_DELEGATION
 // machine.panic without patching the port's machine module.
 extern const mp_obj_module_t mp_module_machine;
-void failstop_machine_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
+void mod_failstop_machine_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
     (void)self_in;
     if (dest[0] == MP_OBJ_NULL && attr == MP_QSTR_panic) {
-        dest[0] = MP_OBJ_FROM_PTR(&failstop_panic_obj);
+        dest[0] = MP_OBJ_FROM_PTR(&mod_failstop_panic_obj);
     }
 }
-MP_REGISTER_MODULE_DELEGATION(mp_module_machine, failstop_machine_attr);
+MP_REGISTER_MODULE_DELEGATION(mp_module_machine, mod_failstop_machine_attr);
 #endif

@@ -26,7 +26,7 @@
 //    resets; a hang with interrupts off ends in the interrupt watchdog's panic (WATCHDOG);
 //  - console: IDF's panic console (panic_print_char: the console UART, or the
 //    USB-Serial-JTAG, polled, no FreeRTOS), flushed on the USB-Serial-JTAG;
-//  - main.py: pyexec_file_if_exists("main.py") from main.c is wrapped, as on rp2.
+//  - main.py: the main program's bracket is in failstop_glue.c, as on rp2.
 #include <string.h>
 
 #include "py/mphal.h"
@@ -352,23 +352,4 @@ NORETURN void __real_esp_system_abort(const char *details);
 NORETURN void FS_PANIC_FN(__wrap_esp_system_abort)(const char *details) {
     fs_abort_caller = fs_esp32_return_address((uint32_t)(uintptr_t)__builtin_return_address(0), FS_XTENSA);
     __real_esp_system_abort(details);
-}
-
-// --- main.py -----------------------------------------------------------------------
-
-// main.c runs boot.py, then main.py (friendly REPL only), both through this function.
-int __real_pyexec_file_if_exists(const char *file);
-int __wrap_pyexec_file_if_exists(const char *file) {
-    if (strcmp(file, "main.py") != 0 || mp_import_stat(file) != MP_IMPORT_STAT_FILE) {
-        return __real_pyexec_file_if_exists(file); // no main program: no healthy run either
-    }
-    if (failstop_region()->hdr.state & FAILSTOP_STATE_SAFE_MODE) {
-        return 1; // safe mode: main.py does not run; go on to the REPL
-    }
-    failstop_main_active = true;
-    int ret = __real_pyexec_file_if_exists(file);
-    // It ended without a fail-stop fault (or under RAISE, as stock): a healthy run.
-    failstop_healthy();
-    failstop_main_active = false;
-    return ret;
 }

@@ -169,6 +169,10 @@ void __wrap_NMI_Handler(void) {
 // Fault handlers: the CPU stacked r0-r3, r12, lr, pc, xpsr on the active stack.
 void failstop_qemu_cpu_fault(const uint32_t *frame, uint32_t exc);
 void failstop_qemu_cpu_fault(const uint32_t *frame, uint32_t exc) {
+    #if !MICROPY_FAILSTOP_CPU_FAULT_TEXT
+    (void)exc;
+    failstop_cpu_fault(NULL, 0, NULL, frame[6], frame[5]);
+    #else
     uint32_t cfsr = SCB_CFSR;
     const char *what = "hard fault, HFSR ";
     uint32_t value = SCB_HFSR;
@@ -188,6 +192,7 @@ void failstop_qemu_cpu_fault(const uint32_t *frame, uint32_t exc) {
     failstop_cpu_fault(what, value,
         exc == 3 ? " (HardFault)" : exc == 4 ? " (MemManage)" : exc == 5 ? " (BusFault)" : " (UsageFault)",
         frame[6], frame[5]);
+    #endif
 }
 
 #define FS_FAULT_ENTRY(name, num) \

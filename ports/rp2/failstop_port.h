@@ -3,25 +3,23 @@
 #define MICROPY_INCLUDED_FAILSTOP_PORT_H
 
 // rp2's MICROPY_STACK_CHECK_MARGIN (256 bytes, set unconditionally in mpconfigport.h)
-// is less than the STACK fault path needs; the HAL lowers the stack limit by this much
-// more at boot.
+// is less than the STACK fault path needs.
+// FAILSTOP_CONFIG: MICROPY_FAILSTOP_RP2_STACK_EXTRA, rp2: bytes by which the HAL lowers the stack limit at boot, so the STACK fault path has room, type=int, default=512
 #ifndef MICROPY_FAILSTOP_RP2_STACK_EXTRA
 #define MICROPY_FAILSTOP_RP2_STACK_EXTRA (512)
 #endif
 
-// Boot banner bytes written before main.c starts USB, kept until it does.
+// FAILSTOP_CONFIG: MICROPY_FAILSTOP_RP2_EARLY_BUF, rp2: boot banner bytes written before main.c starts USB, kept until it does, type=int, default=256
 #ifndef MICROPY_FAILSTOP_RP2_EARLY_BUF
 #define MICROPY_FAILSTOP_RP2_EARLY_BUF (256)
 #endif
 
-// Fault-path console output: how long, in all, it may wait for a host that has the USB
-// serial open but does not read (the CDC FIFO full); then what does not fit is lost.
+// FAILSTOP_CONFIG: MICROPY_FAILSTOP_RP2_TX_WAIT_MS, rp2: how long, in all, fault-path console output may wait for a host that has the USB serial open but does not read; then what does not fit is lost, type=int, default=20
 #ifndef MICROPY_FAILSTOP_RP2_TX_WAIT_MS
 #define MICROPY_FAILSTOP_RP2_TX_WAIT_MS (20)
 #endif
 
-// _failstop_rp2: test hooks that reach pico-sdk's panic() and the C assert handler
-// from Python (the emulated-Pico tests); 0 leaves them out.
+// FAILSTOP_CONFIG: MICROPY_FAILSTOP_RP2_TEST_HOOKS, rp2: the _failstop_rp2 module, test hooks that reach pico-sdk's panic() and the C assert handler from Python (the emulated-Pico tests), type=bool, default=1
 #ifndef MICROPY_FAILSTOP_RP2_TEST_HOOKS
 #define MICROPY_FAILSTOP_RP2_TEST_HOOKS (1)
 #endif
@@ -31,8 +29,7 @@
 #define FAILSTOP_NCORES (2)
 #define FAILSTOP_CORE_ID() (*(volatile const uint32_t *)0xd0000000u) // SIO_BASE + CPUID
 
-// Before a fault reset, how long a host gets to open the port and take what the board
-// wrote (only while output is pending).
+// FAILSTOP_CONFIG: MICROPY_FAILSTOP_RP2_USB_DRAIN_MS, rp2: before a fault reset, how long a host gets to open the port and take what the board wrote (only while output is pending), type=int, default=50
 #ifndef MICROPY_FAILSTOP_RP2_USB_DRAIN_MS
 #define MICROPY_FAILSTOP_RP2_USB_DRAIN_MS (50)
 #endif

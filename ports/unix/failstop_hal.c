@@ -7,6 +7,7 @@
 //  - $FAILSTOP_MAX_BOOTS bounds the boots of one run, so tests cannot loop forever;
 //  - $FAILSTOP_UPTIME_MS starts the uptime clock at that many ms (months of uptime
 //    without waiting for them).
+// The main program's bracket (a --wrap of MicroPython's lexer) is in failstop_glue.c.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -23,9 +24,7 @@
 #include <unistd.h>
 
 #include "py/runtime.h"
-#include "py/lexer.h"
 #include "failstop.h"
-#include "failstop_frames.h"
 
 #define FS_EXIT_BOOT_LIMIT (75) // EX_TEMPFAIL: the boot cap stopped a reset
 #define FS_WDT_MAX_MS (3600000)
@@ -292,17 +291,4 @@ static void fs_hardfault_handler(int sig, siginfo_t *info, void *uctx) {
     #endif
     failstop_fault(&f);
     _exit(128 + sig); // not reached
-}
-
-// The main script is the first file lexed with no Python frame active (imports
-// always run inside one). In safe mode it is replaced by an empty program.
-mp_lexer_t *__real_mp_lexer_new_from_file(qstr filename);
-mp_lexer_t *__wrap_mp_lexer_new_from_file(qstr filename) {
-    if (failstop_vm_top == NULL && !failstop_main_active) {
-        if (failstop_region()->hdr.state & FAILSTOP_STATE_SAFE_MODE) {
-            return mp_lexer_new_from_str_len(filename, "", 0, 0);
-        }
-        failstop_main_active = true;
-    }
-    return __real_mp_lexer_new_from_file(filename);
 }

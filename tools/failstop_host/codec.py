@@ -809,6 +809,16 @@ def encode_region(
 # --- human report -------------------------------------------------------------------------
 
 
+def shown_message(rec: Record) -> str:
+    """The record's message as reports show it. A lean build's OOM record carries none
+    (MICROPY_FAILSTOP_OOM_TEXT off): MicroPython's own text, from alloc_size and the flag."""
+    if rec.message or rec.kind != "OOM":
+        return rec.message
+    if rec.flags & FLAG_HEAP_LOCKED:
+        return "memory allocation failed, heap is locked"
+    return f"memory allocation failed, allocating {rec.alloc_size} bytes"
+
+
 def format_record(rec: Record, symbolize: Optional[Callable[[int, bool], str]] = None) -> str:
     """A short human report of one record; every device string is escaped. With
     ``symbolize(address, is_return_address)`` (``--elf``), pc and lr get a line each:
@@ -827,10 +837,11 @@ def format_record(rec: Record, symbolize: Optional[Callable[[int, bool], str]] =
         lines.append(f"     ... {rec.depth - shown} more of {rec.depth} frames")
     if not rec.traceback and rec.flags & FLAG_NO_PYTHON_FRAME:
         lines.append("  no Python frame was active")
-    if rec.exc_type and rec.message:
-        lines.append(f"  {e(rec.exc_type)}: {e(rec.message)}")
-    elif rec.exc_type or rec.message:
-        lines.append(f"  {e(rec.exc_type or rec.message)}")
+    message = shown_message(rec)
+    if rec.exc_type and message:
+        lines.append(f"  {e(rec.exc_type)}: {e(message)}")
+    elif rec.exc_type or message:
+        lines.append(f"  {e(rec.exc_type or message)}")
     heap = "unknown" if rec.heap_free is None else f"{rec.heap_free} B"
     mem = [f"heap free {heap}"]
     if rec.alloc_size or rec.kind == "OOM":

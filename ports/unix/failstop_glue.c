@@ -1,0 +1,17 @@
+// failstop integration glue for the unix port: the main program's bracket (the
+// platform itself is in failstop_hal.c).
+#include "py/lexer.h"
+#include "failstop.h"
+#include "failstop_frames.h"
+
+// The main script is the first file lexed with no Python frame active (imports
+// always run inside one). In safe mode it is replaced by an empty program.
+mp_lexer_t *__real_mp_lexer_new_from_file(qstr filename);
+mp_lexer_t *__wrap_mp_lexer_new_from_file(qstr filename) {
+    if (failstop_vm_top == NULL && !failstop_main_active) {
+        if (!failstop_main_begin()) {
+            return mp_lexer_new_from_str_len(filename, "", 0, 0); // safe mode
+        }
+    }
+    return __real_mp_lexer_new_from_file(filename);
+}
