@@ -25,9 +25,7 @@ STOCK = Path(os.environ.get("FAILSTOP_UNIX_STOCK", ROOT / "build/unix-stock/micr
 MPY = Path(os.environ["MICROPY_DIR"]).resolve()
 SCRIPTS = ROOT / "host_tests/scripts"
 # Every program of tests/perf_bench (benchrun.py is their driver).
-PERF = sorted(
-    p.stem for p in (MPY / "tests/perf_bench").glob("*.py") if p.name != "benchrun.py"
-)
+PERF = sorted(p.stem for p in (MPY / "tests/perf_bench").glob("*.py") if p.name != "benchrun.py")
 # Targets (issue "lean and fast"): the median overhead over all programs, and the one
 # that resumes generators most (every resume passes the frame-stack wrapper).
 TARGET_MEDIAN, TARGET_YIELD_FROM = 0.5, 1.5
