@@ -320,8 +320,9 @@ MICROPY_DIR = Path(
 def test_the_whole_hal_type_checks_against_the_fake(config: list[str]) -> None:
     """ports/esp32/failstop_hal.c and failstop_glue.c through gcc -fsyntax-only -Wall
     -Wextra -Werror, with MicroPython 1.25.0's real py/ headers and the FAKE IDF headers
-    (host_tests/esp32_fake/: IDF's signatures copied by hand, so this checks the HAL's C against those copies, not
-    against ESP-IDF itself; NO_QSTR as in MicroPython's own qstr pass)."""
+    (host_tests/esp32_fake/: IDF's signatures copied by hand, so this checks the HAL's C
+    against those copies, not against ESP-IDF itself; NO_QSTR as in MicroPython's own qstr
+    pass)."""
     if CC is None:
         pytest.skip("no C compiler on this machine")
     if not (MICROPY_DIR / "py" / "mpconfig.h").exists():
