@@ -588,6 +588,10 @@ static MP_DEFINE_STR_OBJ(mod_failstop_firmware_obj, MICROPY_FAILSTOP_FIRMWARE_ID
 
 static const mp_rom_map_elem_t mod_failstop_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR_failstop) },
+    #if MICROPY_FAILSTOP_FRAGILE
+    // First: looked up on every `with failstop.fragile():` (the table is searched in order).
+    { MP_ROM_QSTR(MP_QSTR_fragile), MP_ROM_PTR(&mod_failstop_fragile_obj) },
+    #endif
     { MP_ROM_QSTR(MP_QSTR_panic), MP_ROM_PTR(&mod_failstop_panic_obj) },
     { MP_ROM_QSTR(MP_QSTR_last), MP_ROM_PTR(&mod_failstop_last_obj) },
     { MP_ROM_QSTR(MP_QSTR_watchdog), MP_ROM_PTR(&mod_failstop_watchdog_obj) },
@@ -596,9 +600,6 @@ static const mp_rom_map_elem_t mod_failstop_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_Record), MP_ROM_PTR(&mod_failstop_rec_type) },
     #if MICROPY_FAILSTOP_POLICY
     { MP_ROM_QSTR(MP_QSTR_policy), MP_ROM_PTR(&mod_failstop_policy_obj) },
-    #endif
-    #if MICROPY_FAILSTOP_FRAGILE
-    { MP_ROM_QSTR(MP_QSTR_fragile), MP_ROM_PTR(&mod_failstop_fragile_obj) },
     #endif
     #if MICROPY_FAILSTOP_RECOVERABLE
     { MP_ROM_QSTR(MP_QSTR_recoverable), MP_ROM_PTR(&mod_failstop_recoverable_obj) },
