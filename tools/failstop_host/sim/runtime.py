@@ -46,6 +46,10 @@ class Runtime:
     """The board during one boot: its clock, heap and tracer, its policies, the fault
     path, and the OOM sweep's runs."""
 
+    # An OOM sweep takes a fail-stop OOM's run in the main line's process (False: forks
+    # it, as under RAISE; firmware/bench_sim.py measures both, docs/bench-sim.md).
+    sweep_in_process = True
+
     def __init__(self, plan: BootPlan, retained: Retained, status_fd: int) -> None:
         self.plan = plan
         self.res = plan.resources
@@ -370,7 +374,12 @@ class Runtime:
         d, k = self.sweep_dir, self.heap.allocs
         before = _traced_memory()[0]
         self.out.flush()
-        if self.policy(Kind.OOM) != Action.RAISE and not self.stock(Kind.OOM) and not self.in_fault:
+        if (
+            self.sweep_in_process
+            and self.policy(Kind.OOM) != Action.RAISE
+            and not self.stock(Kind.OOM)
+            and not self.in_fault
+        ):
             self._sweep_in_process(frame, d, k)
             self._sweep_leftover(before)
             return
