@@ -6,7 +6,10 @@
      ~100-line workload (host_tests/scripts/workload.py): one run per allocation point
      with the OOM injected there, each run the fault and the reboot after it; every run
      must end in a valid OOM record and a clean reboot (or a clean finish);
-  3. for comparison, the same sweeps as separate runs, ``run(oom_at=k)`` for every k.
+  3. for comparison, the same sweeps as separate runs, ``run(oom_at=k)`` for every k;
+  4. the sweep's two paths: a fail-stop OOM's run taken in the main line's process (the
+     default) or forked from it at every point (``Runtime.sweep_in_process = False``,
+     the path the RAISE policy takes); the forked runs must equal the in-process ones.
 
 Wall-clock times (what a user waits for) and CPU times. Writes docs/bench-sim.md and
 prints it. Usage: python firmware/bench_sim.py [--quick]"""
@@ -30,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 from failstop_host.sim import SimDevice, SimRun  # noqa: E402
+from failstop_host.sim.runtime import Runtime  # noqa: E402
 
 SCRIPTS = ROOT / "host_tests/scripts"
 DOC = ROOT / "docs/bench-sim.md"
@@ -110,12 +114,32 @@ def power_on_runs(dev: SimDevice, tmp: Path, runs: int) -> Timed:
     return timed(go)[1]
 
 
-def sweep(dev: SimDevice, script: Path, max_boots: int = 2) -> tuple[int, list[str], Timed]:
+def sweep(
+    dev: SimDevice, script: Path, max_boots: int = 2, in_process: bool = True
+) -> tuple[list[SimRun], list[str], Timed]:
+    """The OOM sweep, each point's run taken in the main line's process or forked (the
+    boots fork from this process, so they see the class attribute as set here)."""
     dev.erase()
-    runs, t = timed(lambda: dev.sweep_oom(script, max_boots=max_boots))
+    Runtime.sweep_in_process = in_process
+    try:
+        runs, t = timed(lambda: dev.sweep_oom(script, max_boots=max_boots))
+    finally:
+        Runtime.sweep_in_process = True
     reboot = max_boots > 1
     bad = [f"oom_at={k}: {why}" for k, r in enumerate(runs, 1) if (why := check(r, reboot))]
-    return len(runs), bad, t
+    return runs, bad, t
+
+
+def same_runs(a: list[SimRun], b: list[SimRun]) -> list[str]:
+    """Where two sweeps' runs differ (output, end, boots, records but heap_free)."""
+
+    def key(r: SimRun) -> object:
+        recs = [(x.kind, x.seq, x.boot, x.location, x.message, x.mark) for x in r.records]
+        return (r.output, r.end, r.exit_code, r.boots, recs)
+
+    if len(a) != len(b):
+        return [f"{len(a)} runs in process, {len(b)} forked"]
+    return [f"oom_at={k}: differs" for k, (x, y) in enumerate(zip(a, b), 1) if key(x) != key(y)]
 
 
 def separate_runs(dev: SimDevice, script: Path, points: int) -> tuple[list[str], Timed]:
@@ -146,15 +170,24 @@ def main() -> int:
         say(f"power-on runs ({n_runs} runs of a program that just ends)")
         t_hello = power_on_runs(dev, tmp, n_runs)
         rows = []
+        forked: list[Forked] = []
         failures = []
         for name in ("purse.py", "workload.py"):
             script = SCRIPTS / name
             say(f"OOM sweep of {name}")
-            points, bad, t_sweep = sweep(dev, script)
+            runs, bad, t_sweep = sweep(dev, script)
+            points = len(runs)
             failures += [f"{name} {b}" for b in bad]
             say(f"OOM sweep of {name}, the faulting boots only")
-            _, bad1, t_faults = sweep(dev, script, max_boots=1)
+            runs1, bad1, t_faults = sweep(dev, script, max_boots=1)
             failures += [f"{name} (faulting boots) {b}" for b in bad1]
+            say(f"OOM sweep of {name}, every point's run forked")
+            fruns, fbad, f_sweep = sweep(dev, script, in_process=False)
+            failures += [f"{name} (forked) {b}" for b in fbad + same_runs(runs, fruns)]
+            say(f"OOM sweep of {name}, every point's run forked, the faulting boots only")
+            fruns1, fbad1, f_faults = sweep(dev, script, max_boots=1, in_process=False)
+            failures += [f"{name} (forked, faulting boots) {b}" for b in fbad1]
+            failures += [f"{name} (forked, faulting boots) {b}" for b in same_runs(runs1, fruns1)]
             sep: Optional[Timed] = None
             if not args.quick:
                 say(f"the same as {points} separate runs")
@@ -162,14 +195,18 @@ def main() -> int:
                 failures += [f"{name} (separate) {b}" for b in sep_bad]
             lines = len(script.read_text().splitlines())
             rows.append((name, lines, points, len(bad), t_sweep, t_faults, sep))
+            forked.append((name, points, t_sweep, f_sweep, t_faults, f_faults))
     total_sweeps = sum(r[4].wall for r in rows)  # with the reboots
-    doc = render(load, boots, t_boot, n_runs, t_hello, rows, total_sweeps, failures)
+    doc = render(load, boots, t_boot, n_runs, t_hello, rows, total_sweeps, failures, forked)
     DOC.write_text(doc)
     print(doc)
     if failures:
         say(f"{len(failures)} runs did not end in a valid OOM record and a clean reboot")
         return 1
     return 0
+
+
+Forked = tuple[str, int, Timed, Timed, Timed, Timed]  # program, points, in process/forked x2
 
 
 def render(
@@ -181,6 +218,7 @@ def render(
     rows: list[tuple[str, int, int, int, Timed, Timed, Optional[Timed]]],
     total_sweeps: float,
     failures: list[str],
+    forked: list[Forked],
 ) -> str:
     cpus = os.cpu_count() or 1
     out = [
@@ -239,6 +277,33 @@ def render(
         "that a swept run equals the separate run (output, boots, records; `heap_free` "
         "may differ by a few hundred bytes, the sweep's own objects being in the same "
         "process).",
+        "",
+        "## The sweep's two paths",
+        "",
+        "A fail-stop OOM's run is taken in the main line's process (above), or forked from "
+        "it at every point (`Runtime.sweep_in_process = False`; the path the RAISE policy "
+        "always takes, its program going on after the error). The forked runs are checked "
+        "equal to the in-process ones (output, end, boots, records but `heap_free`). Wall "
+        "clock (CPU in brackets); *faulting boots only* as above, `max_boots=1`, where the "
+        "cost of the path is all there is.",
+        "",
+        "| program | points | sweep in process | sweep forked | forked / in process "
+        "| faulting boots in process | faulting boots forked | forked / in process |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, points, t_in, t_fork, t1_in, t1_fork in forked:
+        out.append(
+            f"| `{name}` | {points} | {t_in.wall:.2f} s ({t_in.cpu:.2f}) "
+            f"| {t_fork.wall:.2f} s ({t_fork.cpu:.2f}) | {t_fork.wall / t_in.wall:.1f}x "
+            f"| {t1_in.wall:.2f} s ({t1_in.cpu:.2f}) | {t1_fork.wall:.2f} s ({t1_fork.cpu:.2f}) "
+            f"| {t1_fork.wall / t1_in.wall:.1f}x |"
+        )
+    fork_total = sum(f[3].wall for f in forked)
+    fork_verdict = "met" if fork_total < TARGET_S else "NOT met"
+    out += [
+        "",
+        f"Both sweeps together, forked at every point: {fork_total:.2f} s wall (target: "
+        f"under {TARGET_S:.0f} s: {fork_verdict}).",
     ]
     if failures:
         out += ["", "Runs not OK:", ""] + [f"- {f}" for f in failures]

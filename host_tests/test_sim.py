@@ -24,6 +24,7 @@ from failstop_host.sim.retained import (
     REGION_SIZE,
     Retained,
 )
+from failstop_host.sim.runtime import Runtime
 
 ROOT = Path(__file__).parent.parent
 A_REBOOT = Action.REBOOT
@@ -107,6 +108,27 @@ def test_every_injected_oom_is_fail_stop_and_the_sweep_equals_single_runs(
     alloc_line = line_of(script, "# ALLOC")
     hit = [r.record.location.line for r in runs if r.record and r.record.location]
     assert hit.count(alloc_line) >= 3
+
+
+def test_the_sweeps_two_paths_give_the_same_runs(
+    dev: SimDevice, board: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fail-stop OOM's run taken in the main line's process (the default) equals the
+    run forked at that point (the RAISE policy's path; docs/simulator.md measures both)."""
+    script = write(board, "main.py", TXN)
+    in_process = dev.sweep_oom(script, jobs=2)
+    monkeypatch.setattr(Runtime, "sweep_in_process", False)  # the boots fork from here
+    dev.erase()
+    forked = dev.sweep_oom(script, jobs=2)
+    assert len(forked) == len(in_process) > 10
+    for k, (a, b) in enumerate(zip(in_process, forked), 1):
+        assert (a.output, a.end, a.exit_code, a.boot_reports) == (
+            b.output,
+            b.end,
+            b.exit_code,
+            b.boot_reports,
+        ), k
+        assert [fields(r) for r in a.records] == [fields(r) for r in b.records], k
 
 
 def test_oom_beyond_the_last_allocation_point_is_a_clean_run(dev: SimDevice, board: Path) -> None:

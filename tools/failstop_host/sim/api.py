@@ -235,10 +235,10 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
         top = rt.res.wdt_max_ms
         if timeout_ms <= 0 or timeout_ms > top:
             raise ValueError(f"timeout_ms must be 1..{top}")
-        rt.wdt_arm(timeout_ms)
+        rt.clock.wdt_arm(timeout_ms)
 
     def feed() -> None:
-        rt.wdt_feed()
+        rt.clock.wdt_feed()
 
     def mark(*args: object) -> Optional[str]:
         """mark() -> the current tag; mark(tag) sets it, allocating nothing."""
@@ -349,7 +349,7 @@ def build_machine(rt: Runtime, failstop: types.ModuleType) -> types.ModuleType:
             failstop.watchdog(timeout)
 
         def feed(self) -> None:
-            rt.wdt_feed()
+            rt.clock.wdt_feed()
 
     for name, stub in rt.plan.machine_stubs.items():  # the user's (Pin, I2C, ...)
         setattr(m, name, stub)
@@ -366,20 +366,20 @@ def build_micropython(rt: Runtime) -> types.ModuleType:
         return x
 
     def heap_lock() -> None:
-        rt.heap_locked += 1
+        rt.heap.locked += 1
 
     def heap_unlock() -> int:
-        if rt.heap_locked:
-            rt.heap_locked -= 1
-        return rt.heap_locked
+        if rt.heap.locked:
+            rt.heap.locked -= 1
+        return rt.heap.locked
 
     def heap_locked() -> int:
-        return rt.heap_locked
+        return rt.heap.locked
 
     def mem_info(*args: Any) -> None:
-        used = rt.heap_used()
-        total = rt.heap_size
-        rt.write(f"heap: total {total}, used {used}, free {rt.heap_free()} (simulated)\n")
+        used = rt.heap.used()
+        total = rt.heap.size
+        rt.write(f"heap: total {total}, used {used}, free {rt.heap.free()} (simulated)\n")
 
     def opt_level(*args: Any) -> int:
         return 0
@@ -418,13 +418,13 @@ def build_time(rt: Runtime) -> types.ModuleType:
     period = 1 << (rt.res.small_int_bits - 1)
 
     def ticks_ms() -> int:
-        return (rt.clock_ns() // 1_000_000) % period
+        return (rt.clock.now_ns() // 1_000_000) % period
 
     def ticks_us() -> int:
-        return (rt.clock_ns() // 1_000) % period
+        return (rt.clock.now_ns() // 1_000) % period
 
     def ticks_cpu() -> int:
-        return rt.clock_ns() % period
+        return rt.clock.now_ns() % period
 
     def ticks_add(ticks: int, delta: int) -> int:
         return (ticks + delta) % period
@@ -443,10 +443,10 @@ def build_time(rt: Runtime) -> types.ModuleType:
         rt.sleep_ns(int(us) * 1_000)
 
     def time() -> int:
-        return int(epoch + rt.clock_ns() / 1e9)
+        return int(epoch + rt.clock.now_ns() / 1e9)
 
     def time_ns() -> int:
-        return int(epoch * 1e9) + rt.clock_ns()
+        return int(epoch * 1e9) + rt.clock.now_ns()
 
     for fn in (
         ticks_ms,
@@ -520,17 +520,17 @@ def install(rt: Runtime) -> None:
     sys.modules.update(mods)
 
     def mem_free() -> int:
-        free = rt.heap_free()
+        free = rt.heap.free()
         return 0x7FFFFFFF if free is None else free
 
     def mem_alloc() -> int:
-        return rt.heap_used()
+        return rt.heap.used()
 
     gc.mem_free = mem_free  # type: ignore[attr-defined]
     gc.mem_alloc = mem_alloc  # type: ignore[attr-defined]
 
     def print_exception(exc: BaseException, file: Any = None) -> None:
         out = sys.stdout if file is None else file
-        mp.write_traceback(exc, out.write, rt.is_device_file)
+        mp.write_traceback(exc, out.write, rt.tracer.is_device_file)
 
     sys.print_exception = print_exception  # type: ignore[attr-defined]

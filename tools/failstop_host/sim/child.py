@@ -60,16 +60,16 @@ def boot(plan: BootPlan, retained_path: Path, console_fd: int, status_fd: int) -
         retained.boot(RC_POWER_ON if plan.hw_cause == NO_RESET else plan.hw_cause, rt.write)
     api.install(rt)
     builtins_dict = loader.install(rt, plan.root)
-    _limit_address_space(rt.heap_size or _AS_MARGIN * 4)
-    if rt.heap_size is not None:
+    _limit_address_space(rt.heap.size or _AS_MARGIN * 4)
+    if rt.heap.size is not None:
         if not tracemalloc.is_tracing():
             tracemalloc.start(1)
-        gc.disable()  # collection happens when the heap is full (Runtime.collect)
+        gc.disable()  # collection happens when the heap is full (Heap.collect)
         gc.freeze()  # what the boot inherited is not the program's: collections skip it
-        rt.heap_base = rt.heap_last = tracemalloc.get_traced_memory()[0]
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), rt.stack_limit + 200))
-    rt.retrip()
-    rt.start_tracing()
+        rt.heap.base = rt.heap.last = tracemalloc.get_traced_memory()[0]
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), rt.tracer.stack_limit + 200))
+    rt.clock.retrip()
+    rt.tracer.start()
 
     boot_code = rt.code_for("boot.py")
     if boot_code is not None:

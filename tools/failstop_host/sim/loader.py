@@ -29,7 +29,7 @@ class SizedGuard:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if args and isinstance(args[0], int) and not isinstance(args[0], bool):
-            self._rt.sized_alloc(args[0])
+            self._rt.heap.sized_alloc(args[0])
         return self._real(*args, **kwargs)
 
     def __instancecheck__(self, obj: object) -> bool:

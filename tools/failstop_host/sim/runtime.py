@@ -1,19 +1,20 @@
 """One boot of the simulated board, inside its own (forked) process.
 
-The boot runs the program with a ``sys.settrace`` tracer on the program's own frames.
-The tracer sees every instruction before it runs (opcode events), every call before
-the callee's first instruction, and every exception where it is raised, before any
-``except`` clause of the program runs. A fail-stop fault writes the record into the
-retained region, prints the firmware's line, and ends the process with ``os._exit``:
-no handler, ``finally`` or ``__exit__`` of the program runs afterwards, as on the
-board. The host side (host.py) then "resets" the board by starting the next boot.
+The board is a virtual clock (clock.py), a heap with its allocation points (heap.py)
+and a ``sys.settrace`` tracer on the program's own frames (tracer.py); the runtime puts
+them together and is the board's policy and fault path. The tracer sees every
+instruction before it runs, every call before the callee's first instruction, and
+every exception where it is raised, before any ``except`` clause of the program runs.
+A fail-stop fault writes the record into the retained region, prints the firmware's
+line, and ends the process with ``os._exit``: no handler, ``finally`` or ``__exit__``
+of the program runs afterwards, as on the board. The host side (host.py) then "resets"
+the board by starting the next boot.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dis
-import gc
 import json
 import os
 import sys
@@ -26,17 +27,13 @@ from typing import Any, Callable, NoReturn, Optional, TextIO
 
 from .. import codec
 from ..codec import Action, Kind
-from . import allocpoints
 from . import mpstyle as mp
+from .clock import Clock
 from .config import BootPlan
+from .heap import Heap
 from .procs import die_with_parent
-from .retained import RC_WATCHDOG, UPTIME_MAX, Retained, clean_text
-
-TraceFn = Callable[[FrameType, str, Any], Any]
-
-NEVER = 1 << 62
-STACK_BASE = 512  # modelled C stack below the first Python frame (bytes)
-STACK_PER_FRAME = 448  # modelled C stack per Python call (the unix port needs ~450 B)
+from .retained import RC_WATCHDOG, Retained, clean_text
+from .tracer import Tracer, stack_used
 
 _RAISE_OPS = frozenset(
     op for op, name in enumerate(dis.opname) if name in ("RAISE_VARARGS", "RERAISE")
@@ -46,7 +43,12 @@ _traced_memory = tracemalloc.get_traced_memory
 
 
 class Runtime:
-    """The board during one boot: resources, virtual clock, policies, the fault path."""
+    """The board during one boot: its clock, heap and tracer, its policies, the fault
+    path, and the OOM sweep's runs."""
+
+    # An OOM sweep takes a fail-stop OOM's run in the main line's process (False: forks
+    # it, as under RAISE; firmware/bench_sim.py measures both, docs/bench-sim.md).
+    sweep_in_process = True
 
     def __init__(self, plan: BootPlan, retained: Retained, status_fd: int) -> None:
         self.plan = plan
@@ -55,41 +57,38 @@ class Runtime:
         self.status_fd = status_fd
         self.out: TextIO = sys.stdout  # the console (child.boot sets it)
         inj = plan.inject
-        # Virtual clock: steps (instructions) * op_ns + slept_ns. Steps are counted down in
-        # chunks of at most 255 (CPython's cached small ints: the hot path allocates
-        # nothing): steps = base_steps + chunk - left.
-        self.base_steps = 0
-        self.chunk = 1
-        self.left = 1
-        self.slept_ns = 0
-        self.trip = NEVER  # the step at which a deadline or an injected hang is due
-        self.hang_at = inj.hang_at if inj and inj.hang_at else 0
         self.early_warning = inj.early_warning if inj else True
-        self.budget_ns: Optional[int] = None if plan.max_ms is None else plan.max_ms * 1_000_000
-        self.wdt_ms = 0
-        self.wdt_deadline: Optional[int] = None  # ns
-        # Allocation points and the heap.
-        self.allocs = 0
-        self.oom_at = inj.oom_at if inj and isinstance(inj.oom_at, int) else 0
-        # oom_at as a source location: (file, line, n), and per code object the offsets
-        # of its allocation points on that line.
-        self.oom_loc = inj.oom_location if inj else None
-        self.oom_offsets: dict[int, tuple[CodeType, frozenset[int]]] = {}
-        self.heap_size = self.res.heap_size
-        self.heap_base = 0
-        self.heap_last = 0  # traced bytes at the last heap check
-        self.heap_locked = 0
-        self.pending = False  # an allocation point ran: check the heap at the next step
-        self.pend_frame: Optional[FrameType] = None
-        self.pend_lasti = 0
-        # OOM sweep: the main line forks an injected run at every allocation point.
+        self.device_files: set[str] = set(plan.programs)  # the program's (the tracer's too)
+        self.clock = Clock(
+            op_ns=self.res.op_ns,
+            uptime_start_ms=self.res.uptime_start_ms,
+            hang_at=inj.hang_at if inj and inj.hang_at else 0,
+            max_ms=plan.max_ms,
+            on_hang=self._hang,
+            on_watchdog=self.watchdog_fault,
+            on_time_limit=self._time_limit,
+        )
+        self.heap = Heap(
+            size=self.res.heap_size,
+            oom_at=inj.oom_at if inj and isinstance(inj.oom_at, int) else 0,
+            oom_loc=inj.oom_location if inj else None,
+            oom=self.oom,
+            caller=self.caller,
+        )
+        self.tracer = Tracer(
+            self.device_files,
+            stack_limit=inj.stack_at if inj and inj.stack_at else self.res.stack_limit,
+            clock=self.clock,
+            heap=self.heap,
+            on_stack=self.on_stack,
+            on_exception=self.on_exception,
+        )
+        # OOM sweep: the main line carries out an injected run at every allocation point.
         self.sweep_dir = plan.sweep_dir
+        if self.sweep_dir is not None:
+            self.heap.sweep = self.sweep_point
         self.console_pos = -1
         self.in_process_run = False
-        # Stack.
-        self.depth = 0
-        self.max_depth = 0
-        self.stack_limit = inj.stack_at if inj and inj.stack_at else self.res.stack_limit
         # Policy and fault state (RAM: lost at every reset).
         self.policies: dict[int, int] = {}
         self.in_fault = 0
@@ -102,25 +101,11 @@ class Runtime:
         self.keeper_active = False  # records get IN_KEEPER
         self.inject_addr = 0  # _inject("DOUBLE", addr): the next fault path stores there
         self.main_active = False
-        self.device_files: set[str] = set(plan.programs)
-        self._locals: dict[int, tuple[CodeType, TraceFn]] = {}
-        self._trace_call: TraceFn = self._make_global()
 
     # --- console and the end of a boot ------------------------------------------------
 
     def write(self, text: str) -> None:
         self.out.write(text)
-
-    def uptime_ms(self) -> int:
-        """failstop_hal_uptime_ms: saturates at 0xFFFFFFFF (49.7 days), never wraps."""
-        return min(self.res.uptime_start_ms + self.clock_ns() // 1_000_000, UPTIME_MAX)
-
-    @property
-    def steps(self) -> int:
-        return self.base_steps + self.chunk - self.left
-
-    def clock_ns(self) -> int:
-        return self.steps * self.res.op_ns + self.slept_ns
 
     def finish(
         self, end: str, code: Optional[int] = 0, kind: int = 0, hw_next: int = 0
@@ -129,18 +114,17 @@ class Runtime:
         ``hw_next``: the hardware reset cause the next boot sees (0: none, the cause is
         what the firmware left in the region)."""
         if not self.in_process_run:
-            sys.settrace(None)
-            sys.setprofile(None)
+            self.tracer.stop()
         with contextlib.suppress(Exception):
             self.out.flush()
         status = {
             "end": end,
             "code": code,
             "kind": kind,
-            "steps": self.steps,
-            "allocs": self.allocs,
-            "max_depth": self.max_depth,
-            "uptime_ms": self.uptime_ms(),
+            "steps": self.clock.steps,
+            "allocs": self.heap.allocs,
+            "max_depth": self.tracer.max_depth,
+            "uptime_ms": self.clock.uptime_ms(),
             "console_pos": self.console_pos,
             "hw_next": hw_next,
         }
@@ -149,64 +133,17 @@ class Runtime:
             raise _SweepRunDone
         os._exit(0)
 
-    # --- device frames and the record -------------------------------------------------
+    def _hang(self) -> NoReturn:
+        self.finish("hang", None)
 
-    def is_device_file(self, filename: str) -> bool:
-        return filename in self.device_files
+    def _time_limit(self) -> NoReturn:
+        self.finish("time_limit", None)
 
-    def device_frame(self, frame: Optional[FrameType]) -> Optional[FrameType]:
-        """The innermost frame of the program at or outside ``frame``."""
-        files = self.device_files
-        while frame is not None and frame.f_code.co_filename not in files:
-            frame = frame.f_back
-        return frame
+    # --- the record ------------------------------------------------------------------
 
     def caller(self) -> Optional[FrameType]:
         """The program's frame that called into the simulator."""
-        return self.device_frame(sys._getframe(1))
-
-    def capture(
-        self,
-        frame: Optional[FrameType],
-        exc: Optional[BaseException] = None,
-        line: Optional[int] = None,
-    ) -> tuple[list[tuple[str, int, str]], int]:
-        """Frames of a fault, innermost first, and the number of active Python frames:
-        an exception's own traceback first, then the active frames outside it (as
-        fs_capture_frames does)."""
-        files = self.device_files
-        frames: list[tuple[str, int, str]] = []
-        start = frame
-        tb: Optional[TracebackType] = exc.__traceback__ if exc is not None else None
-        if tb is not None:
-            outer: Optional[FrameType] = None
-            inner: list[tuple[str, int, str]] = []
-            while tb is not None:
-                code = tb.tb_frame.f_code
-                if code.co_filename in files:
-                    inner.append((code.co_filename, tb.tb_lineno or 0, code.co_name))
-                    if outer is None:
-                        outer = tb.tb_frame
-                tb = tb.tb_next
-            frames.extend(reversed(inner))
-            if outer is not None:
-                start = outer.f_back
-        f = self.device_frame(start)
-        while f is not None:
-            code = f.f_code
-            if code.co_filename in files:
-                ln = line if (line is not None and not frames) else (f.f_lineno or 0)
-                frames.append((code.co_filename, ln, code.co_name))
-            f = f.f_back
-        return frames, len(frames)
-
-    def heap_used(self) -> int:
-        return _traced_memory()[0] - self.heap_base
-
-    def heap_free(self) -> Optional[int]:
-        if self.heap_size is None:
-            return None
-        return max(0, self.heap_size - self.heap_used())
+        return self.tracer.device_frame(sys._getframe(1))
 
     def policy(self, kind: int) -> int:
         return self.policies.get(kind, Action.REBOOT)
@@ -246,21 +183,21 @@ class Runtime:
         else:
             self.in_fault = kind
             if action == Action.REBOOT:
-                self.retained.enter_reboot(kind, self.uptime_ms())
+                self.retained.enter_reboot(kind, self.clock.uptime_ms())
             slot = self.retained.pick_slot(action)
             assert slot is not None
         if self.keeper_active:
             flags |= codec.FLAG_IN_KEEPER
-        frames, depth = self.capture(frame, exc, line)
+        frames, depth = self.tracer.capture(frame, exc, line)
         self.retained.write_record(
             slot=slot,
             kind=kind,
             action=action,
             flags=flags,
-            uptime_ms=self.uptime_ms(),
-            heap_free=self.heap_free() if heap_free == -1 else heap_free,
+            uptime_ms=self.clock.uptime_ms(),
+            heap_free=self.heap.free() if heap_free == -1 else heap_free,
             alloc_size=alloc_size,
-            stack_used=0 if asynchronous else STACK_BASE + STACK_PER_FRAME * depth,
+            stack_used=0 if asynchronous else stack_used(depth),
             depth=depth,
             exc_type=exc_type,
             message=message,
@@ -345,215 +282,7 @@ class Runtime:
         out.append("\r\n")
         self.write("".join(out))
 
-    # --- the tracer -------------------------------------------------------------------
-
-    def _make_global(self) -> TraceFn:
-        rt = self
-        files = self.device_files
-        cache = self._locals
-
-        def trace_call(frame: FrameType, event: str, arg: Any) -> Optional[TraceFn]:
-            code = frame.f_code
-            entry = cache.get(id(code))
-            if entry is None:
-                if code.co_filename not in files:
-                    return None
-                entry = rt._local_for(code)
-            d = rt.depth + 1
-            rt.depth = d
-            if d > rt.max_depth:
-                if d > rt.stack_limit:
-                    rt.on_stack(frame)  # does not return
-                rt.max_depth = d
-            frame.f_trace_opcodes = True
-            frame.f_trace_lines = False
-            return entry[1]
-
-        return trace_call
-
-    def _local_for(self, code: CodeType) -> tuple[CodeType, TraceFn]:
-        rt = self
-        table = allocpoints.table(code)
-
-        def local(frame: FrameType, event: str, arg: Any) -> TraceFn:
-            if event == "opcode":
-                rt.left -= 1
-                if not rt.left:
-                    rt.tick(frame)
-                if rt.pending:
-                    rt.heap_check()
-                k = table[frame.f_lasti]
-                if k:
-                    rt.on_alloc(frame, k)
-            elif event == "return":
-                rt.depth -= 1
-            elif event == "exception":
-                rt.on_exception(frame, arg)
-            return local
-
-        entry = (code, local)  # the code object is kept alive: its id stays unique
-        self._locals[id(code)] = entry
-        return entry
-
-    def start_tracing(self) -> None:
-        sys.settrace(self._trace_call)
-
-    def raise_from_trace(self, exc: BaseException) -> NoReturn:
-        """Raise ``exc`` at the current instruction from inside the tracer. CPython turns
-        tracing off when a trace function raises: a one-shot profile hook turns it back
-        on at the next call or return."""
-        sys.setprofile(self._retrace_hook)
-        raise exc
-
-    def _retrace_hook(self, frame: FrameType, event: str, arg: Any) -> None:
-        sys.setprofile(None)
-        self.retrace(frame, skip=frame if event == "return" else None)
-
-    def retrace(self, frame: Optional[FrameType], skip: Optional[FrameType] = None) -> None:
-        """Trace again after CPython turned tracing off: every active frame of the program
-        gets its tracer back, and the depth is counted again."""
-        sys.settrace(self._trace_call)
-        depth = 0
-        f = frame
-        while f is not None:
-            code = f.f_code
-            if code.co_filename in self.device_files and f is not skip:
-                entry = self._locals.get(id(code)) or self._local_for(code)
-                f.f_trace = entry[1]
-                f.f_trace_opcodes = True
-                f.f_trace_lines = False
-                depth += 1
-            f = f.f_back
-        self.depth = depth
-        self.max_depth = max(self.max_depth, depth)
-
-    # --- tracer events ----------------------------------------------------------------
-
-    def on_alloc(self, frame: FrameType, k: int) -> None:
-        """An allocation point is about to run."""
-        self.allocs += 1
-        if self.sweep_dir is not None:
-            self.sweep_point(frame)
-        if self.allocs == self.oom_at or (self.oom_loc is not None and self.at_oom_loc(frame)):
-            self.oom_at = 0
-            self.oom_loc = None
-            self.oom(frame, size=0, injected=True)
-        elif k == allocpoints.ALWAYS and self.heap_locked:
-            self.oom(frame, size=0, locked=True)
-        if self.heap_size is not None:
-            self.pending = True
-            self.pend_frame = frame
-            self.pend_lasti = frame.f_lasti
-
-    def at_oom_loc(self, frame: FrameType) -> bool:
-        """The allocation point about to run is the one ``oom_at=(file, line, n)`` names."""
-        assert self.oom_loc is not None
-        file, line, nth = self.oom_loc
-        code = frame.f_code
-        if code.co_filename != file:
-            return False
-        hit = self.oom_offsets.get(id(code))
-        if hit is None:
-            hit = self.oom_offsets[id(code)] = (code, allocpoints.offsets_on_line(code, line))
-        if frame.f_lasti not in hit[1]:
-            return False
-        self.oom_loc = (file, line, nth - 1)
-        return nth == 1
-
-    def heap_check(self) -> None:
-        """The instruction after an allocation point: did the heap grow past its size?
-        (One measurement per allocation point; what other instructions allocated in
-        between counts towards the next one.)"""
-        frame = self.pend_frame
-        self.pending = False
-        self.pend_frame = None
-        before = self.heap_last
-        now = self.heap_last = _traced_memory()[0]
-        assert self.heap_size is not None
-        if now - self.heap_base > self.heap_size:
-            now = self.heap_last = self.collect()
-        if now - self.heap_base > self.heap_size and frame is not None:
-            self.oom(
-                frame,
-                size=now - before,
-                free=max(0, self.heap_size - (before - self.heap_base)),
-                line=allocpoints.line_at(frame.f_code, self.pend_lasti),
-            )
-
-    def collect(self) -> int:
-        """The heap is full: collect garbage first, as MicroPython's gc_alloc does before
-        it gives up (automatic collection is off: it happens only here and at
-        ``gc.collect()``, so where it happens does not depend on CPython's thresholds).
-        Returns the traced bytes after it."""
-        gc.collect()
-        return _traced_memory()[0]
-
-    def sweep_point(self, frame: FrameType) -> None:
-        """OOM sweep: carry out the run in which this allocation point fails, then go on
-        as if nothing happened, to the next point. Each such run gets its own retained
-        RAM, console and status files in the sweep folder. A fail-stop OOM ends its run
-        at once, so it is taken right here (same fault path, nothing of the program runs
-        after it); with the RAISE policy the program goes on after the error, so that
-        run is forked."""
-        assert self.sweep_dir is not None
-        d, k = self.sweep_dir, self.allocs
-        before = _traced_memory()[0]
-        self.out.flush()
-        if self.policy(Kind.OOM) != Action.RAISE and not self.stock(Kind.OOM) and not self.in_fault:
-            self._sweep_in_process(frame, d, k)
-            self._sweep_leftover(before)
-            return
-        parent = os.getpid()
-        pid = os.fork()
-        if pid:
-            os.waitpid(pid, 0)
-            self._sweep_leftover(before)
-            return
-        die_with_parent(parent)
-        self.sweep_dir = None
-        self.console_pos = os.fstat(1).st_size
-        fd = os.open(d / f"{k}.out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-        self.status_fd = os.open(d / f"{k}.status", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        self.retained.rebind(d / f"{k}.ram")
-        self.heap_base += _traced_memory()[0] - before  # the sweep's, not the program's
-        self.oom_at = k
-
-    def _sweep_leftover(self, before: int) -> None:
-        """What the sweep left allocated (caches warmed up by its file and record code)
-        is not the program's: the main line's heap does not count it."""
-        left = _traced_memory()[0] - before - sys.getsizeof(before)  # `before` is ours too
-        self.heap_base += left
-        self.heap_last += left
-
-    def _sweep_in_process(self, frame: FrameType, d: Path, k: int) -> None:
-        before = _traced_memory()[0]
-        saved = (self.retained, self.out, self.status_fd, self.in_fault, self.fault_slot)
-        inject_addr = self.inject_addr
-        pos, base = self.console_pos, self.heap_base
-        ret = self.retained.copy_to(d / f"{k}.ram")
-        out = open(  # noqa: SIM115 - closed below
-            d / f"{k}.out", "w", encoding="utf-8", errors="backslashreplace", newline=""
-        )
-        status_fd = os.open(d / f"{k}.status", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            self.retained, self.out, self.status_fd = ret, out, status_fd
-            self.console_pos = os.fstat(1).st_size
-            self.in_process_run = True
-            self.heap_base += _traced_memory()[0] - before  # the sweep's, not the program's
-            self.oom(frame, size=0, injected=True)
-        except _SweepRunDone:
-            pass
-        finally:
-            self.in_process_run = False
-            self.retained, self.out, self.status_fd, self.in_fault, self.fault_slot = saved
-            self.inject_addr = inject_addr
-            self.console_pos, self.heap_base = pos, base
-            out.close()
-            os.close(status_fd)
-            ret.close()
+    # --- faults the clock, the heap and the tracer find ---------------------------------
 
     def oom(
         self,
@@ -565,7 +294,7 @@ class Runtime:
         injected: bool = False,
         line: Optional[int] = None,
         from_trace: bool = True,
-    ) -> None:
+    ) -> NoReturn:
         """An allocation failed (m_malloc_fail): OOM fault, or MemoryError with RAISE."""
         if locked:
             msg, flags = mp.OOM_LOCKED, codec.FLAG_HEAP_LOCKED  # the size is still recorded
@@ -585,75 +314,18 @@ class Runtime:
         )
         err = mp.MemoryError(msg)
         if from_trace:
-            self.raise_from_trace(err)
+            self.tracer.raise_from_trace(err)
         raise err
 
-    def sized_alloc(self, size: int) -> None:
-        """A request for ``size`` bytes the simulator sees before CPython allocates them
-        (``bytearray(n)``): fails when the heap is locked or has less than that free."""
-        if size < 0:
-            return
-        if self.heap_locked:
-            self.oom(self.caller(), size=size, locked=True, from_trace=False)
-        free = self.heap_free()
-        if free is not None and size > free:
-            self.heap_last = self.collect()
-            free = self.heap_free()
-        if free is not None and size > free:
-            self.oom(self.caller(), size=size, free=free, from_trace=False)
-
-    def on_stack(self, frame: FrameType) -> None:
+    def on_stack(self, frame: FrameType) -> NoReturn:
         """A call would put one frame more on the stack than fits."""
-        caller = self.device_frame(frame.f_back)
+        caller = self.tracer.device_frame(frame.f_back)
         self.fault(Kind.STACK, frame=caller, exc_type="RuntimeError", message=mp.RECURSION)
-        self.raise_from_trace(mp.RuntimeError(mp.RECURSION))
+        self.tracer.raise_from_trace(mp.RuntimeError(mp.RECURSION))
 
-    def tick(self, frame: FrameType) -> None:
-        """The countdown ran out: account the chunk; a deadline or a hang may be due."""
-        self.base_steps += self.chunk
-        self.left = self.chunk = 1
-        if self.base_steps >= self.trip:
-            self.on_trip(frame)
-        self.rechunk()
-
-    def rechunk(self) -> None:
-        """Start a new countdown that ends at the trip step at the latest."""
-        self.base_steps = self.steps
-        self.chunk = self.left = max(1, min(255, self.trip - self.base_steps))
-
-    def on_trip(self, frame: FrameType) -> None:
-        """A deadline or an injected hang is due at this instruction."""
-        if self.hang_at and self.steps >= self.hang_at:
-            self.hang_at = 0
-            if self.wdt_deadline is None:
-                self.finish("hang", None)
-            self.slept_ns += max(0, self.wdt_deadline - self.clock_ns())
-        clock = self.clock_ns()
-        if self.wdt_deadline is not None and clock >= self.wdt_deadline:
-            self.watchdog_fault(frame)
-        if self.budget_ns is not None and clock >= self.budget_ns:
-            self.finish("time_limit", None)
-        self.retrip()
-
-    def retrip(self) -> None:
-        """The next step at which on_trip must look."""
-        trip = self.hang_at or NEVER
-        op = self.res.op_ns
-        for deadline in (self.wdt_deadline, self.budget_ns):
-            if deadline is not None:
-                need = -(-(deadline - self.slept_ns) // op)
-                trip = min(trip, max(need, self.steps + 1))
-        self.trip = trip
-        self.rechunk()
-
-    def watchdog_fault(self, frame: Optional[FrameType]) -> NoReturn:
-        """The watchdog expired: its early warning records where the program was (without
-        one, the board resets and the next boot records the bite post hoc)."""
-        assert self.wdt_deadline is not None
-        self.slept_ns += max(0, self.wdt_deadline - self.clock_ns())
-        if not self.early_warning:
-            self.finish("reset", None, Kind.WATCHDOG, hw_next=RC_WATCHDOG)
-        self.fault_stop(Kind.WATCHDOG, frame=frame, message="watchdog timeout", asynchronous=True)
+    def on_stack_here(self, frame: FrameType) -> None:
+        self.fault(Kind.STACK, frame=frame, exc_type="RuntimeError", message=mp.RECURSION)
+        self.tracer.raise_from_trace(mp.RuntimeError(mp.RECURSION))
 
     def on_exception(self, frame: FrameType, arg: tuple[type, BaseException, Any]) -> None:
         """An exception is raised in (or enters) a frame of the program."""
@@ -676,33 +348,90 @@ class Runtime:
             else:
                 self.on_stack_here(frame)
 
-    def on_stack_here(self, frame: FrameType) -> None:
-        self.fault(Kind.STACK, frame=frame, exc_type="RuntimeError", message=mp.RECURSION)
-        self.raise_from_trace(mp.RuntimeError(mp.RECURSION))
-
-    # --- time and the watchdog ----------------------------------------------------------
+    def watchdog_fault(self, frame: Optional[FrameType]) -> NoReturn:
+        """The watchdog expired: its early warning records where the program was (without
+        one, the board resets and the next boot records the bite post hoc)."""
+        self.clock.to_watchdog_deadline()
+        if not self.early_warning:
+            self.finish("reset", None, Kind.WATCHDOG, hw_next=RC_WATCHDOG)
+        self.fault_stop(Kind.WATCHDOG, frame=frame, message="watchdog timeout", asynchronous=True)
 
     def sleep_ns(self, ns: int) -> None:
-        """Virtual sleep: the clock jumps; a watchdog that expires meanwhile fires."""
-        if ns <= 0:
+        """Virtual sleep (time.sleep*): a watchdog that expires meanwhile fires where the
+        program slept."""
+        self.clock.sleep_ns(ns, self.caller)
+
+    # --- the OOM sweep ----------------------------------------------------------------
+
+    def sweep_point(self, frame: FrameType) -> None:
+        """OOM sweep: carry out the run in which this allocation point fails, then go on
+        as if nothing happened, to the next point. Each such run gets its own retained
+        RAM, console and status files in the sweep folder. A fail-stop OOM ends its run
+        at once, so it is taken right here (same fault path, nothing of the program runs
+        after it); with the RAISE policy the program goes on after the error, so that
+        run is forked."""
+        assert self.sweep_dir is not None
+        d, k = self.sweep_dir, self.heap.allocs
+        before = _traced_memory()[0]
+        self.out.flush()
+        if (
+            self.sweep_in_process
+            and self.policy(Kind.OOM) != Action.RAISE
+            and not self.stock(Kind.OOM)
+            and not self.in_fault
+        ):
+            self._sweep_in_process(frame, d, k)
+            self._sweep_leftover(before)
             return
-        target = self.clock_ns() + ns
-        if self.wdt_deadline is not None and self.wdt_deadline <= target:
-            self.watchdog_fault(self.caller())
-        if self.budget_ns is not None and self.budget_ns <= target:
-            self.slept_ns += self.budget_ns - self.clock_ns()
-            self.finish("time_limit", None)
-        self.slept_ns += ns
-        self.retrip()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid:
+            os.waitpid(pid, 0)
+            self._sweep_leftover(before)
+            return
+        die_with_parent(parent)
+        self.sweep_dir = self.heap.sweep = None
+        self.console_pos = os.fstat(1).st_size
+        fd = os.open(d / f"{k}.out", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+        self.status_fd = os.open(d / f"{k}.status", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.retained.rebind(d / f"{k}.ram")
+        self.heap.base += _traced_memory()[0] - before  # the sweep's, not the program's
+        self.heap.oom_at = k
 
-    def wdt_arm(self, ms: int) -> None:
-        self.wdt_ms = ms
-        self.wdt_feed()
+    def _sweep_leftover(self, before: int) -> None:
+        """What the sweep left allocated (caches warmed up by its file and record code)
+        is not the program's: the main line's heap does not count it."""
+        self.heap.discount(_traced_memory()[0] - before - sys.getsizeof(before))  # `before`: ours
 
-    def wdt_feed(self) -> None:
-        if self.wdt_ms:
-            self.wdt_deadline = self.clock_ns() + self.wdt_ms * 1_000_000
-            self.retrip()
+    def _sweep_in_process(self, frame: FrameType, d: Path, k: int) -> None:
+        before = _traced_memory()[0]
+        saved = (self.retained, self.out, self.status_fd, self.in_fault, self.fault_slot)
+        inject_addr = self.inject_addr
+        pos, base = self.console_pos, self.heap.base
+        ret = self.retained.copy_to(d / f"{k}.ram")
+        out = open(  # noqa: SIM115 - closed below
+            d / f"{k}.out", "w", encoding="utf-8", errors="backslashreplace", newline=""
+        )
+        status_fd = os.open(d / f"{k}.status", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            self.retained, self.out, self.status_fd = ret, out, status_fd
+            self.console_pos = os.fstat(1).st_size
+            self.in_process_run = True
+            self.heap.base += _traced_memory()[0] - before  # the sweep's, not the program's
+            self.oom(frame, size=0, injected=True)
+        except _SweepRunDone:
+            pass
+        finally:
+            self.in_process_run = False
+            self.retained, self.out, self.status_fd, self.in_fault, self.fault_slot = saved
+            self.inject_addr = inject_addr
+            self.console_pos, self.heap.base = pos, base
+            out.close()
+            os.close(status_fd)
+            ret.close()
 
     # --- running programs ---------------------------------------------------------------
 
@@ -733,7 +462,7 @@ class Runtime:
         return None
 
     def print_exception(self, exc: BaseException, write: Callable[[str], object]) -> None:
-        mp.write_traceback(exc, write, self.is_device_file)
+        mp.write_traceback(exc, write, self.tracer.is_device_file)
 
     def unhandled(self, exc: BaseException) -> NoReturn:
         """An exception escaped the main program (UNHANDLED), or the REPL's code."""
