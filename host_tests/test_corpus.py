@@ -318,6 +318,20 @@ def test_mark_allocates_nothing(board: Board) -> None:
 
 
 @pytest.mark.lean
+def test_heap_free_is_the_free_heap_at_the_fault(board: Board) -> None:
+    res = board.run("heap_free.py")
+    assert res.end == "exit" and res.boots == 2, res.output
+    [line] = res.lines("HEAP")
+    heap_free, mem_free = (int(v) for v in line.split())
+    assert only_record(res).heap_free == heap_free > 0
+    if board.name == "sim":
+        # The simulator's heap is CPython's (tracemalloc): its own call of panic() counts.
+        assert abs(heap_free - mem_free) < 2048, res.output
+    else:
+        assert heap_free == mem_free, res.output
+
+
+@pytest.mark.lean
 def test_fault_on_another_thread_or_core(board: Board) -> None:
     res = board.run("thread_fault.py")
     assert "ZALGO" not in res.output and res.end == "exit", res.output

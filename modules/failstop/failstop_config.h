@@ -40,6 +40,11 @@
 #define MICROPY_FAILSTOP_HEAP_FREE (1)
 #endif
 
+// FAILSTOP_CONFIG: MICROPY_FAILSTOP_CRC_TABLE, entries of the CRC32 table: 256 (1 KiB of flash, a byte per step: the fault path's CRC ~3x faster) or 16 (64 bytes, a nibble per step), type=int, default=16 if MICROPY_FAILSTOP_LEAN else 256
+#ifndef MICROPY_FAILSTOP_CRC_TABLE
+#define MICROPY_FAILSTOP_CRC_TABLE (MICROPY_FAILSTOP_LEAN ? 16 : 256)
+#endif
+
 // FAILSTOP_CONFIG: MICROPY_FAILSTOP_WDT_BUDGET_MS, on fault-path entry the hardware watchdog is re-armed to bite after this many ms at the latest, so the record is always finished, type=int, default=500
 #ifndef MICROPY_FAILSTOP_WDT_BUDGET_MS
 #define MICROPY_FAILSTOP_WDT_BUDGET_MS (500)

@@ -14,6 +14,8 @@ static bool fs_raise_recorded; // one RAISE record per boot
 #endif
 static failstop_record_t *fs_fault_rec; // record of the fault being handled
 static volatile uint32_t fs_owner; // context that holds the fault path (0: free)
+static bool fs_mark_ok; // the mark block is whole (checked at boot, kept by mark())
+static volatile uint8_t fs_mark_writing; // mark() calls in progress (an IRQ may nest one)
 volatile uint8_t failstop_converting;
 #if MICROPY_FAILSTOP_RECOVERABLE
 uint8_t failstop_recoverable[2];
@@ -36,21 +38,76 @@ const qstr_short_t failstop_action_names[FAILSTOP_ACTION_RAISE + 1] = {
 };
 _Static_assert(FAILSTOP_KIND_FATAL == 7 && FAILSTOP_KIND_MAX == FAILSTOP_KIND_FATAL, "failstop: one name per kind");
 
-// CRC32 (IEEE, reflected) with a 16-entry table: 64 bytes of flash instead of 1 KiB.
+// CRC32 (IEEE, reflected). MICROPY_FAILSTOP_CRC_TABLE=256: a byte at a time (1 KiB of
+// flash, ~3x faster); 16: a nibble at a time (64 bytes). Aligned words are read whole.
+#if MICROPY_FAILSTOP_CRC_TABLE == 256
+static const uint32_t fs_crc_tab[256] = {
+    0x00000000, 0x77073096, 0xee0e612c, 0x990951ba, 0x076dc419, 0x706af48f, 0xe963a535, 0x9e6495a3,
+    0x0edb8832, 0x79dcb8a4, 0xe0d5e91e, 0x97d2d988, 0x09b64c2b, 0x7eb17cbd, 0xe7b82d07, 0x90bf1d91,
+    0x1db71064, 0x6ab020f2, 0xf3b97148, 0x84be41de, 0x1adad47d, 0x6ddde4eb, 0xf4d4b551, 0x83d385c7,
+    0x136c9856, 0x646ba8c0, 0xfd62f97a, 0x8a65c9ec, 0x14015c4f, 0x63066cd9, 0xfa0f3d63, 0x8d080df5,
+    0x3b6e20c8, 0x4c69105e, 0xd56041e4, 0xa2677172, 0x3c03e4d1, 0x4b04d447, 0xd20d85fd, 0xa50ab56b,
+    0x35b5a8fa, 0x42b2986c, 0xdbbbc9d6, 0xacbcf940, 0x32d86ce3, 0x45df5c75, 0xdcd60dcf, 0xabd13d59,
+    0x26d930ac, 0x51de003a, 0xc8d75180, 0xbfd06116, 0x21b4f4b5, 0x56b3c423, 0xcfba9599, 0xb8bda50f,
+    0x2802b89e, 0x5f058808, 0xc60cd9b2, 0xb10be924, 0x2f6f7c87, 0x58684c11, 0xc1611dab, 0xb6662d3d,
+    0x76dc4190, 0x01db7106, 0x98d220bc, 0xefd5102a, 0x71b18589, 0x06b6b51f, 0x9fbfe4a5, 0xe8b8d433,
+    0x7807c9a2, 0x0f00f934, 0x9609a88e, 0xe10e9818, 0x7f6a0dbb, 0x086d3d2d, 0x91646c97, 0xe6635c01,
+    0x6b6b51f4, 0x1c6c6162, 0x856530d8, 0xf262004e, 0x6c0695ed, 0x1b01a57b, 0x8208f4c1, 0xf50fc457,
+    0x65b0d9c6, 0x12b7e950, 0x8bbeb8ea, 0xfcb9887c, 0x62dd1ddf, 0x15da2d49, 0x8cd37cf3, 0xfbd44c65,
+    0x4db26158, 0x3ab551ce, 0xa3bc0074, 0xd4bb30e2, 0x4adfa541, 0x3dd895d7, 0xa4d1c46d, 0xd3d6f4fb,
+    0x4369e96a, 0x346ed9fc, 0xad678846, 0xda60b8d0, 0x44042d73, 0x33031de5, 0xaa0a4c5f, 0xdd0d7cc9,
+    0x5005713c, 0x270241aa, 0xbe0b1010, 0xc90c2086, 0x5768b525, 0x206f85b3, 0xb966d409, 0xce61e49f,
+    0x5edef90e, 0x29d9c998, 0xb0d09822, 0xc7d7a8b4, 0x59b33d17, 0x2eb40d81, 0xb7bd5c3b, 0xc0ba6cad,
+    0xedb88320, 0x9abfb3b6, 0x03b6e20c, 0x74b1d29a, 0xead54739, 0x9dd277af, 0x04db2615, 0x73dc1683,
+    0xe3630b12, 0x94643b84, 0x0d6d6a3e, 0x7a6a5aa8, 0xe40ecf0b, 0x9309ff9d, 0x0a00ae27, 0x7d079eb1,
+    0xf00f9344, 0x8708a3d2, 0x1e01f268, 0x6906c2fe, 0xf762575d, 0x806567cb, 0x196c3671, 0x6e6b06e7,
+    0xfed41b76, 0x89d32be0, 0x10da7a5a, 0x67dd4acc, 0xf9b9df6f, 0x8ebeeff9, 0x17b7be43, 0x60b08ed5,
+    0xd6d6a3e8, 0xa1d1937e, 0x38d8c2c4, 0x4fdff252, 0xd1bb67f1, 0xa6bc5767, 0x3fb506dd, 0x48b2364b,
+    0xd80d2bda, 0xaf0a1b4c, 0x36034af6, 0x41047a60, 0xdf60efc3, 0xa867df55, 0x316e8eef, 0x4669be79,
+    0xcb61b38c, 0xbc66831a, 0x256fd2a0, 0x5268e236, 0xcc0c7795, 0xbb0b4703, 0x220216b9, 0x5505262f,
+    0xc5ba3bbe, 0xb2bd0b28, 0x2bb45a92, 0x5cb36a04, 0xc2d7ffa7, 0xb5d0cf31, 0x2cd99e8b, 0x5bdeae1d,
+    0x9b64c2b0, 0xec63f226, 0x756aa39c, 0x026d930a, 0x9c0906a9, 0xeb0e363f, 0x72076785, 0x05005713,
+    0x95bf4a82, 0xe2b87a14, 0x7bb12bae, 0x0cb61b38, 0x92d28e9b, 0xe5d5be0d, 0x7cdcefb7, 0x0bdbdf21,
+    0x86d3d2d4, 0xf1d4e242, 0x68ddb3f8, 0x1fda836e, 0x81be16cd, 0xf6b9265b, 0x6fb077e1, 0x18b74777,
+    0x88085ae6, 0xff0f6a70, 0x66063bca, 0x11010b5c, 0x8f659eff, 0xf862ae69, 0x616bffd3, 0x166ccf45,
+    0xa00ae278, 0xd70dd2ee, 0x4e048354, 0x3903b3c2, 0xa7672661, 0xd06016f7, 0x4969474d, 0x3e6e77db,
+    0xaed16a4a, 0xd9d65adc, 0x40df0b66, 0x37d83bf0, 0xa9bcae53, 0xdebb9ec5, 0x47b2cf7f, 0x30b5ffe9,
+    0xbdbdf21c, 0xcabac28a, 0x53b39330, 0x24b4a3a6, 0xbad03605, 0xcdd70693, 0x54de5729, 0x23d967bf,
+    0xb3667a2e, 0xc4614ab8, 0x5d681b02, 0x2a6f2b94, 0xb40bbe37, 0xc30c8ea1, 0x5a05df1b, 0x2d02ef8d,
+};
+static MP_ALWAYSINLINE inline uint32_t fs_crc_byte(uint32_t c) {
+    return (c >> 8) ^ fs_crc_tab[c & 0xff];
+}
+#elif MICROPY_FAILSTOP_CRC_TABLE == 16
 static const uint32_t fs_crc_tab[16] = {
     0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac, 0x76dc4190, 0x6b6b51f4, 0x4db26158, 0x5005713c,
     0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c, 0x9b64c2b0, 0x86d3d2d4, 0xa00ae278, 0xbdbdf21c,
 };
+static MP_ALWAYSINLINE inline uint32_t fs_crc_byte(uint32_t c) {
+    c = (c >> 4) ^ fs_crc_tab[c & 15];
+    return (c >> 4) ^ fs_crc_tab[c & 15];
+}
+#else
+#error "MICROPY_FAILSTOP_CRC_TABLE: 16 or 256"
+#endif
 
 // Orders stores to retained RAM: the compiler must not move the magic write.
 #define FS_BARRIER() __atomic_signal_fence(__ATOMIC_SEQ_CST)
 
 static uint32_t fs_crc_update(uint32_t crc, const void *data, size_t len) {
     const uint8_t *p = data;
-    while (len--) {
-        crc ^= *p++;
-        crc = (crc >> 4) ^ fs_crc_tab[crc & 15];
-        crc = (crc >> 4) ^ fs_crc_tab[crc & 15];
+    for (; len > 0 && ((uintptr_t)p & 3); --len) {
+        crc = fs_crc_byte(crc ^ *p++);
+    }
+    for (; len >= 4; len -= 4, p += 4) {
+        crc ^= *(const uint32_t *)p; // little-endian (static assert in failstop.h)
+        crc = fs_crc_byte(crc);
+        crc = fs_crc_byte(crc);
+        crc = fs_crc_byte(crc);
+        crc = fs_crc_byte(crc);
+    }
+    for (; len > 0; --len) {
+        crc = fs_crc_byte(crc ^ *p++);
     }
     return crc;
 }
@@ -86,16 +143,26 @@ void failstop_mark_get(char *out) {
     }
 }
 
+// The fault path's copy of the mark, without its CRC: the block was checked at boot and
+// every mark() since left it whole, unless the fault interrupted one (then it is torn).
+static void fs_mark_copy(char *out) {
+    if (fs_mark_ok && fs_mark_writing == 0) {
+        memcpy(out, fs_region->hdr.mark, sizeof(fs_region->hdr.mark));
+    }
+}
+
 static void fs_write(const char *s) {
     failstop_hal_write(s, strlen(s));
 }
 
+#if MICROPY_FAILSTOP_BANNER
 // A static qstr (a kind or action name): its bytes are in ROM, nothing is looked up.
 static void fs_write_qstr(qstr q) {
     size_t len;
     const byte *s = qstr_data(q, &len);
     failstop_hal_write((const char *)s, len);
 }
+#endif
 
 // Decimal digits of v, written backwards ending at `end`; returns the first digit.
 char *failstop_utoa(char *end, mp_uint_t v) {
@@ -158,18 +225,62 @@ static bool fs_qstr_head(char *dst, size_t cap, qstr q) {
 }
 
 #if MICROPY_FAILSTOP_HEAP_FREE
-// Used (nonzero) 2-bit entries of one allocation-table word: OR the two bits of each entry
-// into its low bit, then count those bits (SWAR: no popcount instruction on Cortex-M0+).
-static inline unsigned fs_atb_used(uintptr_t x) {
-    const uintptr_t m1 = (uintptr_t)0x5555555555555555ull, m2 = (uintptr_t)0x3333333333333333ull;
-    const uintptr_t m4 = (uintptr_t)0x0f0f0f0f0f0f0f0full, h01 = (uintptr_t)0x0101010101010101ull;
-    x = (x | (x >> 1)) & m1;
-    x = (x & m2) + ((x >> 2) & m2);
-    x = (x + (x >> 4)) & m4;
-    return (unsigned)((x * h01) >> (sizeof(uintptr_t) * 8 - 8));
+// The free-heap figure: count the used (nonzero) 2-bit entries of the GC allocation table
+// without a popcount instruction (Cortex-M0+ has none). Per word, each entry's two bits are
+// ORed into its low bit; three words are summed in the 2-bit fields (at most 3 each), then
+// folded into nibbles and bytes, which add up over 21 triples before the bytes are summed
+// with one multiply: about 8 operations a word.
+#define FS_M1 ((uintptr_t)0x5555555555555555ull)
+#define FS_M2 ((uintptr_t)0x3333333333333333ull)
+#define FS_M4 ((uintptr_t)0x0f0f0f0f0f0f0f0full)
+#define FS_M8 ((uintptr_t)0x00ff00ff00ff00ffull)
+#define FS_H16 ((uintptr_t)0x0001000100010001ull)
+
+// 1 in the low bit of each used entry.
+static MP_ALWAYSINLINE inline uintptr_t fs_used_bits(uintptr_t x) {
+    return (x | (x >> 1)) & FS_M1;
 }
 
-// Free GC heap: count the free (00) entries of the allocation table, a word at a time.
+// Sum of the bytes of b: into 16-bit lanes, which one multiply adds up in the top lane.
+static size_t fs_bytes_sum(uintptr_t b) {
+    b = (b & FS_M8) + ((b >> 8) & FS_M8);
+    return (b * FS_H16) >> (sizeof(uintptr_t) * 8 - 16);
+}
+
+// Count of 2-bit fields in a (each 0..3) folded to bytes.
+static MP_ALWAYSINLINE inline uintptr_t fs_fold(uintptr_t a) {
+    a = (a & FS_M2) + ((a >> 2) & FS_M2);
+    return (a & FS_M4) + ((a >> 4) & FS_M4);
+}
+
+static size_t fs_atb_used(const byte *p, size_t len) {
+    size_t used = 0;
+    for (; len > 0 && ((uintptr_t)p & (sizeof(uintptr_t) - 1)); --len) {
+        used += fs_bytes_sum(fs_fold(fs_used_bits((uintptr_t)*p++)));
+    }
+    const uintptr_t *w = (const uintptr_t *)p;
+    size_t n = len / sizeof(uintptr_t);
+    for (size_t triples = n / 3; triples > 0;) {
+        size_t k = triples < 21 ? triples : 21; // per-byte counts: at most 12 a triple
+        triples -= k;
+        uintptr_t bytes = 0;
+        do {
+            bytes += fs_fold(fs_used_bits(w[0]) + fs_used_bits(w[1]) + fs_used_bits(w[2]));
+            w += 3;
+        } while (--k);
+        used += fs_bytes_sum(bytes);
+    }
+    for (n %= 3; n > 0; --n) {
+        used += fs_bytes_sum(fs_fold(fs_used_bits(*w++)));
+    }
+    p = (const byte *)w;
+    for (len %= sizeof(uintptr_t); len > 0; --len) {
+        used += fs_bytes_sum(fs_fold(fs_used_bits((uintptr_t)*p++)));
+    }
+    return used;
+}
+
+// Free GC heap, in bytes.
 MP_NOINLINE static uint32_t fs_heap_free(void) {
     size_t free_blocks = 0;
     for (mp_state_mem_area_t *area = &MP_STATE_MEM(area); area != NULL;
@@ -179,19 +290,8 @@ MP_NOINLINE static uint32_t fs_heap_free(void) {
          area = NULL
          #endif
          ) {
-        const byte *p = area->gc_alloc_table_start;
-        const byte *end = p + area->gc_alloc_table_byte_len;
-        size_t entries = area->gc_alloc_table_byte_len * 4, used = 0;
-        for (; p < end && ((uintptr_t)p & (sizeof(uintptr_t) - 1)); ++p) {
-            used += fs_atb_used(*p);
-        }
-        for (; p + sizeof(uintptr_t) <= end; p += sizeof(uintptr_t)) {
-            used += fs_atb_used(*(const uintptr_t *)p);
-        }
-        for (; p < end; ++p) {
-            used += fs_atb_used(*p);
-        }
-        free_blocks += entries - used;
+        size_t len = area->gc_alloc_table_byte_len;
+        free_blocks += len * 4 - fs_atb_used(area->gc_alloc_table_start, len);
     }
     return free_blocks * MICROPY_BYTES_PER_GC_BLOCK;
 }
@@ -252,16 +352,19 @@ static void fs_capture_frames(failstop_record_t *r, mp_obj_t exc) {
             vf = vf->prev; // the innermost active frame is the traceback's last entry
         }
     }
-    for (; vf != NULL && r->depth < 255; vf = vf->prev) {
-        if (r->nframes < FAILSTOP_NFRAMES) {
-            qstr file, block;
-            size_t line = failstop_frame_decode(vf->cs, &file, &block);
-            fs_add_frame(r, file, line, block);
-        } else {
-            // Only counted: decoding costs ~300 instructions a frame.
-            r->depth++;
-            r->flags |= FAILSTOP_FLAG_TB_TRUNCATED;
+    for (; vf != NULL && r->nframes < FAILSTOP_NFRAMES; vf = vf->prev) {
+        qstr file, block;
+        size_t line = failstop_frame_decode(vf->cs, &file, &block);
+        fs_add_frame(r, file, line, block);
+    }
+    if (vf != NULL) {
+        // The rest only counted (decoding costs ~300 instructions a frame), in a register.
+        size_t depth = r->depth;
+        for (; vf != NULL && depth < 255; vf = vf->prev) {
+            depth++;
         }
+        r->depth = depth;
+        r->flags |= FAILSTOP_FLAG_TB_TRUNCATED;
     }
     if (r->nframes == 0) {
         r->flags |= FAILSTOP_FLAG_NO_PYTHON_FRAME;
@@ -325,7 +428,7 @@ static failstop_record_t *fs_record_begin(failstop_record_t *r, uint8_t kind, ui
     r->seq = seq;
     r->boot = h->boot_count;
     r->uptime_ms = failstop_hal_uptime_ms();
-    failstop_mark_get(r->mark);
+    fs_mark_copy(r->mark);
     fs_text_head(r->firmware, sizeof(r->firmware), MICROPY_FAILSTOP_FIRMWARE_ID, strlen(MICROPY_FAILSTOP_FIRMWARE_ID));
     #if MICROPY_STACK_CHECK
     // 0 (unknown) when the fault is taken on another stack (signal or exception stack).
@@ -487,12 +590,24 @@ uint8_t failstop_record(const failstop_fault_t *f) {
     return action;
 }
 
+// Append a static qstr's bytes (a kind or action name: in ROM, nothing is looked up).
+static char *fs_put_qstr(char *p, qstr q) {
+    size_t len;
+    const byte *s = qstr_data(q, &len);
+    memcpy(p, s, len);
+    return p + len;
+}
+
 void failstop_stop(uint8_t kind, uint8_t action) {
-    fs_write("failstop: ");
-    fs_write_qstr(failstop_kind_names[kind]);
-    fs_write(" -> ");
-    fs_write_qstr(failstop_action_names[action]);
-    fs_write("\r\n");
+    // One write: "failstop: <KIND> -> <ACTION>\r\n" (each name at most 9 bytes).
+    char line[10 + 9 + 4 + 9 + 2];
+    char *p = line;
+    memcpy(p, "failstop: ", 10);
+    p = fs_put_qstr(p + 10, failstop_kind_names[kind]);
+    memcpy(p, " -> ", 4);
+    p = fs_put_qstr(p + 4, failstop_action_names[action]);
+    memcpy(p, "\r\n", 2);
+    failstop_hal_write(line, p + 2 - line);
     #if MICROPY_FAILSTOP_POLICY
     if (action == FAILSTOP_ACTION_HALT) {
         failstop_hal_halt();
@@ -655,9 +770,14 @@ void failstop_policy_set(uint8_t kind, uint8_t action) {
 // untouched). Torn by a reset, it reads as no mark.
 void failstop_mark_set(const char *tag, size_t len) {
     failstop_header_t *h = &fs_region->hdr;
+    fs_mark_writing++;
+    FS_BARRIER();
     memset(h->mark, 0, sizeof(h->mark));
     memcpy(h->mark, tag, len);
     h->mark_crc = failstop_crc32(h->mark, sizeof(h->mark));
+    fs_mark_ok = true;
+    FS_BARRIER();
+    fs_mark_writing--;
 }
 
 #if MICROPY_FAILSTOP_REGION_API
@@ -778,6 +898,7 @@ void failstop_boot(void) {
         && h->version == FAILSTOP_HDR_VERSION && h->nslots == MICROPY_FAILSTOP_NSLOTS
         && h->slot_size == sizeof(failstop_record_t)
         && h->crc == failstop_crc32(h, offsetof(failstop_header_t, crc));
+    fs_mark_ok = fs_mark_valid(h);
     uint32_t max_seq = 0, max_boot = 0;
     for (size_t i = 0; i < MICROPY_FAILSTOP_NSLOTS; ++i) {
         const failstop_record_t *r = &fs_region->slot[i];

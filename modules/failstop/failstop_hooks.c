@@ -15,13 +15,15 @@
 mp_vm_return_kind_t __real_mp_execute_bytecode(mp_code_state_t *code_state, volatile mp_obj_t inject_exc);
 // (inject_exc is volatile only inside the VM: passed on here, it need not live in memory.)
 mp_vm_return_kind_t __wrap_mp_execute_bytecode(mp_code_state_t *code_state, mp_obj_t inject_exc) {
+    // The head's address once: a thread stays on its core (rp2 reads the core id from SIO).
+    failstop_vmframe_t **top = &failstop_vm_top;
     failstop_vmframe_t f;
-    f.prev = failstop_vm_top;
+    f.prev = *top;
     f.cs = code_state;
     __atomic_signal_fence(__ATOMIC_SEQ_CST); // node complete before it is visible to a signal/NMI
-    failstop_vm_top = &f;
+    *top = &f;
     mp_vm_return_kind_t ret = __real_mp_execute_bytecode(code_state, inject_exc);
-    failstop_vm_top = f.prev;
+    *top = f.prev;
     return ret;
 }
 

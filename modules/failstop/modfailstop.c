@@ -318,13 +318,17 @@ static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mod_failstop_policy_obj, 1, 2, mod_fa
 #if MICROPY_FAILSTOP_FRAGILE
 /******************************************************************************/
 // with failstop.fragile(): an exception escaping the block is a PANIC.
+//
+// Every `with` looks up __enter__ and __exit__ and calls them: here without a locals-dict
+// search and without argument-count checks. fragile, __enter__ and __exit__ are constant
+// objects of one callable type (its call slot does the work), and the context manager's
+// attr slot hands out the two methods.
 
-static mp_obj_t mod_failstop_fragile_enter(mp_obj_t self_in) {
-    return self_in;
-}
-static MP_DEFINE_CONST_FUN_OBJ_1(mod_failstop_fragile_enter_obj, mod_failstop_fragile_enter);
+static const mp_obj_base_t mod_failstop_fragile_fn[3];
+enum { FS_FRAGILE_NEW, FS_FRAGILE_ENTER, FS_FRAGILE_EXIT };
+static const mp_obj_base_t mod_failstop_fragile_singleton;
 
-static mp_obj_t mod_failstop_fragile_exit(size_t n_args, const mp_obj_t *args) {
+static mp_obj_t mod_failstop_fragile_exit(const mp_obj_t *args) {
     mp_obj_t exc = args[2];
     if (args[1] == mp_const_none || !mp_obj_is_exception_instance(exc)
         // A person stopping the program (the host's Ctrl-C) and a generator being
@@ -340,27 +344,46 @@ static mp_obj_t mod_failstop_fragile_exit(size_t n_args, const mp_obj_t *args) {
     failstop_fault(&f); // does not return
     return mp_const_false;
 }
-static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mod_failstop_fragile_exit_obj, 4, 4, mod_failstop_fragile_exit);
 
-static const mp_rom_map_elem_t mod_failstop_fragile_locals_table[] = {
-    { MP_ROM_QSTR(MP_QSTR___enter__), MP_ROM_PTR(&mod_failstop_fragile_enter_obj) },
-    { MP_ROM_QSTR(MP_QSTR___exit__), MP_ROM_PTR(&mod_failstop_fragile_exit_obj) },
+static mp_obj_t mod_failstop_fragile_call(mp_obj_t fn, size_t n_args, size_t n_kw, const mp_obj_t *args) {
+    size_t which = (const mp_obj_base_t *)MP_OBJ_TO_PTR(fn) - mod_failstop_fragile_fn;
+    // fragile(), __enter__(self), __exit__(self, type, value, traceback)
+    size_t want = which == FS_FRAGILE_NEW ? 0 : which == FS_FRAGILE_ENTER ? 1 : 4;
+    if (n_args != want || n_kw != 0) {
+        mp_arg_check_num(n_args, n_kw, want, want, false); // raises the TypeError
+    }
+    if (which == FS_FRAGILE_EXIT) {
+        return mod_failstop_fragile_exit(args);
+    }
+    return MP_OBJ_FROM_PTR(&mod_failstop_fragile_singleton);
+}
+
+static MP_DEFINE_CONST_OBJ_TYPE(
+    mod_failstop_fragile_fn_type,
+    MP_QSTR_function,
+    MP_TYPE_FLAG_NONE,
+    call, mod_failstop_fragile_call
+    );
+
+static const mp_obj_base_t mod_failstop_fragile_fn[3] = {
+    { &mod_failstop_fragile_fn_type }, { &mod_failstop_fragile_fn_type }, { &mod_failstop_fragile_fn_type },
 };
-static MP_DEFINE_CONST_DICT(mod_failstop_fragile_locals, mod_failstop_fragile_locals_table);
+
+static void mod_failstop_fragile_attr(mp_obj_t self_in, qstr attr, mp_obj_t *dest) {
+    if (dest[0] == MP_OBJ_NULL && (attr == MP_QSTR___enter__ || attr == MP_QSTR___exit__)) {
+        dest[0] = MP_OBJ_FROM_PTR(&mod_failstop_fragile_fn[attr == MP_QSTR___enter__ ? FS_FRAGILE_ENTER : FS_FRAGILE_EXIT]);
+        dest[1] = self_in;
+    }
+}
 
 static MP_DEFINE_CONST_OBJ_TYPE(
     mod_failstop_fragile_type,
     MP_QSTR_fragile,
     MP_TYPE_FLAG_NONE,
-    locals_dict, &mod_failstop_fragile_locals
+    attr, mod_failstop_fragile_attr
     );
 
 static const mp_obj_base_t mod_failstop_fragile_singleton = { &mod_failstop_fragile_type };
-
-static mp_obj_t mod_failstop_fragile(void) {
-    return MP_OBJ_FROM_PTR(&mod_failstop_fragile_singleton);
-}
-static MP_DEFINE_CONST_FUN_OBJ_0(mod_failstop_fragile_obj, mod_failstop_fragile);
 #endif
 
 #if MICROPY_FAILSTOP_RECOVERABLE
@@ -590,7 +613,7 @@ static const mp_rom_map_elem_t mod_failstop_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR_failstop) },
     #if MICROPY_FAILSTOP_FRAGILE
     // First: looked up on every `with failstop.fragile():` (the table is searched in order).
-    { MP_ROM_QSTR(MP_QSTR_fragile), MP_ROM_PTR(&mod_failstop_fragile_obj) },
+    { MP_ROM_QSTR(MP_QSTR_fragile), MP_ROM_PTR(&mod_failstop_fragile_fn[FS_FRAGILE_NEW]) },
     #endif
     { MP_ROM_QSTR(MP_QSTR_panic), MP_ROM_PTR(&mod_failstop_panic_obj) },
     { MP_ROM_QSTR(MP_QSTR_last), MP_ROM_PTR(&mod_failstop_last_obj) },

@@ -187,6 +187,7 @@ void failstop_hal_stop_others(void) {
     }
     char buf[128]; // a few entries a call: the fault path keeps its stack small
     long n;
+    bool sent = false;
     while ((n = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
         for (long off = 0; off < n;) {
             struct { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; } *d = (void *)(buf + off);
@@ -197,13 +198,16 @@ void failstop_hal_stop_others(void) {
             }
             if (tid > 0 && tid != me) {
                 syscall(SYS_tgkill, pid, tid, sig);
+                sent = true;
             }
         }
     }
     syscall(SYS_close, fd);
-    // Give them a moment to take it (a thread inside a system call takes it on return).
-    struct timespec ts = { 0, 2000000 };
-    nanosleep(&ts, NULL);
+    if (sent) {
+        // Give them a moment to take it (a thread inside a system call takes it on return).
+        struct timespec ts = { 0, 2000000 };
+        nanosleep(&ts, NULL);
+    }
 }
 
 // No hardware to bite: with the asynchronous signals blocked the unix fault path

@@ -158,6 +158,9 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
 
     def panic(*args: Any, **kwargs: Any) -> NoReturn:
         """Never returns; any reason is recorded, truncated as needed."""
+        # The free heap as the program left it (the board allocates nothing from here on;
+        # the simulator's own work below would count).
+        free = rt.heap.free()
         reason = args[0] if args else kwargs.get("reason")
         exc_type, message, flags = "", "", 0
         if isinstance(reason, BaseException):
@@ -175,7 +178,12 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
             finally:
                 rt.converting = False
         rt.fault_stop(
-            Kind.PANIC, frame=rt.caller(), exc_type=exc_type, message=message, flags=flags
+            Kind.PANIC,
+            frame=rt.caller(),
+            exc_type=exc_type,
+            message=message,
+            flags=flags,
+            heap_free=free,
         )
 
     def policy(kind: object, action: object = None) -> str:
