@@ -175,6 +175,16 @@ def test_watchdog_hang_with_interrupts_off(board: Board) -> None:
 
 
 @pytest.mark.lean
+def test_watchdog_during_mark_records_a_whole_mark_or_none(board: Board) -> None:
+    res = board.run("watchdog_mark.py")
+    assert_clean_fault(res)
+    [line] = res.lines("MARK")
+    kind, mark = ast.literal_eval(line)
+    assert kind == "WATCHDOG" and mark in ("a" * 16, "b" * 16, ""), res.output
+    assert only_record(res).mark == mark
+
+
+@pytest.mark.lean
 def test_watchdog_hang_records_mark(board: Board) -> None:
     res = board.run("watchdog_hang.py")
     assert_clean_fault(res)
