@@ -54,6 +54,7 @@ EXCLUDED = {
     "threads_race.py": "which racing thread wins (and what the losers print) is timing",
     "thread_exception.py": "CPython prints an exception escaping a thread its own way",
     "heap_free.py": "prints the free heap: the simulator's is CPython's (test_corpus.py checks it)",
+    "watchdog_mark.py": "which mark() the watchdog interrupts is timing",
 }
 # Scripts of the emulated Pico's own tests (test_rp2_field.py): two cores in lockstep,
 # the RUN pin, a stalled USB host, watchdog timing of the RP2040.

@@ -173,6 +173,11 @@ static void fs_park_handler(int sig) {
 // program runs meanwhile. Threads are found in /proc/self/task with raw syscalls (no
 // allocation); the owner waits (bounded) until each has taken the signal.
 void failstop_hal_stop_others(void) {
+    #if MICROPY_PY_THREAD
+    if (!failstop_unix_threads_started) {
+        return; // the program never started a thread
+    }
+    #endif
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = fs_park_handler;
