@@ -598,8 +598,9 @@ static char *fs_put_qstr(char *p, qstr q) {
     return p + len;
 }
 
-void failstop_stop(uint8_t kind, uint8_t action) {
-    // One write: "failstop: <KIND> -> <ACTION>\r\n" (each name at most 9 bytes).
+// "failstop: <KIND> -> <ACTION>\r\n" in one write (each name at most 9 bytes). Not inlined:
+// the line's buffer is off the stack again before the reset's USB drain runs.
+static MP_NOINLINE void fs_write_stop_line(uint8_t kind, uint8_t action) {
     char line[10 + 9 + 4 + 9 + 2];
     char *p = line;
     memcpy(p, "failstop: ", 10);
@@ -608,6 +609,10 @@ void failstop_stop(uint8_t kind, uint8_t action) {
     p = fs_put_qstr(p + 4, failstop_action_names[action]);
     memcpy(p, "\r\n", 2);
     failstop_hal_write(line, p + 2 - line);
+}
+
+void failstop_stop(uint8_t kind, uint8_t action) {
+    fs_write_stop_line(kind, action);
     #if MICROPY_FAILSTOP_POLICY
     if (action == FAILSTOP_ACTION_HALT) {
         failstop_hal_halt();
