@@ -1,5 +1,5 @@
-// failstop frames: storage of the shadow frame stack (one per core or thread) and the
-// decoding of a frame's location, without allocating.
+// failstop frames: the decoding of a shadow-stack frame's location, without allocating.
+// (The stack's head is defined next to the wrapper that pushes onto it, failstop_hooks.c.)
 #include "py/runtime.h"
 #include "py/objfun.h"
 #include "failstop.h"
@@ -11,12 +11,6 @@
 #endif
 #if MICROPY_ENABLE_PYSTACK
 #error "failstop: MICROPY_ENABLE_PYSTACK exhaustion is raised in py/pystack.c, outside the hooked stack check"
-#endif
-
-#if FAILSTOP_NCORES > 1
-failstop_vmframe_t *failstop_vm_tops[FAILSTOP_NCORES];
-#else
-FAILSTOP_TLS failstop_vmframe_t *failstop_vm_top;
 #endif
 
 // Source line of a frame, decoded exactly as py/vm.c does for tracebacks.
