@@ -40,9 +40,9 @@
 #define MICROPY_FAILSTOP_HEAP_FREE (1)
 #endif
 
-// FAILSTOP_CONFIG: MICROPY_FAILSTOP_CRC_TABLE, entries of the CRC32 table: 256 (1 KiB of flash, a byte per step: the fault path's CRC ~3x faster) or 16 (64 bytes, a nibble per step), type=int, default=16 if MICROPY_FAILSTOP_LEAN else 256
-#ifndef MICROPY_FAILSTOP_CRC_TABLE
-#define MICROPY_FAILSTOP_CRC_TABLE (MICROPY_FAILSTOP_LEAN ? 16 : 256)
+// FAILSTOP_CONFIG: MICROPY_FAILSTOP_FAST, the fault path for speed: CRC32 with a 256-entry table (1 KiB) a word at a time, the free-heap scan three words at a time; without it the smallest code (a 16-entry table, a byte and a word at a time): about twice the fault-path time for ~1.3 KiB less flash, type=bool, default=!MICROPY_FAILSTOP_LEAN
+#ifndef MICROPY_FAILSTOP_FAST
+#define MICROPY_FAILSTOP_FAST (FAILSTOP_FULL)
 #endif
 
 // FAILSTOP_CONFIG: MICROPY_FAILSTOP_WDT_BUDGET_MS, on fault-path entry the hardware watchdog is re-armed to bite after this many ms at the latest, so the record is always finished, type=int, default=500

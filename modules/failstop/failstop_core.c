@@ -38,9 +38,9 @@ const qstr_short_t failstop_action_names[FAILSTOP_ACTION_RAISE + 1] = {
 };
 _Static_assert(FAILSTOP_KIND_FATAL == 7 && FAILSTOP_KIND_MAX == FAILSTOP_KIND_FATAL, "failstop: one name per kind");
 
-// CRC32 (IEEE, reflected). MICROPY_FAILSTOP_CRC_TABLE=256: a byte at a time (1 KiB of
-// flash, ~3x faster); 16: a nibble at a time (64 bytes). Aligned words are read whole.
-#if MICROPY_FAILSTOP_CRC_TABLE == 256
+// CRC32 (IEEE, reflected). MICROPY_FAILSTOP_FAST: a byte per step from a 256-entry table
+// (1 KiB of flash), aligned words read whole; otherwise a nibble per step from 16 entries.
+#if MICROPY_FAILSTOP_FAST
 static const uint32_t fs_crc_tab[256] = {
     0x00000000, 0x77073096, 0xee0e612c, 0x990951ba, 0x076dc419, 0x706af48f, 0xe963a535, 0x9e6495a3,
     0x0edb8832, 0x79dcb8a4, 0xe0d5e91e, 0x97d2d988, 0x09b64c2b, 0x7eb17cbd, 0xe7b82d07, 0x90bf1d91,
@@ -75,20 +75,19 @@ static const uint32_t fs_crc_tab[256] = {
     0xbdbdf21c, 0xcabac28a, 0x53b39330, 0x24b4a3a6, 0xbad03605, 0xcdd70693, 0x54de5729, 0x23d967bf,
     0xb3667a2e, 0xc4614ab8, 0x5d681b02, 0x2a6f2b94, 0xb40bbe37, 0xc30c8ea1, 0x5a05df1b, 0x2d02ef8d,
 };
+
 static MP_ALWAYSINLINE inline uint32_t fs_crc_byte(uint32_t c) {
     return (c >> 8) ^ fs_crc_tab[c & 0xff];
 }
-#elif MICROPY_FAILSTOP_CRC_TABLE == 16
+#else
 static const uint32_t fs_crc_tab[16] = {
     0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac, 0x76dc4190, 0x6b6b51f4, 0x4db26158, 0x5005713c,
     0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c, 0x9b64c2b0, 0x86d3d2d4, 0xa00ae278, 0xbdbdf21c,
 };
-static MP_ALWAYSINLINE inline uint32_t fs_crc_byte(uint32_t c) {
+static inline uint32_t fs_crc_byte(uint32_t c) {
     c = (c >> 4) ^ fs_crc_tab[c & 15];
     return (c >> 4) ^ fs_crc_tab[c & 15];
 }
-#else
-#error "MICROPY_FAILSTOP_CRC_TABLE: 16 or 256"
 #endif
 
 // Orders stores to retained RAM: the compiler must not move the magic write.
@@ -96,6 +95,7 @@ static MP_ALWAYSINLINE inline uint32_t fs_crc_byte(uint32_t c) {
 
 static uint32_t fs_crc_update(uint32_t crc, const void *data, size_t len) {
     const uint8_t *p = data;
+    #if MICROPY_FAILSTOP_FAST
     for (; len > 0 && ((uintptr_t)p & 3); --len) {
         crc = fs_crc_byte(crc ^ *p++);
     }
@@ -106,6 +106,7 @@ static uint32_t fs_crc_update(uint32_t crc, const void *data, size_t len) {
         crc = fs_crc_byte(crc);
         crc = fs_crc_byte(crc);
     }
+    #endif
     for (; len > 0; --len) {
         crc = fs_crc_byte(crc ^ *p++);
     }
@@ -229,7 +230,7 @@ static bool fs_qstr_head(char *dst, size_t cap, qstr q) {
 // without a popcount instruction (Cortex-M0+ has none). Per word, each entry's two bits are
 // ORed into its low bit; three words are summed in the 2-bit fields (at most 3 each), then
 // folded into nibbles and bytes, which add up over 21 triples before the bytes are summed
-// with one multiply: about 8 operations a word.
+// with one multiply: about 8 operations a word (MICROPY_FAILSTOP_FAST; else a word at a time).
 #define FS_M1 ((uintptr_t)0x5555555555555555ull)
 #define FS_M2 ((uintptr_t)0x3333333333333333ull)
 #define FS_M4 ((uintptr_t)0x0f0f0f0f0f0f0f0full)
@@ -260,6 +261,7 @@ static size_t fs_atb_used(const byte *p, size_t len) {
     }
     const uintptr_t *w = (const uintptr_t *)p;
     size_t n = len / sizeof(uintptr_t);
+    #if MICROPY_FAILSTOP_FAST
     for (size_t triples = n / 3; triples > 0;) {
         size_t k = triples < 21 ? triples : 21; // per-byte counts: at most 12 a triple
         triples -= k;
@@ -270,7 +272,9 @@ static size_t fs_atb_used(const byte *p, size_t len) {
         } while (--k);
         used += fs_bytes_sum(bytes);
     }
-    for (n %= 3; n > 0; --n) {
+    n %= 3;
+    #endif
+    for (; n > 0; --n) {
         used += fs_bytes_sum(fs_fold(fs_used_bits(*w++)));
     }
     p = (const byte *)w;
