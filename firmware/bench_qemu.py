@@ -164,9 +164,11 @@ def main() -> int:
         "bindings, argument checks with messages) is nearly as large as the fault path itself;",
         "in the core, the record writer (frame capture, text truncation, CRC), the boot (header",
         "check and rebuild, reset-cause fusion, crash-loop state) and the boot banner are the",
-        "largest functions. The lean profile drops the optional API and texts; what remains",
-        "is the record writer, the boot, `panic()` (which accepts anything), the Record type",
-        f"and the watchdog: {code / TARGET_FULL:.1f}x the full target,"
+        "largest functions; the full profile's `MICROPY_FAILSTOP_FAST` adds the 1 KiB CRC32",
+        "table and the unrolled loops (~1.3 KiB: the fault path in half the time, see",
+        "bench-unix.md). The lean profile drops the optional API, the texts and the fast",
+        "loops; what remains is the record writer, the boot, `panic()` (which accepts anything),",
+        f"the Record type and the watchdog: {code / TARGET_FULL:.1f}x the full target,"
         f" {lean_code / TARGET_LEAN:.1f}x the lean one.",
         "",
         "The board glue of the failstop board (`boards/MPS2_AN385`: littlefs, VFS, the `time`",

@@ -84,7 +84,7 @@ static const uint32_t fs_crc_tab[16] = {
     0x00000000, 0x1db71064, 0x3b6e20c8, 0x26d930ac, 0x76dc4190, 0x6b6b51f4, 0x4db26158, 0x5005713c,
     0xedb88320, 0xf00f9344, 0xd6d6a3e8, 0xcb61b38c, 0x9b64c2b0, 0x86d3d2d4, 0xa00ae278, 0xbdbdf21c,
 };
-static inline uint32_t fs_crc_byte(uint32_t c) {
+static MP_ALWAYSINLINE inline uint32_t fs_crc_byte(uint32_t c) {
     c = (c >> 4) ^ fs_crc_tab[c & 15];
     return (c >> 4) ^ fs_crc_tab[c & 15];
 }
@@ -254,34 +254,45 @@ static MP_ALWAYSINLINE inline uintptr_t fs_fold(uintptr_t a) {
     return (a & FS_M4) + ((a >> 4) & FS_M4);
 }
 
-static size_t fs_atb_used(const byte *p, size_t len) {
+// Bytes of the table outside its aligned words (none when the heap is word-aligned).
+static size_t fs_atb_bytes_used(const byte *p, size_t n) {
     size_t used = 0;
-    for (; len > 0 && ((uintptr_t)p & (sizeof(uintptr_t) - 1)); --len) {
-        used += fs_bytes_sum(fs_fold(fs_used_bits((uintptr_t)*p++)));
+    while (n-- > 0) {
+        used += fs_bytes_sum(fs_fold(fs_used_bits(*p++)));
     }
+    return used;
+}
+
+static size_t fs_atb_used(const byte *p, size_t len) {
+    size_t head = (0 - (uintptr_t)p) & (sizeof(uintptr_t) - 1);
+    head = head < len ? head : len;
+    size_t used = fs_atb_bytes_used(p, head);
+    p += head;
+    len -= head;
+    // MICROPY_FAILSTOP_FAST: three words a step; per-byte counts reach at most 12 a step,
+    // so 21 steps fit before the bytes are summed.
+    #define FS_STEP (MICROPY_FAILSTOP_FAST ? 3 : 1)
     const uintptr_t *w = (const uintptr_t *)p;
     size_t n = len / sizeof(uintptr_t);
-    #if MICROPY_FAILSTOP_FAST
-    for (size_t triples = n / 3; triples > 0;) {
-        size_t k = triples < 21 ? triples : 21; // per-byte counts: at most 12 a triple
-        triples -= k;
+    for (size_t steps = n / FS_STEP; steps > 0;) {
+        size_t k = steps < 21 ? steps : 21;
+        steps -= k;
         uintptr_t bytes = 0;
         do {
-            bytes += fs_fold(fs_used_bits(w[0]) + fs_used_bits(w[1]) + fs_used_bits(w[2]));
-            w += 3;
+            uintptr_t a = fs_used_bits(w[0]);
+            #if MICROPY_FAILSTOP_FAST
+            a += fs_used_bits(w[1]) + fs_used_bits(w[2]);
+            #endif
+            bytes += fs_fold(a);
+            w += FS_STEP;
         } while (--k);
         used += fs_bytes_sum(bytes);
     }
-    n %= 3;
-    #endif
-    for (; n > 0; --n) {
+    for (n %= FS_STEP; n > 0; --n) {
         used += fs_bytes_sum(fs_fold(fs_used_bits(*w++)));
     }
-    p = (const byte *)w;
-    for (len %= sizeof(uintptr_t); len > 0; --len) {
-        used += fs_bytes_sum(fs_fold(fs_used_bits((uintptr_t)*p++)));
-    }
-    return used;
+    #undef FS_STEP
+    return used + fs_atb_bytes_used((const byte *)w, len % sizeof(uintptr_t));
 }
 
 // Free GC heap, in bytes.
