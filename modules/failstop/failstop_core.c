@@ -93,6 +93,10 @@ static MP_ALWAYSINLINE inline uint32_t fs_crc_byte(uint32_t c) {
 // Orders stores to retained RAM: the compiler must not move the magic write.
 #define FS_BARRIER() __atomic_signal_fence(__ATOMIC_SEQ_CST)
 
+// Words read out of byte data (records, the allocation table): may alias anything.
+typedef uint32_t __attribute__((may_alias)) fs_u32_alias_t;
+typedef uintptr_t __attribute__((may_alias)) fs_uptr_alias_t;
+
 static uint32_t fs_crc_update(uint32_t crc, const void *data, size_t len) {
     const uint8_t *p = data;
     #if MICROPY_FAILSTOP_FAST
@@ -100,7 +104,7 @@ static uint32_t fs_crc_update(uint32_t crc, const void *data, size_t len) {
         crc = fs_crc_byte(crc ^ *p++);
     }
     for (; len >= 4; len -= 4, p += 4) {
-        crc ^= *(const uint32_t *)p; // little-endian (static assert in failstop.h)
+        crc ^= *(const fs_u32_alias_t *)p; // little-endian (static assert in failstop.h)
         crc = fs_crc_byte(crc);
         crc = fs_crc_byte(crc);
         crc = fs_crc_byte(crc);
@@ -269,29 +273,26 @@ static size_t fs_atb_used(const byte *p, size_t len) {
     size_t used = fs_atb_bytes_used(p, head);
     p += head;
     len -= head;
-    // MICROPY_FAILSTOP_FAST: three words a step; per-byte counts reach at most 12 a step,
-    // so 21 steps fit before the bytes are summed.
-    #define FS_STEP (MICROPY_FAILSTOP_FAST ? 3 : 1)
-    const uintptr_t *w = (const uintptr_t *)p;
+    const fs_uptr_alias_t *w = (const fs_uptr_alias_t *)p;
     size_t n = len / sizeof(uintptr_t);
-    for (size_t steps = n / FS_STEP; steps > 0;) {
+    #if MICROPY_FAILSTOP_FAST
+    // Three words a step; per-byte counts reach at most 12 a step, so 21 steps fit before
+    // the bytes are summed.
+    for (size_t steps = n / 3; steps > 0;) {
         size_t k = steps < 21 ? steps : 21;
         steps -= k;
         uintptr_t bytes = 0;
         do {
-            uintptr_t a = fs_used_bits(w[0]);
-            #if MICROPY_FAILSTOP_FAST
-            a += fs_used_bits(w[1]) + fs_used_bits(w[2]);
-            #endif
-            bytes += fs_fold(a);
-            w += FS_STEP;
+            bytes += fs_fold(fs_used_bits(w[0]) + fs_used_bits(w[1]) + fs_used_bits(w[2]));
+            w += 3;
         } while (--k);
         used += fs_bytes_sum(bytes);
     }
-    for (n %= FS_STEP; n > 0; --n) {
+    n %= 3;
+    #endif
+    for (; n > 0; --n) {
         used += fs_bytes_sum(fs_fold(fs_used_bits(*w++)));
     }
-    #undef FS_STEP
     return used + fs_atb_bytes_used((const byte *)w, len % sizeof(uintptr_t));
 }
 

@@ -12,7 +12,7 @@
 
 // The shadow stack's head, one per core or thread. Defined here, in the unit of its one hot
 // user: the compiler then addresses a thread-local head directly (%fs:offset on x86-64),
-// which takes 4 of the wrapper's 14 instructions off every bytecode call.
+// which takes 3 of the wrapper's 14 instructions off every bytecode call.
 #if FAILSTOP_NCORES > 1
 failstop_vmframe_t *failstop_vm_tops[FAILSTOP_NCORES];
 #else
