@@ -154,20 +154,21 @@ def stack_usage() -> tuple[int, list[str], list[str]]:
 LAYOUT_NOISE = re.compile(r"__(str|mem|stp|rawmem|wmem|wcs)\w*$")
 
 
-def libc_string_cost() -> int:
-    """Instructions of libc's string/memory routines in the last callgrind run."""
+def self_costs() -> list[tuple[int, str, str]]:
+    """(own instructions, function, object) of every function in the last callgrind run."""
     out = subprocess.run(
         ["callgrind_annotate", "--threshold=100", str(TMP / "cg.out")],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    cost = 0
-    line = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+\S*:(\S+) \[[^\]]*libc\.so[^\]]*\]$", re.M)
-    for m in line.finditer(out):
-        if LAYOUT_NOISE.match(m.group(2)):
-            cost += int(m.group(1).replace(",", ""))
-    return cost
+    line = re.compile(r"^\s*([\d,]+) \([^)]*\)\s+\S*:(\S+)(?: \[([^\]]*)\])?$", re.M)
+    return [(int(m[1].replace(",", "")), m[2], m[3] or "") for m in line.finditer(out)]
+
+
+def libc_string_cost() -> int:
+    """Instructions of libc's string/memory routines in the last callgrind run."""
+    return sum(c for c, fn, obj in self_costs() if "libc.so" in obj and LAYOUT_NOISE.match(fn))
 
 
 def perf(fw: Path, name: str) -> int:
@@ -178,32 +179,18 @@ def perf(fw: Path, name: str) -> int:
     return callgrind([str(fw), str(prog)]) - libc_string_cost()
 
 
-def wrapper_cost(name: str) -> tuple[int, int]:
-    """(calls, own instructions) of the shadow-stack wrapper in perf_bench program `name`."""
-    perf(FW, name)
+WRAPPER = "__wrap_mp_execute_bytecode"
+
+
+def wrapper_cost() -> tuple[int, int]:
+    """(calls, own instructions) of the shadow-stack wrapper in the last callgrind run."""
     text = (TMP / "cg.out").read_text()
-    names: dict[str, str] = {}
-    for m in re.finditer(r"^c?fn=\((\d+)\)(?: (.*))?$", text, re.M):
-        if m.group(2):
-            names[m.group(1)] = m.group(2)
-    wrapper = {i for i, n in names.items() if n.split("'")[0] == "__wrap_mp_execute_bytecode"}
+    names = {m[1]: m[2] for m in re.finditer(r"^c?fn=\((\d+)\) (.*)$", text, re.M)}
+    ids = {i for i, n in names.items() if n.split("'")[0] == WRAPPER}
     calls = sum(
-        int(m.group(2))
-        for m in re.finditer(r"^cfn=\((\d+)\).*\ncalls=(\d+) ", text, re.M)
-        if m.group(1) in wrapper
+        int(m[2]) for m in re.finditer(r"^cfn=\((\d+)\).*\ncalls=(\d+) ", text, re.M) if m[1] in ids
     )
-    out = subprocess.run(
-        ["callgrind_annotate", "--threshold=100", str(TMP / "cg.out")],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    own = sum(
-        int(m.group(1).replace(",", ""))
-        for m in re.finditer(
-            r"^\s*([\d,]+) \([^)]*\)\s+\S*:__wrap_mp_execute_bytecode\b", out, re.M
-        )
-    )
+    own = sum(c for c, fn, _ in self_costs() if fn.split("'")[0] == WRAPPER)
     return calls, own
 
 
@@ -305,8 +292,12 @@ def main() -> None:
     ]
     tot_s = tot_f = 0
     overhead: dict[str, float] = {}
+    s_yf = f_yf = calls = wrapper_own = 0
     for name in PERF:
         s, f = perf(STOCK, name), perf(FW, name)
+        if name == "core_yield_from":
+            s_yf, f_yf = s, f
+            calls, wrapper_own = wrapper_cost()  # of the failstop run just made
         tot_s += s
         tot_f += f
         overhead[name] = 100 * (f - s) / s
@@ -320,9 +311,7 @@ def main() -> None:
         f" {'met' if median <= TARGET_MEDIAN else 'missed'}); `core_yield_from`: **{yf:+.2f}%**"
         f" (target ≤ +{TARGET_YIELD_FROM}%: {'met' if yf <= TARGET_YIELD_FROM else 'missed'}).",
     ]
-    calls, wrapper_own = wrapper_cost("core_yield_from")
-    s_yf, f_yf = perf(STOCK, "core_yield_from"), perf(FW, "core_yield_from")
-    floor = 100 * (f_yf - s_yf - wrapper_own + 9 * calls) / s_yf
+    floor = 100 * (f_yf - s_yf - wrapper_own + 9 * calls) / max(s_yf, 1)
     out += [
         "",
         f"Of `core_yield_from`'s {f_yf - s_yf:,} extra instructions, {wrapper_own:,} are the"
