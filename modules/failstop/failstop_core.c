@@ -103,13 +103,20 @@ static uint32_t fs_crc_update(uint32_t crc, const void *data, size_t len) {
     for (; len > 0 && ((uintptr_t)p & 3); --len) {
         crc = fs_crc_byte(crc ^ *p++);
     }
-    for (; len >= 4; len -= 4, p += 4) {
+    // Two aligned words a step (the record and the header are multiples of 8 bytes).
+    for (const uint8_t *end = p + (len & ~(size_t)7); p != end; p += 8) {
         crc ^= *(const fs_u32_alias_t *)p; // little-endian (static assert in failstop.h)
         crc = fs_crc_byte(crc);
         crc = fs_crc_byte(crc);
         crc = fs_crc_byte(crc);
         crc = fs_crc_byte(crc);
+        crc ^= *(const fs_u32_alias_t *)(p + 4);
+        crc = fs_crc_byte(crc);
+        crc = fs_crc_byte(crc);
+        crc = fs_crc_byte(crc);
+        crc = fs_crc_byte(crc);
     }
+    len &= 7;
     #endif
     for (; len > 0; --len) {
         crc = fs_crc_byte(crc ^ *p++);
@@ -374,12 +381,29 @@ static void fs_capture_frames(failstop_record_t *r, mp_obj_t exc) {
         fs_add_frame(r, file, line, block);
     }
     if (vf != NULL) {
-        // The rest only counted (decoding costs ~300 instructions a frame), in a register.
+        // The rest only counted (decoding costs ~300 instructions a frame), in a register,
+        // four nodes a step with the cap tested once a step (deep recursion: 175 nodes).
         size_t depth = r->depth;
-        for (; vf != NULL && depth < 255; vf = vf->prev) {
-            depth++;
+        while (depth < 255) { // vf: a node not counted yet
+            const failstop_vmframe_t *a = vf->prev, *b, *c;
+            if (a == NULL) {
+                depth += 1;
+                break;
+            }
+            if ((b = a->prev) == NULL) {
+                depth += 2;
+                break;
+            }
+            if ((c = b->prev) == NULL) {
+                depth += 3;
+                break;
+            }
+            depth += 4;
+            if ((vf = c->prev) == NULL) {
+                break;
+            }
         }
-        r->depth = depth;
+        r->depth = depth < 255 ? depth : 255;
         r->flags |= FAILSTOP_FLAG_TB_TRUNCATED;
     }
     if (r->nframes == 0) {
@@ -429,7 +453,7 @@ static failstop_record_t *fs_pick_slot(uint8_t action) {
 }
 
 // Invalidate slot r and fill the common fields.
-static failstop_record_t *fs_record_begin(failstop_record_t *r, uint8_t kind, uint8_t action) {
+static failstop_record_t *fs_record_begin(failstop_record_t *r, uint8_t kind, uint8_t action, uint32_t up) {
     failstop_header_t *h = &fs_region->hdr;
     uint32_t seq = h->next_seq;
     r->magic = 0; // a torn write leaves this slot invalid
@@ -443,9 +467,11 @@ static failstop_record_t *fs_record_begin(failstop_record_t *r, uint8_t kind, ui
     r->reset_cause = h->boot_cause;
     r->seq = seq;
     r->boot = h->boot_count;
-    r->uptime_ms = failstop_hal_uptime_ms();
+    r->uptime_ms = up;
     fs_mark_copy(r->mark);
-    fs_text_head(r->firmware, sizeof(r->firmware), MICROPY_FAILSTOP_FIRMWARE_ID, strlen(MICROPY_FAILSTOP_FIRMWARE_ID));
+    // A constant: its first 16 bytes in one fixed-size copy.
+    static const char id[] = MICROPY_FAILSTOP_FIRMWARE_ID;
+    memcpy(r->firmware, id, MIN(sizeof(id) - 1, sizeof(r->firmware)));
     #if MICROPY_STACK_CHECK
     // 0 (unknown) when the fault is taken on another stack (signal or exception stack).
     mp_uint_t used = mp_cstack_usage();
@@ -539,6 +565,7 @@ uint8_t failstop_record(const failstop_fault_t *f) {
     uint8_t action = failstop_policy_get(kind);
     failstop_header_t *h = &fs_region->hdr;
     failstop_record_t *r;
+    uint32_t up = failstop_hal_uptime_ms();
     #if MICROPY_FAILSTOP_POLICY
     if (action == FAILSTOP_ACTION_RAISE) {
         fs_claim();
@@ -557,13 +584,13 @@ uint8_t failstop_record(const failstop_fault_t *f) {
         failstop_hal_stop_others();
         if (action == FAILSTOP_ACTION_REBOOT) {
             // Counted on entry, once: a double fault from here on resets directly.
-            fs_count_reboot(failstop_hal_uptime_ms());
+            fs_count_reboot(up);
             h->pending_cause = kind == FAILSTOP_KIND_WATCHDOG ? FAILSTOP_RC_WATCHDOG : FAILSTOP_RC_FAULT;
             // Committed with the sequence number in fs_record_begin (one CRC of the header).
         }
         r = fs_pick_slot(action);
     }
-    r = fs_record_begin(r, kind, action);
+    r = fs_record_begin(r, kind, action, up);
     fs_fault_rec = r;
     r->flags |= f->flags;
     #if MICROPY_FAILSTOP_KEEPER
@@ -899,9 +926,8 @@ void failstop_print_banner(void) {
 static void fs_posthoc_watchdog(void) {
     static const char msg[] = "watchdog reset, no early warning";
     failstop_header_t *h = &fs_region->hdr;
-    failstop_record_t *r = fs_record_begin(fs_pick_slot(FAILSTOP_ACTION_REBOOT), FAILSTOP_KIND_WATCHDOG, FAILSTOP_ACTION_REBOOT);
+    failstop_record_t *r = fs_record_begin(fs_pick_slot(FAILSTOP_ACTION_REBOOT), FAILSTOP_KIND_WATCHDOG, FAILSTOP_ACTION_REBOOT, 0);
     r->boot = h->boot_count - 1; // the boot that hung (its cause is still in boot_cause)
-    r->uptime_ms = 0;
     r->heap_free = 0xffffffff;
     r->stack_used = 0;
     r->flags = FAILSTOP_FLAG_POSTHOC | FAILSTOP_FLAG_NO_PYTHON_FRAME;

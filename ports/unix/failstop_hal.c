@@ -37,6 +37,8 @@ static long fs_max_boots;
 static struct timespec fs_t0;
 static uint64_t fs_uptime0;
 static uint32_t fs_wdt_ms;
+// Every asynchronous signal (built at start-up: the fault path only hands it to the kernel).
+static sigset_t fs_async_signals;
 static failstop_region_t fs_fallback; // when no file can be mapped
 static uint8_t fs_altstack[64 * 1024];
 
@@ -70,6 +72,12 @@ __attribute__((constructor)) static void fs_unix_init(int argc, char **argv, cha
         fs_envp_next[j++] = fs_chain_var;
         fs_envp_next[j] = NULL;
     }
+
+    sigfillset(&fs_async_signals);
+    sigdelset(&fs_async_signals, SIGSEGV);
+    sigdelset(&fs_async_signals, SIGBUS);
+    sigdelset(&fs_async_signals, SIGILL);
+    sigdelset(&fs_async_signals, SIGFPE);
 
     stack_t ss = { .ss_sp = fs_altstack, .ss_size = sizeof(fs_altstack), .ss_flags = 0 };
     sigaltstack(&ss, NULL);
@@ -140,13 +148,7 @@ void failstop_hal_write(const char *str, size_t len) {
 // Every asynchronous signal off; the synchronous fault signals stay deliverable, so a
 // fault inside the fault path is a double fault (blocked, the kernel would kill us).
 void failstop_hal_irq_disable(void) {
-    sigset_t all;
-    sigfillset(&all);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGILL);
-    sigdelset(&all, SIGFPE);
-    sigprocmask(SIG_BLOCK, &all, NULL);
+    sigprocmask(SIG_BLOCK, &fs_async_signals, NULL);
 }
 
 uint32_t failstop_hal_context(void) {
