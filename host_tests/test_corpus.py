@@ -105,6 +105,19 @@ def test_stack_deep_recursion(board: Board) -> None:
     assert all(f.function == "down" for f in rec.traceback) and len(rec.traceback) == codec.NFRAMES
 
 
+def test_depth_counts_every_active_frame(board: Board) -> None:
+    """depth is exact past the three decoded frames (the fault path counts the rest several
+    nodes a step): 1 to 10 frames of down() under the module's."""
+    res = board.run("panic_depth.py")
+    assert_clean_fault(res, boots=11)
+    got = [ast.literal_eval(s) for s in res.lines("DEPTH")]
+    assert got == [
+        (n, n + 1, min(n + 1, codec.NFRAMES), codec.FLAG_TB_TRUNCATED if n + 1 > codec.NFRAMES else 0)
+        for n in range(1, 11)
+    ]
+    assert [r.depth for r in res.region.records] == [9, 10, 11]
+
+
 def test_panic_accepts_anything(board: Board) -> None:
     res = board.run("panic_reasons.py")
     assert_clean_fault(res, boots=7)
