@@ -111,9 +111,9 @@ def test_depth_counts_every_active_frame(board: Board) -> None:
     res = board.run("panic_depth.py")
     assert_clean_fault(res, boots=11)
     got = [ast.literal_eval(s) for s in res.lines("DEPTH")]
+    N = codec.NFRAMES
     assert got == [
-        (n, n + 1, min(n + 1, codec.NFRAMES), codec.FLAG_TB_TRUNCATED if n + 1 > codec.NFRAMES else 0)
-        for n in range(1, 11)
+        (n, n + 1, min(n + 1, N), codec.FLAG_TB_TRUNCATED if n + 1 > N else 0) for n in range(1, 11)
     ]
     assert [r.depth for r in res.region.records] == [9, 10, 11]
 
