@@ -248,6 +248,19 @@ def main() -> None:
     rows = fault_path()
     for name, hook, ir, scan in rows:
         out.append(f"| {name} | `{hook}` | {ir:,} | {scan:,} | {ir - scan:,} |")
+    mcu = [r for r in rows if "MiB" not in r[0]]  # the targets are for the 128 KiB heap
+
+    def verdict(over: list[str]) -> str:
+        return "met for every fault" if not over else "missed for " + ", ".join(over)
+
+    with_scan = verdict([n.split(",")[0] for n, _, ir, _ in mcu if ir > TARGET_FAULT])
+    no_scan = verdict([n.split(",")[0] for n, _, ir, sc in mcu if ir - sc > TARGET_FAULT_NO_SCAN])
+    out += [
+        "",
+        f"With the scan: {with_scan}; without it: {no_scan}. A STACK fault counts every active",
+        "frame for the record's `depth` (here 175 past the three decoded, about 4 instructions",
+        "each: the frame stack is a linked list on the C stack, walked once).",
+    ]
     say("fault path with the smallest code (MICROPY_FAILSTOP_FAST=0, build/unix-small)")
     small = measurement_build("unix-small", "-DMICROPY_FAILSTOP_FAST=0") / "micropython"
     out += [
