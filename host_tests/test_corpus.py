@@ -107,15 +107,24 @@ def test_stack_deep_recursion(board: Board) -> None:
 
 def test_depth_counts_every_active_frame(board: Board) -> None:
     """depth is exact past the three decoded frames (the fault path counts the rest several
-    nodes a step): 1 to 10 frames of down() under the module's."""
+    nodes a step), and recursion's repeated frames decode alike (the fault path reuses
+    the frame before when the place is the same): 1 to 10 frames of down() under the
+    module's."""
     res = board.run("panic_depth.py")
     assert_clean_fault(res, boots=11)
+    main = board.main_file("panic_depth.py")
+    panic_at = (main, fault_line("panic_depth.py"), "down")
+    call_at = (main, fault_line("panic_depth.py", tag="# CALL"), "down")
+    module_at = (main, fault_line("panic_depth.py", tag="# STEP"), "<module>")
+
+    def frames(n: int) -> list[tuple]:
+        return ([panic_at] + [call_at] * (n - 1) + [module_at])[: codec.NFRAMES]
+
+    flags = [codec.FLAG_TB_TRUNCATED if n + 1 > codec.NFRAMES else 0 for n in range(1, 11)]
     got = [ast.literal_eval(s) for s in res.lines("DEPTH")]
-    N = codec.NFRAMES
-    assert got == [
-        (n, n + 1, min(n + 1, N), codec.FLAG_TB_TRUNCATED if n + 1 > N else 0) for n in range(1, 11)
-    ]
+    assert got == [(n, n + 1, frames(n), flags[n - 1]) for n in range(1, 11)]
     assert [r.depth for r in res.region.records] == [9, 10, 11]
+    assert [(f.file, f.line, f.function) for f in res.region.records[-1].traceback] == frames(10)
 
 
 def test_panic_accepts_anything(board: Board) -> None:

@@ -40,7 +40,7 @@
 #define MICROPY_FAILSTOP_HEAP_FREE (1)
 #endif
 
-// FAILSTOP_CONFIG: MICROPY_FAILSTOP_FAST, the fault path for speed: CRC32 with a 256-entry table (1 KiB) a word at a time, the free-heap scan three words at a time; without it the smallest code (a 16-entry table, a byte and a word at a time): about twice the fault-path time for ~1.3 KiB less flash, type=bool, default=!MICROPY_FAILSTOP_LEAN
+// FAILSTOP_CONFIG: MICROPY_FAILSTOP_FAST, the fault path for speed: CRC32 with a 256-entry table (1 KiB) two words a step, the free-heap scan three words a step, a recursion's repeated frame decoded once, the frames past the third counted four a step; without it the smallest code (a 16-entry table, a byte and a word at a time, every frame decoded): about twice the fault-path time for ~1.3 KiB less flash, type=bool, default=!MICROPY_FAILSTOP_LEAN
 #ifndef MICROPY_FAILSTOP_FAST
 #define MICROPY_FAILSTOP_FAST (FAILSTOP_FULL)
 #endif

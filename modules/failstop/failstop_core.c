@@ -375,15 +375,32 @@ static void fs_capture_frames(failstop_record_t *r, mp_obj_t exc) {
             vf = vf->prev; // the innermost active frame is the traceback's last entry
         }
     }
+    #if MICROPY_FAILSTOP_FAST
+    const mp_code_state_t *prev = NULL;
+    #endif
     for (; vf != NULL && r->nframes < FAILSTOP_NFRAMES; vf = vf->prev) {
+        const mp_code_state_t *cs = vf->cs;
+        #if MICROPY_FAILSTOP_FAST
+        if (prev != NULL && cs->fun_bc == prev->fun_bc && cs->ip == prev->ip) {
+            // Recursion, a STACK fault's usual shape: the same place as the frame before
+            // (decoding depends on nothing else), so its decoded frame again.
+            r->frames[r->nframes] = r->frames[r->nframes - 1];
+            r->nframes++;
+            r->depth++; // < 255: the frames before it were at most two
+            continue;
+        }
+        prev = cs;
+        #endif
         qstr file, block;
-        size_t line = failstop_frame_decode(vf->cs, &file, &block);
+        size_t line = failstop_frame_decode(cs, &file, &block);
         fs_add_frame(r, file, line, block);
     }
     if (vf != NULL) {
-        // The rest only counted (decoding costs ~300 instructions a frame), in a register,
-        // four nodes a step with the cap tested once a step (deep recursion: 175 nodes).
+        // The rest only counted (decoding costs ~300 instructions a frame), in a register;
+        // MICROPY_FAILSTOP_FAST: four nodes a step with the cap tested once a step (deep
+        // recursion: 175 nodes).
         size_t depth = r->depth;
+        #if MICROPY_FAILSTOP_FAST
         while (depth < 255) { // vf: a node not counted yet
             const failstop_vmframe_t *a = vf->prev, *b, *c;
             if (a == NULL) {
@@ -403,6 +420,11 @@ static void fs_capture_frames(failstop_record_t *r, mp_obj_t exc) {
                 break;
             }
         }
+        #else
+        for (; vf != NULL && depth < 255; vf = vf->prev) {
+            depth++;
+        }
+        #endif
         r->depth = depth < 255 ? depth : 255;
         r->flags |= FAILSTOP_FLAG_TB_TRUNCATED;
     }
