@@ -206,6 +206,19 @@ def test_watchdog_during_mark_records_a_whole_mark_or_none(board: Board) -> None
     assert only_record(res).mark == mark
 
 
+def test_mark_interrupted_half_way_is_left_out(board: Board) -> None:
+    """An interrupt at the worst moment of mark() (half the tag copied, the CRC not yet): the
+    record's mark is none, never half a tag, and the torn block reads as none after the
+    reboot (its CRC does not match) until mark() sets it again."""
+    res = board.run("mark_torn.py")
+    assert_clean_fault(res)
+    [line] = res.lines("MARK")
+    assert ast.literal_eval(line) == ("WATCHDOG", "", "<module>", fault_line("mark_torn.py"), "")
+    assert res.lines("AGAIN") == [repr("c" * 16)]
+    assert only_record(res).mark == ""
+    assert res.region.header is not None and res.region.header.mark == "c" * 16
+
+
 @pytest.mark.lean
 def test_watchdog_hang_records_mark(board: Board) -> None:
     res = board.run("watchdog_hang.py")

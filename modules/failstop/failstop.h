@@ -195,6 +195,8 @@ extern uint8_t failstop_recoverable[2];
 extern bool failstop_keeper_active;
 // Test hook (_inject('DOUBLE', addr)): the next fault path stores to addr mid-record.
 extern uintptr_t failstop_inject_addr;
+// Test hook (_inject('MARK')): the next mark() is interrupted half way through its copy.
+extern bool failstop_inject_mark;
 // An UNHANDLED traceback from the record of the fault being handled (raw output, no Python).
 void failstop_print_traceback(void);
 

@@ -26,6 +26,7 @@ bool failstop_keeper_active;
 #endif
 #if MICROPY_FAILSTOP_INJECT
 uintptr_t failstop_inject_addr;
+bool failstop_inject_mark;
 #endif
 bool failstop_main_active;
 
@@ -843,6 +844,14 @@ void failstop_mark_set(const char *tag, size_t len) {
     fs_mark_writing++;
     FS_BARRIER();
     memset(h->mark, 0, sizeof(h->mark));
+    #if MICROPY_FAILSTOP_INJECT
+    if (failstop_inject_mark) {
+        // Test hook: the watchdog's early warning lands half way through the copy.
+        failstop_inject_mark = false;
+        memcpy(h->mark, tag, len / 2);
+        failstop_watchdog_timeout();
+    }
+    #endif
     memcpy(h->mark, tag, len);
     h->mark_crc = failstop_crc32(h->mark, sizeof(h->mark));
     fs_mark_ok = true;

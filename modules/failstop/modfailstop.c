@@ -589,10 +589,16 @@ static MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(mod_failstop_crash_loop_obj, 0, 2, mo
 // to exercise the FATAL path (unreachable from correct Python code).
 // _inject('DOUBLE', addr): the next fail-stop fault path stores to addr before its
 // record is committed (a CPU fault inside the fault path: a double fault).
+// _inject('MARK'): the next mark(tag) is interrupted by the watchdog's early warning half
+// way through its copy (an interrupt at the worst moment, made deterministic).
 static mp_obj_t mod_failstop_inject(size_t n_args, const mp_obj_t *args) {
     mp_obj_t kind_in = args[0];
     if (n_args == 2 && mp_obj_is_str(kind_in) && strcmp(mp_obj_str_get_str(kind_in), "DOUBLE") == 0) {
         failstop_inject_addr = mp_obj_get_int_truncated(args[1]);
+        return mp_const_none;
+    }
+    if (n_args == 1 && mp_obj_is_str(kind_in) && strcmp(mp_obj_str_get_str(kind_in), "MARK") == 0) {
+        failstop_inject_mark = true;
         return mp_const_none;
     }
     uint8_t kind = fs_lookup(kind_in, failstop_kind_names, MP_ARRAY_SIZE(failstop_kind_names), "fault kind");

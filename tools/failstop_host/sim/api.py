@@ -260,6 +260,13 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
         elif isinstance(tag, str):
             if len(tag.encode("utf-8", "surrogatepass")) > codec.MARK_SIZE:
                 raise ValueError(f"mark tag longer than {codec.MARK_SIZE} bytes")
+            if rt.inject_mark:
+                # _inject("MARK"): the watchdog's early warning lands half way through.
+                rt.inject_mark = False
+                ret.mark_set_torn(tag)
+                rt.fault_stop(
+                    Kind.WATCHDOG, frame=rt.caller(), message="watchdog timeout", asynchronous=True
+                )
             ret.mark_set(tag)
         else:
             raise TypeError(f"mark tag must be a str or None, not {_tname(tag)}")
@@ -302,6 +309,10 @@ def build_failstop(rt: Runtime) -> types.ModuleType:
             if not isinstance(a, int):
                 raise TypeError(f"can't convert {_tname(a)} to int")
             rt.inject_addr = a & 0xFFFFFFFFFFFFFFFF
+            return
+        if not addr and type(kind) is str and kind == "MARK":
+            # The next mark(tag) is interrupted half way through its copy.
+            rt.inject_mark = True
             return
         k = _lookup(kind, _KIND_NAMES, "fault kind")
         if k != Kind.FATAL:

@@ -169,6 +169,13 @@ class Retained:
         """failstop_mark_set: the 16 bytes, then their CRC; the header is not touched."""
         self.mem[MARK_START : MARK_START + MARK_BLOCK] = codec.encode_mark(tag)
 
+    def mark_set_torn(self, tag: str) -> None:
+        """failstop_mark_set cut short: the block cleared and half the tag's bytes written,
+        the CRC not yet (an interrupt half way through the copy)."""
+        raw = tag.encode("utf-8", "surrogatepass")
+        self.mem[MARK_START : MARK_START + codec.MARK_SIZE] = bytes(codec.MARK_SIZE)
+        self.mem[MARK_START : MARK_START + len(raw) // 2] = raw[: len(raw) // 2]
+
     # --- slots ----------------------------------------------------------------------
 
     def slot_bytes(self, slot: int) -> bytes:

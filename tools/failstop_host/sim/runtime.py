@@ -100,6 +100,7 @@ class Runtime:
         self.raise_recorded = False  # one RAISE record per boot
         self.keeper_active = False  # records get IN_KEEPER
         self.inject_addr = 0  # _inject("DOUBLE", addr): the next fault path stores there
+        self.inject_mark = False  # _inject("MARK"): the next mark() is interrupted half way
         self.main_active = False
 
     # --- console and the end of a boot ------------------------------------------------
