@@ -97,7 +97,7 @@
 #define MICROPY_FAILSTOP_REGION_API (FAILSTOP_FULL)
 #endif
 
-// FAILSTOP_CONFIG: MICROPY_FAILSTOP_INJECT, failstop._inject(): the test hooks for FATAL and the double fault, type=bool, default=!MICROPY_FAILSTOP_LEAN
+// FAILSTOP_CONFIG: MICROPY_FAILSTOP_INJECT, failstop._inject(): the test hooks for FATAL, the double fault and a mark() interrupted half way, type=bool, default=!MICROPY_FAILSTOP_LEAN
 #ifndef MICROPY_FAILSTOP_INJECT
 #define MICROPY_FAILSTOP_INJECT (FAILSTOP_FULL)
 #endif
