@@ -257,17 +257,18 @@ def main() -> None:
     no_scan = verdict([n.split(",")[0] for n, _, ir, sc in mcu if ir - sc > TARGET_FAULT_NO_SCAN])
     out += [
         "",
-        f"With the scan: {with_scan}; without it: {no_scan}. A STACK fault counts every active",
-        "frame for the record's `depth` (here 175 past the three decoded, about 4 instructions",
-        "each: the frame stack is a linked list on the C stack, walked once).",
+        f"With the scan: {with_scan}; without it: {no_scan}.",
+        "A STACK fault counts every active frame for the record's `depth` (here 175 past the",
+        "three decoded): the frame stack is a linked list on the C stack, walked once.",
     ]
     say("fault path with the smallest code (MICROPY_FAILSTOP_FAST=0, build/unix-small)")
     small = measurement_build("unix-small", "-DMICROPY_FAILSTOP_FAST=0") / "micropython"
     out += [
         "",
-        "The full profile builds the fault path for speed (`MICROPY_FAILSTOP_FAST`: a 256-entry",
-        "CRC32 table, the scan three words at a time; ~1.3 KiB of Cortex-M flash). With the",
-        "smallest code instead (`MICROPY_FAILSTOP_FAST=0`, the lean profile's choice):",
+        "The full profile builds the fault path for speed (`MICROPY_FAILSTOP_FAST`, see",
+        "config.md: a 256-entry CRC32 table, wider loop steps, a recursion's repeated frame",
+        "decoded once; ~1.3 KiB of Cortex-M flash). With the smallest code instead",
+        "(`MICROPY_FAILSTOP_FAST=0`, the lean profile's choice):",
         "",
         "| fault | instructions | of which the heap scan | without the scan | vs. fast |",
         "|---|---:|---:|---:|---:|",
